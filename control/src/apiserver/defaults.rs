@@ -1,0 +1,154 @@
+//! Defaulting: the values Kubernetes fills in when a client leaves them out, so objects
+//! read back look as they do on a real cluster (`kubectl get -o yaml`, `describe`).
+//! Idempotent: applying defaults twice changes nothing.
+
+use serde_json::{Value, json};
+
+use super::resources::ResourceInfo;
+
+fn set_default(obj: &mut Value, field: &str, v: Value) {
+    if obj.is_object() && obj.get(field).is_none_or(Value::is_null) {
+        obj[field] = v;
+    }
+}
+
+fn container(c: &mut Value) {
+    let image = c["image"].as_str().unwrap_or("");
+    let latest = !image.contains('@') && (image.rsplit('/').next().is_some_and(|last| !last.contains(':')) || image.ends_with(":latest"));
+    set_default(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    if let Some(ports) = c["ports"].as_array_mut() {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// Defaults of a PodSpec.
+pub(crate) fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec[list].as_array_mut() {
+            for c in cs {
+                container(c);
+            }
+        }
+    }
+}
+
+fn template(spec: &mut Value) {
+    if let Some(t) = spec.get_mut("template") {
+        pod_spec(&mut t["spec"]);
+    }
+}
+
+/// Fills in defaults for an object of `info`'s kind.
+pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group, info.kind) {
+        ("", "Pod") => {
+            pod_spec(&mut obj["spec"]);
+            if !obj["status"].is_object() {
+                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            }
+        }
+        ("", "Namespace") => {
+            if obj["metadata"]["deletionTimestamp"].is_null() {
+                obj["status"] = json!({"phase": "Active"});
+            }
+            if !obj["spec"]["finalizers"].is_array() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+            let name = obj["metadata"]["name"].clone();
+            if !obj["metadata"]["labels"].is_object() {
+                obj["metadata"]["labels"] = json!({});
+            }
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
+        }
+        ("", "Secret") => set_default(obj, "type", json!("Opaque")),
+        ("", "Service") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "type", json!("ClusterIP"));
+                set_default(spec, "sessionAffinity", json!("None"));
+                if let Some(ports) = spec["ports"].as_array_mut() {
+                    for p in ports {
+                        set_default(p, "protocol", json!("TCP"));
+                        let port = p["port"].clone();
+                        set_default(p, "targetPort", port);
+                    }
+                }
+            }
+        }
+        ("apps", "Deployment") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(spec, "progressDeadlineSeconds", json!(600));
+                set_default(spec, "strategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+                template(spec);
+            }
+        }
+        ("apps", "ReplicaSet") | ("apps", "StatefulSet") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "replicas", json!(1));
+                if info.kind == "StatefulSet" {
+                    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    set_default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+                }
+                template(spec);
+            }
+        }
+        ("apps", "DaemonSet") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+                template(spec);
+            }
+        }
+        ("batch", "Job") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "backoffLimit", json!(6));
+                set_default(spec, "completionMode", json!("NonIndexed"));
+                set_default(spec, "suspend", json!(false));
+                let completions = spec.get("completions").cloned();
+                if completions.is_none() || completions == Some(Value::Null) {
+                    set_default(spec, "parallelism", json!(1));
+                }
+                set_default(spec, "parallelism", json!(1));
+                if let Some(t) = spec.get_mut("template") {
+                    pod_spec(&mut t["spec"]);
+                }
+            }
+        }
+        ("batch", "CronJob") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "concurrencyPolicy", json!("Allow"));
+                set_default(spec, "suspend", json!(false));
+                set_default(spec, "successfulJobsHistoryLimit", json!(3));
+                set_default(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(js) = spec.get_mut("jobTemplate").and_then(|j| j.get_mut("spec")) {
+                    set_default(js, "backoffLimit", json!(6));
+                    if let Some(t) = js.get_mut("template") {
+                        pod_spec(&mut t["spec"]);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,733 @@
+//! HTTP routing and handlers: Kubernetes REST paths onto [`Api`] operations, content
+//! negotiation (JSON/YAML/protobuf bodies, Tables, aggregated discovery), watch streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flotilla_api::selector::{FieldSelector, LabelSelector};
+use serde_json::{Value, json};
+
+use super::auth::{Attributes, Decision};
+use super::error::ApiError;
+use super::resources::{self, ResourceInfo};
+use super::service::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions, timestamp};
+use super::table::{self, IncludeObject};
+use super::{App, discovery, openapi, protobuf, service};
+use crate::store::{EventType, WatchError};
+
+/// Largest request body accepted (Kubernetes' limit is 3 MiB).
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
+type Query = Vec<(String, String)>;
+
+fn q<'a>(query: &'a Query, k: &str) -> Option<&'a str> {
+    query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(h) = HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, h);
+        }
+    }
+    r
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("as=Table")))
+}
+
+/// Entry point for every request the router does not serve itself.
+pub(crate) async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    match route(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A parsed resource path.
+struct Target {
+    info: &'static ResourceInfo,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+    /// Path after the subresource (pods/x/proxy/PATH).
+    rest: String,
+}
+
+enum Path {
+    Discovery(Response),
+    Resource(Target),
+}
+
+fn not_found() -> ApiError {
+    ApiError::page_not_found()
+}
+
+fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<Path, ApiError> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let accept: String = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let aggregated = |core: bool| -> Option<Response> {
+        let v2 = accept.find("v=v2;as=APIGroupDiscoveryList").or_else(|| accept.find("v=v2;g=apidiscovery"));
+        let v2b = accept.find("v=v2beta1;as=APIGroupDiscoveryList");
+        let (ct, av) = match (v2, v2b) {
+            (Some(a), Some(b)) if b < a => (discovery::AGGREGATED_V2BETA1, "apidiscovery.k8s.io/v2beta1"),
+            (Some(_), _) => (discovery::AGGREGATED_V2, "apidiscovery.k8s.io/v2"),
+            (None, Some(_)) => (discovery::AGGREGATED_V2BETA1, "apidiscovery.k8s.io/v2beta1"),
+            (None, None) => return None,
+        };
+        let body = discovery::aggregated(core, av).to_string();
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+        Some(r)
+    };
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api"] => {
+            return Ok(Path::Discovery(
+                aggregated(true).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_versions(server_address))),
+            ));
+        }
+        ["apis"] => {
+            return Ok(Path::Discovery(
+                aggregated(false).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_group_list())),
+            ));
+        }
+        ["api", "v1"] => {
+            return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_resource_list("", "v1").ok_or_else(not_found)?)));
+        }
+        ["apis", g] => return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_group(g).ok_or_else(not_found)?))),
+        ["apis", g, v] => {
+            return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_resource_list(g, v).ok_or_else(not_found)?)));
+        }
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_found()),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r, more @ ..] if !(*r == "status" || *r == "finalize") || !more.is_empty() => (Some(ns.to_string()), {
+            let mut v = vec![*r];
+            v.extend_from_slice(more);
+            v
+        }),
+        other => (None, other.to_vec()),
+    };
+    let plural = rest.first().ok_or_else(not_found)?;
+    let info = resources::find(group, version, plural).ok_or_else(not_found)?;
+    if namespace.is_some() && !info.namespaced {
+        return Err(not_found());
+    }
+    let name = rest.get(1).map(|s| s.to_string());
+    let subresource = rest.get(2).map(|s| s.to_string());
+    if let Some(sub) = &subresource
+        && !info.subresources.contains(&sub.as_str())
+    {
+        return Err(not_found());
+    }
+    let tail = if rest.len() > 3 { rest[3..].join("/") } else { String::new() };
+    Ok(Path::Resource(Target { info, namespace, name, subresource, rest: tail }))
+}
+
+fn verb_for(method: &Method, t: &Target, query: &Query) -> &'static str {
+    let watching = matches!(q(query, "watch"), Some("true") | Some("1"));
+    match (method, t.name.is_some()) {
+        (&Method::GET, _) if watching => "watch",
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {MAX_BODY}"))
+    })
+}
+
+/// Decodes a request body by its content type.
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or("").trim();
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    match base {
+        protobuf::CONTENT_TYPE => protobuf::decode(body).map_err(|e| match e {
+            protobuf::ProtoError::UnsupportedKind { .. }
+            | protobuf::ProtoError::UnsupportedEncoding { .. }
+            | protobuf::ProtoError::UnsupportedField { .. } => {
+                ApiError::new(415, "UnsupportedMediaType", format!("{e}; send this kind as JSON"))
+            }
+            other => ApiError::bad_request(format!("unable to decode protobuf body: {other}")),
+        }),
+        "application/yaml" | "application/apply-patch+yaml" => {
+            serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        }
+        "application/json" | "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json"
+        | "application/apply-patch+json" | "" | "*/*" => {
+            serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+    let field_validation = match q(query, "fieldValidation") {
+        None | Some("") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Warn") => FieldValidation::Warn,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation {other} is invalid, valid values are: Ignore, Warn, Strict"
+            )));
+        }
+    };
+    let dry_run = match q(query, "dryRun") {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("Invalid dry run value: {other}"))),
+    };
+    let field_manager = match q(query, "fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    };
+    Ok(WriteOptions { dry_run, field_manager, field_validation })
+}
+
+async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let query: Query = parts.uri.query().map(|s| form_urlencoded::parse(s.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let auth_header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(user) = app.authn.authenticate(auth_header) else {
+        return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
+    let path = parts.uri.path().to_string();
+    if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        return openapi_route(rest, &query);
+    }
+    let target = match parse_path(&path, &parts.headers, &app.server_address)? {
+        Path::Discovery(r) => return Ok(r),
+        Path::Resource(t) => t,
+    };
+    let verb = verb_for(&parts.method, &target, &query);
+    let attrs = Attributes {
+        verb: verb.to_string(),
+        group: target.info.group.to_string(),
+        resource: target.info.plural.to_string(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+        path: path.clone(),
+    };
+    if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\": {}",
+            target.info.plural, attrs.name, user.name, verb, target.info.plural, target.info.group, why
+        )));
+    }
+    let headers = parts.headers;
+    let method = parts.method;
+    let ns = target.namespace.as_deref();
+    let info = target.info;
+    match (target.subresource.as_deref(), target.name.as_deref()) {
+        (None, None) => match method {
+            Method::GET => list_or_watch(&app, info, ns, &query, &headers).await,
+            Method::POST => {
+                let body = read_body(body).await?;
+                let obj = decode_body(&headers, &body)?;
+                if info.kind == "SelfSubjectAccessReview" {
+                    return Ok(self_subject_access_review(&app, &user, obj));
+                }
+                let opts = write_options(&query, &headers)?;
+                let w = app.api.create(info, ns, obj, &opts).await?;
+                Ok(with_warnings(json_response(StatusCode::CREATED, &w.object), &w.warnings))
+            }
+            Method::DELETE => delete_collection(&app, info, ns, &query, &headers, body).await,
+            _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})"))),
+        },
+        (None, Some(name)) => match method {
+            Method::GET => {
+                let o = app.api.get(info, ns, name)?;
+                object_response(info, &o.value, &headers, &query)
+            }
+            Method::PUT => {
+                let body = read_body(body).await?;
+                let obj = decode_body(&headers, &body)?;
+                let opts = write_options(&query, &headers)?;
+                let w = app.api.update(info, ns, name, obj, Part::Main, &opts).await?;
+                Ok(with_warnings(json_response(StatusCode::OK, &w.object), &w.warnings))
+            }
+            Method::PATCH => patch(&app, info, ns, name, Part::Main, &query, &headers, body).await,
+            Method::DELETE => {
+                let mut opts = delete_options(&query)?;
+                let body = read_body(body).await?;
+                if !body.is_empty()
+                    && let Ok(v) = decode_body(&headers, &body)
+                {
+                    opts.merge_body(&v);
+                }
+                let obj = app.api.delete(info, ns, name, &opts).await?;
+                let code = if obj["metadata"]["deletionTimestamp"].is_null() || app.api.store.get(&service::key(info, ns, name)).is_none() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                };
+                Ok(json_response(code, &obj))
+            }
+            _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})"))),
+        },
+        (Some("status"), Some(name)) | (Some("finalize"), Some(name)) => match method {
+            Method::GET => Ok(json_response(StatusCode::OK, &app.api.get(info, ns, name)?.value)),
+            Method::PUT => {
+                let body = read_body(body).await?;
+                let obj = decode_body(&headers, &body)?;
+                let opts = write_options(&query, &headers)?;
+                let part = if target.subresource.as_deref() == Some("status") { Part::Status } else { Part::Main };
+                let w = app.api.update(info, ns, name, obj, part, &opts).await?;
+                Ok(with_warnings(json_response(StatusCode::OK, &w.object), &w.warnings))
+            }
+            Method::PATCH => patch(&app, info, ns, name, Part::Status, &query, &headers, body).await,
+            _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        },
+        (Some("scale"), Some(name)) => scale(&app, info, ns, name, method, &query, &headers, body).await,
+        (Some("binding"), Some(name)) if method == Method::POST => {
+            let body = read_body(body).await?;
+            let obj = decode_body(&headers, &body)?;
+            bind(&app, info, ns, name, obj).await
+        }
+        (Some(sub @ ("log" | "exec" | "attach" | "proxy" | "portforward")), Some(name)) => {
+            let pod = app.api.get(info, ns, name)?;
+            let node = pod.value["spec"]["nodeName"].as_str().unwrap_or("");
+            if node.is_empty() {
+                return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+            }
+            let _ = &target.rest;
+            Err(ApiError::new(503, "ServiceUnavailable", format!("{sub} for pod {name}: node {node} is not reachable from the API server")))
+        }
+        _ => Err(not_found()),
+    }
+}
+
+fn openapi_route(rest: &str, query: &Query) -> Result<Response, ApiError> {
+    let _ = query;
+    let rest = rest.trim_matches('/');
+    if rest.is_empty() {
+        return Ok(json_response(StatusCode::OK, &openapi::index()));
+    }
+    let doc = openapi::document(rest).ok_or_else(not_found)?;
+    let mut r = json_response(StatusCode::OK, doc);
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+    Ok(r)
+}
+
+fn object_response(info: &ResourceInfo, obj: &Value, headers: &HeaderMap, query: &Query) -> Result<Response, ApiError> {
+    if wants_table(headers) {
+        let include = include_object(query)?;
+        let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let t = table::table(info, &[obj], include, chrono::Utc::now(), &rv, None);
+        return Ok(json_response(StatusCode::OK, &t));
+    }
+    Ok(json_response(StatusCode::OK, obj))
+}
+
+fn include_object(query: &Query) -> Result<IncludeObject, ApiError> {
+    IncludeObject::from_query(q(query, "includeObject")).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn delete_options(query: &Query) -> Result<DeleteOptions, ApiError> {
+    let mut o = DeleteOptions {
+        propagation: q(query, "propagationPolicy").map(str::to_string),
+        grace_period_seconds: match q(query, "gracePeriodSeconds") {
+            Some(g) => Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?),
+            None => None,
+        },
+        dry_run: q(query, "dryRun") == Some("All"),
+        ..Default::default()
+    };
+    if o.propagation.is_none() {
+        match q(query, "orphanDependents") {
+            Some("true") => o.propagation = Some("Orphan".into()),
+            Some("false") => o.propagation = Some("Background".into()),
+            _ => {}
+        }
+    }
+    if let Some(p) = &o.propagation
+        && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+    {
+        return Err(ApiError::new(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+    }
+    Ok(o)
+}
+
+/// Selectors and paging of a list or watch.
+struct Filter {
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    fn parse(info: &ResourceInfo, query: &Query) -> Result<Filter, ApiError> {
+        let labels = match q(query, "labelSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
+            None => None,
+        };
+        let fields = match q(query, "fieldSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => {
+                let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let supported = FieldSelector::supported_fields(info.kind);
+                for field in f.fields() {
+                    if !supported.contains(&field) {
+                        return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                    }
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Filter { labels, fields })
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        if let Some(l) = &self.labels
+            && !l.matches(obj["metadata"]["labels"].as_object())
+        {
+            return false;
+        }
+        if let Some(f) = &self.fields
+            && !f.matches(obj)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    start: String,
+}
+
+async fn list_or_watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let filter = Filter::parse(info, query)?;
+    if matches!(q(query, "watch"), Some("true") | Some("1")) {
+        return watch(app, info, ns, query, headers, filter);
+    }
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let limit = match q(query, "limit") {
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n as usize),
+            Ok(_) => None,
+            Err(_) => return Err(ApiError::bad_request(format!("invalid limit: {l}"))),
+        },
+        None => None,
+    };
+    let after = match q(query, "continue").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let t: ContinueToken = b64
+                .decode(c)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| ApiError::bad_request("continue key is not valid: the continue token is malformed"))?;
+            if t.rv < app.api.store.watch_compacted() {
+                return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+            }
+            Some(t.start)
+        }
+        None => None,
+    };
+    let prefix = service::prefix(info, ns);
+    let (items, rv, more) = app.api.store.list(&prefix, after.as_deref(), limit, &|s| filter.matches(&s.value));
+    let cont = more.map(|start| b64.encode(serde_json::to_vec(&ContinueToken { rv, start }).unwrap_or_default()));
+    if wants_table(headers) {
+        let include = include_object(query)?;
+        let objs: Vec<&Value> = items.iter().map(|s| &s.value).collect();
+        let t = table::table(info, &objs, include, chrono::Utc::now(), &rv.to_string(), cont.as_deref());
+        return Ok(json_response(StatusCode::OK, &t));
+    }
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        metadata["continue"] = json!(c);
+    }
+    let body = json!({
+        "kind": format!("{}List", info.kind),
+        "apiVersion": info.api_version(),
+        "metadata": metadata,
+        "items": items.iter().map(|s| &s.value).collect::<Vec<_>>(),
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap, filter: Filter) -> Result<Response, ApiError> {
+    let from = match q(query, "resourceVersion") {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
+    };
+    let mut stream = app.api.store.watch(&service::prefix(info, ns), from).map_err(|e| match e {
+        WatchError::Expired { .. } => ApiError::expired(e.to_string()),
+    })?;
+    let timeout = q(query, "timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let bookmarks = q(query, "allowWatchBookmarks") == Some("true");
+    let as_table = wants_table(headers);
+    let include = include_object(query)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        let encode = |kind: &str, obj: &Value| -> Bytes {
+            let object = if as_table {
+                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+                table::table(info, &[obj], include, chrono::Utc::now(), &rv, None)
+            } else {
+                obj.clone()
+            };
+            let mut line = json!({"type": kind, "object": object}).to_string();
+            line.push('\n');
+            Bytes::from(line)
+        };
+        let mut next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
+        loop {
+            let msg = tokio::select! {
+                ev = stream.next() => match ev {
+                    None => break,
+                    Some(Err(e)) => {
+                        let status = ApiError::expired(e.to_string()).status();
+                        Some(Bytes::from(format!("{}\n", json!({"type": "ERROR", "object": status}))))
+                    }
+                    Some(Ok(ev)) => {
+                        let now_match = filter.matches(&ev.object.value);
+                        let was_match = ev.prev.as_ref().is_some_and(|p| filter.matches(&p.value));
+                        let kind = match (ev.kind, was_match, now_match) {
+                            (EventType::Added, _, true) => Some("ADDED"),
+                            (EventType::Modified, true, true) => Some("MODIFIED"),
+                            (EventType::Modified, false, true) => Some("ADDED"),
+                            (EventType::Modified, true, false) => Some("DELETED"),
+                            (EventType::Deleted, p, n) if p || n => Some("DELETED"),
+                            _ => None,
+                        };
+                        kind.map(|k| encode(k, &ev.object.value))
+                    }
+                },
+                _ = tokio::time::sleep_until(next_bookmark), if bookmarks => {
+                    next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
+                    let obj = json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": stream.cursor().to_string()}});
+                    Some(Bytes::from(format!("{}\n", json!({"type": "BOOKMARK", "object": obj}))))
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.cancelled() => break,
+            };
+            if let Some(bytes) = msg {
+                let is_error = bytes.starts_with(b"{\"type\":\"ERROR\"");
+                if tx.send(Ok(bytes)).await.is_err() || is_error {
+                    break;
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(r)
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn delete_collection(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let filter = Filter::parse(info, query)?;
+    let mut opts = delete_options(query)?;
+    let body = read_body(body).await?;
+    if !body.is_empty()
+        && let Ok(v) = decode_body(headers, &body)
+    {
+        opts.merge_body(&v);
+    }
+    let (items, _, _) = app.api.store.list(&service::prefix(info, ns), None, None, &|s| filter.matches(&s.value));
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = service::name_of(&item.value).to_string();
+        let item_ns = item.value["metadata"]["namespace"].as_str().map(str::to_string);
+        match app.api.delete(info, item_ns.as_deref(), &name, &opts).await {
+            Ok(v) => deleted.push(v),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = json!({
+        "kind": format!("{}List", info.kind),
+        "apiVersion": info.api_version(),
+        "metadata": {"resourceVersion": app.api.store.revision().to_string()},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[allow(clippy::too_many_arguments, reason = "request parts")]
+async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, part: Part, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    let body = read_body(body).await?;
+    let patch: Value = if kind == PatchType::Apply {
+        serde_yaml::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+    };
+    let mut opts = write_options(query, headers)?;
+    if kind == PatchType::Apply && q(query, "fieldManager").is_none_or(str::is_empty) {
+        opts.field_manager = String::new();
+    }
+    let force = q(query, "force") == Some("true");
+    let w = app.api.patch(info, ns, name, kind, &patch, part, force, &opts).await?;
+    let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(with_warnings(json_response(code, &w.object), &w.warnings))
+}
+
+fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = sel["matchLabels"].as_object() {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    if let Some(exprs) = sel["matchExpressions"].as_array() {
+        for e in exprs {
+            let key = e["key"].as_str().unwrap_or("");
+            let values: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e["operator"].as_str().unwrap_or("") {
+                "In" => parts.push(format!("{key} in ({})", values.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+                "Exists" => parts.push(key.to_string()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector_string(&obj["spec"]["selector"])},
+    })
+}
+
+#[allow(clippy::too_many_arguments, reason = "request parts")]
+async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, method: Method, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let cur = app.api.get(info, ns, name)?;
+    let current_scale = scale_of(&cur.value);
+    let new_scale = match method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &current_scale)),
+        Method::PUT => decode_body(headers, &read_body(body).await?)?,
+        Method::PATCH => {
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+            let patch: Value = serde_json::from_slice(&read_body(body).await?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let mut doc = current_scale.clone();
+            match kind {
+                PatchType::Json => {
+                    let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                }
+                _ => json_patch::merge(&mut doc, &patch),
+            }
+            doc
+        }
+        _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+    };
+    let replicas = new_scale["spec"]["replicas"].as_i64().ok_or_else(|| {
+        ApiError::new(422, "Invalid", format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Required value"))
+    })?;
+    if replicas < 0 {
+        return Err(ApiError::new(422, "Invalid", format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")));
+    }
+    let wanted_rv = new_scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let opts = write_options(query, headers)?;
+    let mut patch = json!({"spec": {"replicas": replicas}});
+    if method == Method::PUT && let Some(rv) = wanted_rv {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let w = app.api.patch(info, ns, name, PatchType::Merge, &patch, Part::Main, false, &opts).await?;
+    Ok(json_response(StatusCode::OK, &scale_of(&w.object)))
+}
+
+async fn bind(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, binding: Value) -> Result<Response, ApiError> {
+    let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(ApiError::new(422, "Invalid", format!("Binding.core \"{name}\" is invalid: target.name: Required value")));
+    }
+    let now = timestamp(app.api.clock.now());
+    let result = app
+        .api
+        .modify(info, ns, name, &|cur| {
+            let assigned = cur["spec"]["nodeName"].as_str().unwrap_or("");
+            if !assigned.is_empty() || !cur["metadata"]["deletionTimestamp"].is_null() {
+                return None;
+            }
+            let mut new = cur.clone();
+            new["spec"]["nodeName"] = json!(node);
+            let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+            new["status"]["conditions"] = Value::Array(conds);
+            Some(new)
+        })
+        .await?;
+    let Some(pod) = result else { return Err(ApiError::not_found(info, name)) };
+    if pod["spec"]["nodeName"].as_str() != Some(node.as_str()) {
+        return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{}\"", pod["spec"]["nodeName"].as_str().unwrap_or(""))));
+    }
+    Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+}
+
+fn self_subject_access_review(app: &Arc<App>, user: &super::auth::User, mut review: Value) -> Response {
+    let ra = &review["spec"]["resourceAttributes"];
+    let attrs = Attributes {
+        verb: ra["verb"].as_str().unwrap_or("").to_string(),
+        group: ra["group"].as_str().unwrap_or("").to_string(),
+        resource: ra["resource"].as_str().unwrap_or("").to_string(),
+        subresource: ra["subresource"].as_str().unwrap_or("").to_string(),
+        namespace: ra["namespace"].as_str().unwrap_or("").to_string(),
+        name: ra["name"].as_str().unwrap_or("").to_string(),
+        path: review["spec"]["nonResourceAttributes"]["path"].as_str().unwrap_or("").to_string(),
+    };
+    review["status"] = match app.authz.authorize(user, &attrs) {
+        Decision::Allow => json!({"allowed": true}),
+        Decision::Deny(why) => json!({"allowed": false, "reason": why}),
+    };
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    json_response(StatusCode::CREATED, &review)
+}

@@ -1,0 +1,144 @@
+//! The kubectl-compatible API server (axum over rustls): routing, authentication,
+//! discovery, OpenAPI, object operations, watch.
+
+pub(crate) mod auth;
+mod defaults;
+mod discovery;
+pub(crate) mod error;
+mod http;
+mod merge_keys;
+mod openapi;
+pub(crate) mod patch;
+mod protobuf;
+pub(crate) mod resources;
+mod schema;
+pub mod service;
+mod table;
+pub mod tls;
+mod typed;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use serde_json::json;
+
+pub use service::Api;
+
+/// A cancellation signal shared by everything a server started.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Triggers a [`Shutdown`].
+pub struct ShutdownTrigger {
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shutdown {
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (ShutdownTrigger { tx }, Shutdown { rx })
+    }
+
+    /// Resolves once shutdown has been triggered.
+    pub async fn cancelled(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+}
+
+/// State shared by all handlers.
+pub(crate) struct App {
+    pub api: Api,
+    pub authn: auth::Authenticator,
+    pub authz: Box<dyn auth::Authorizer>,
+    pub server_address: String,
+    pub shutdown: Shutdown,
+}
+
+/// The Kubernetes version reported by /version. kubectl's dispatcher on these machines
+/// picks the kubectl minor version matching it.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
+
+fn version_info() -> serde_json::Value {
+    json!({
+        "major": KUBERNETES_VERSION.0,
+        "minor": KUBERNETES_VERSION.1,
+        "gitVersion": format!("v{}.{}.0-flotilla.{}", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1, env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let ok = || async { (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok") };
+    Router::new()
+        .route("/version", get(|| async { axum::Json(version_info()) }))
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .fallback(http::dispatch)
+        .with_state(app)
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown`.
+pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, shutdown: Shutdown) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            let svc = TowerToHyperService::new(router);
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Builds the API server's shared state.
+pub(crate) fn app(api: Api, admin_token: String, server_address: String, shutdown: Shutdown) -> Arc<App> {
+    Arc::new(App {
+        api,
+        authn: auth::Authenticator::new(admin_token),
+        authz: Box::new(auth::AllowAuthenticated),
+        server_address,
+        shutdown,
+    })
+}

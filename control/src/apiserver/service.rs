@@ -1,0 +1,772 @@
+//! Object operations with Kubernetes semantics, shared by the HTTP handlers and the
+//! in-process controllers: create, update, patch, delete, get, list.
+//!
+//! Invariants: every write goes through the store with a resourceVersion precondition
+//! taken from the object it was computed from, so a concurrent write makes it fail with
+//! Conflict (and internal read-modify-write loops retry) — nothing is half-written.
+//! Server-owned metadata (uid, creationTimestamp, generation, deletionTimestamp,
+//! resourceVersion) is never taken from clients.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use super::error::{ApiError, Cause};
+use super::patch::{apply as ssa, strategic};
+use super::resources::{self, ResourceInfo};
+use super::{defaults, schema, typed};
+use crate::store::{Op, Precondition, Store, StoreError, Stored};
+
+/// Time source, injected so tests of time-based behaviour need no waiting.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// How unknown fields in a request body are treated (`fieldValidation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+/// Options every write takes.
+#[derive(Clone, Debug)]
+pub(crate) struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: String,
+    pub field_validation: FieldValidation,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { dry_run: false, field_manager: "flotilla".into(), field_validation: FieldValidation::Ignore }
+    }
+}
+
+/// A write's result: the object and any warnings for the `Warning` header.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    /// True when the write created the object (201 rather than 200).
+    pub created: bool,
+}
+
+/// Patch formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchType {
+    pub(crate) fn from_content_type(ct: &str) -> Option<PatchType> {
+        let base = ct.split(';').next().unwrap_or("").trim();
+        match base {
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchType::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// Which part of an object a write addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    Main,
+    Status,
+}
+
+/// DeleteOptions that matter here.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DeleteOptions {
+    pub propagation: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// Reads a DeleteOptions body (JSON) over what the query gave.
+    pub(crate) fn merge_body(&mut self, body: &Value) {
+        if let Some(p) = body["propagationPolicy"].as_str() {
+            self.propagation = Some(p.to_string());
+        } else if body["orphanDependents"] == json!(true) {
+            self.propagation = Some("Orphan".into());
+        } else if body["orphanDependents"] == json!(false) {
+            self.propagation = Some("Background".into());
+        }
+        if let Some(g) = body["gracePeriodSeconds"].as_i64() {
+            self.grace_period_seconds = Some(g);
+        }
+        if let Some(u) = body.pointer("/preconditions/uid").and_then(Value::as_str) {
+            self.uid = Some(u.to_string());
+        }
+        if let Some(r) = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+            self.resource_version = Some(r.to_string());
+        }
+        if body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) {
+            self.dry_run = true;
+        }
+    }
+}
+
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+const CONFLICT_RETRIES: usize = 16;
+
+/// The object operations.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Storage key of an object.
+pub(crate) fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
+    match (info.namespaced, ns) {
+        (true, Some(ns)) => format!("{}/{}/{}", info.store_prefix(), ns, name),
+        _ => format!("{}/{}", info.store_prefix(), name),
+    }
+}
+
+/// Key prefix of a collection (all namespaces when `ns` is None).
+pub(crate) fn prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
+    match (info.namespaced, ns) {
+        (true, Some(ns)) => format!("{}/{}/", info.store_prefix(), ns),
+        _ => format!("{}/", info.store_prefix()),
+    }
+}
+
+fn meta(v: &Value) -> &Value {
+    &v["metadata"]
+}
+
+fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
+    if !v["metadata"].is_object() {
+        v["metadata"] = json!({});
+    }
+    v["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+pub(crate) fn name_of(v: &Value) -> &str {
+    meta(v)["name"].as_str().unwrap_or("")
+}
+
+fn has_status_subresource(info: &ResourceInfo) -> bool {
+    info.subresources.contains(&"status")
+}
+
+/// Everything but metadata and status: what bumps generation when it changes.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            o.remove("status");
+            o.remove("apiVersion");
+            o.remove("kind");
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+/// Equal apart from resourceVersion and managedFields timestamps: a write that changes
+/// nothing is not stored (Kubernetes does the same, keeping resourceVersion).
+fn same_object(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
+                for e in mf {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
+impl Api {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Api { store, clock }
+    }
+
+    fn now(&self) -> String {
+        timestamp(self.clock.now())
+    }
+
+    pub(crate) fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Arc<Stored>, ApiError> {
+        self.store.get(&key(info, ns, name)).ok_or_else(|| ApiError::not_found(info, name))
+    }
+
+    /// Checks apiVersion/kind of a body against the endpoint and fills them in if absent.
+    fn check_type(&self, info: &ResourceInfo, body: &mut Value) -> Result<(), ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+        }
+        let want_av = info.api_version();
+        match body["apiVersion"].as_str() {
+            None | Some("") => body["apiVersion"] = json!(want_av),
+            Some(av) if av == want_av => {}
+            Some(av) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({want_av})"
+                )));
+            }
+        }
+        match body["kind"].as_str() {
+            None | Some("") => body["kind"] = json!(info.kind),
+            Some(k) if k == info.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    info.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unknown fields and type errors, per `fieldValidation`.
+    fn check_fields(&self, info: &ResourceInfo, body: &Value, fv: FieldValidation) -> Result<Vec<String>, ApiError> {
+        typed::check(info, body).map_err(|e| {
+            ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {}", info.kind, info.version, info.kind, e))
+        })?;
+        if fv == FieldValidation::Ignore {
+            return Ok(vec![]);
+        }
+        let unknown = match schema::schemas().root(info) {
+            Some(root) => schema::unknown_fields(root, body),
+            None => vec![],
+        };
+        if unknown.is_empty() {
+            return Ok(vec![]);
+        }
+        match fv {
+            FieldValidation::Strict => {
+                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+            }
+            _ => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+        }
+    }
+
+    fn invalid(info: &ResourceInfo, name: &str, causes: Vec<flotilla_api::validation::Cause>) -> ApiError {
+        let message = flotilla_api::validation::invalid_message(info.kind, name, &causes);
+        let causes = causes
+            .into_iter()
+            .map(|c| Cause { reason: c.reason.to_string(), message: c.message, field: c.field })
+            .collect();
+        ApiError::invalid(info, name, message, causes)
+    }
+
+    fn check_namespace_open(&self, info: &ResourceInfo, ns: Option<&str>) -> Result<(), ApiError> {
+        if !info.namespaced {
+            return Ok(());
+        }
+        let Some(ns) = ns else {
+            return Err(ApiError::bad_request("the namespace of the object must be set"));
+        };
+        let nsinfo = resources::find("", "v1", "namespaces").expect("namespaces served");
+        let Some(n) = self.store.get(&key(nsinfo, None, ns)) else {
+            return Err(ApiError::not_found(nsinfo, ns));
+        };
+        if !n.value["metadata"]["deletionTimestamp"].is_null() {
+            let mut e = ApiError::forbidden(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                info.qualified_plural(),
+                "",
+                ns
+            ));
+            e.message = format!("unable to create new content in namespace {ns} because it is being terminated");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// POST to a collection.
+    pub(crate) async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        self.check_type(info, &mut body)?;
+        let warnings = self.check_fields(info, &body, opts.field_validation)?;
+        // Namespace: from the URL; a different one in the body is an error.
+        if info.namespaced {
+            let url_ns = ns.unwrap_or("default");
+            match meta(&body)["namespace"].as_str() {
+                Some(b) if !b.is_empty() && b != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta_mut(&mut body).insert("namespace".into(), json!(url_ns));
+                }
+            }
+        } else {
+            meta_mut(&mut body).remove("namespace");
+        }
+        let ns = if info.namespaced { Some(ns.unwrap_or("default").to_string()) } else { None };
+        if name_of(&body).is_empty()
+            && let Some(g) = meta(&body)["generateName"].as_str().filter(|g| !g.is_empty())
+        {
+            let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().filter(|c| c.is_ascii_alphanumeric()).take(5).collect();
+            let name = format!("{g}{suffix}");
+            meta_mut(&mut body).insert("name".into(), json!(name));
+        }
+        self.prepare_create(info, &mut body, &opts.field_manager);
+        let name = name_of(&body).to_string();
+        let causes = flotilla_api::validation::validate_create(info.group, info.kind, info.namespaced, &body);
+        if !causes.is_empty() {
+            return Err(Self::invalid(info, &name, causes));
+        }
+        self.check_namespace_open(info, ns.as_deref())?;
+        if opts.dry_run {
+            if self.store.get(&key(info, ns.as_deref(), &name)).is_some() {
+                return Err(ApiError::already_exists(info, &name));
+            }
+            return Ok(Written { object: body, warnings, created: true });
+        }
+        let stored = self
+            .store
+            .write(Op::Create { key: key(info, ns.as_deref(), &name), object: body })
+            .await
+            .map_err(|e| ApiError::from_store(e, info, &name))?;
+        Ok(Written { object: stored.value.clone(), warnings, created: true })
+    }
+
+    /// Server-set fields of a new object.
+    fn prepare_create(&self, info: &ResourceInfo, body: &mut Value, manager: &str) {
+        let now = self.now();
+        let m = meta_mut(body);
+        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            m.remove(k);
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now));
+        if body.get("spec").is_some() {
+            meta_mut(body).insert("generation".into(), json!(1));
+        } else {
+            meta_mut(body).remove("generation");
+        }
+        if has_status_subresource(info)
+            && let Some(o) = body.as_object_mut()
+        {
+            o.remove("status");
+        }
+        defaults::apply(info, body);
+        let schema = schema::schemas().root(info);
+        ssa::track_update(None, body, manager, schema.as_ref(), &info.api_version(), &now);
+    }
+
+    /// Carries server-owned state from `old` into `new` for an update of `part`.
+    fn prepare_update(&self, info: &ResourceInfo, old: &Value, mut new: Value, part: Part, manager: &str) -> Value {
+        if part == Part::Status {
+            // A status write changes status only (and may carry metadata like conditions' owners).
+            let mut merged = old.clone();
+            merged["status"] = new["status"].take();
+            new = merged;
+        } else if has_status_subresource(info) {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+        {
+            let old_meta = meta(old);
+            let m = meta_mut(&mut new);
+            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+                match old_meta.get(k) {
+                    Some(v) if !v.is_null() => {
+                        m.insert(k.into(), v.clone());
+                    }
+                    _ => {
+                        m.remove(k);
+                    }
+                }
+            }
+            // A deleting object can lose finalizers but not gain them.
+        }
+        let old_gen = meta(old)["generation"].as_i64();
+        match old_gen {
+            Some(g) => {
+                let g = if spec_changed(old, &new) { g + 1 } else { g };
+                meta_mut(&mut new).insert("generation".into(), json!(g));
+            }
+            None => {
+                meta_mut(&mut new).remove("generation");
+            }
+        }
+        defaults::apply(info, &mut new);
+        let schema = schema::schemas().root(info);
+        ssa::track_update(Some(old), &mut new, manager, schema.as_ref(), &info.api_version(), &self.now());
+        new
+    }
+
+    /// Validates and stores `new` computed from `old` (resourceVersion precondition).
+    async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, new: Value, dry_run: bool) -> Result<Value, ApiError> {
+        let causes = flotilla_api::validation::validate_update(info.group, info.kind, &old.value, &new);
+        if !causes.is_empty() {
+            return Err(Self::invalid(info, name, causes));
+        }
+        if same_object(&old.value, &new) {
+            return Ok(old.value.clone());
+        }
+        if dry_run {
+            return Ok(new);
+        }
+        let stored = self
+            .store
+            .write(Op::Update {
+                key: key(info, ns, name),
+                object: new,
+                precondition: Precondition { resource_version: Some(old.rv), uid: None },
+            })
+            .await
+            .map_err(|e| ApiError::from_store(e, info, name))?;
+        Ok(stored.value.clone())
+    }
+
+    /// PUT an object (or its status).
+    pub(crate) async fn update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value, part: Part, opts: &WriteOptions) -> Result<Written, ApiError> {
+        self.check_type(info, &mut body)?;
+        let warnings = self.check_fields(info, &body, opts.field_validation)?;
+        let body_name = name_of(&body).to_string();
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(b) = meta(&body)["namespace"].as_str()
+            && info.namespaced
+            && Some(b) != ns
+            && !b.is_empty()
+        {
+            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+        }
+        let wanted_rv = meta(&body)["resourceVersion"].as_str().map(str::to_string).filter(|s| !s.is_empty());
+        loop {
+            let old = self.get(info, ns, name)?;
+            if let Some(rv) = &wanted_rv
+                && rv != &old.rv.to_string()
+            {
+                return Err(ApiError::conflict(info, name, &StoreError::Conflict.to_string()));
+            }
+            let new = self.prepare_update(info, &old.value, body.clone(), part, &opts.field_manager);
+            match self.commit_update(info, ns, name, &old, new, opts.dry_run).await {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() => continue,
+                Err(e) => return Err(e),
+                Ok(object) => return Ok(Written { object, warnings, created: false }),
+            }
+        }
+    }
+
+    /// PATCH an object (or its status); server-side apply creates a missing object.
+    #[allow(clippy::too_many_arguments, reason = "mirrors the PATCH request's parameters")]
+    pub(crate) async fn patch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        kind: PatchType,
+        patch: &Value,
+        part: Part,
+        force: bool,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        if kind == PatchType::Apply && opts.field_manager.is_empty() {
+            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+        }
+        let wanted_rv = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        for _ in 0..CONFLICT_RETRIES {
+            let old = match self.store.get(&key(info, ns, name)) {
+                Some(o) => o,
+                None if kind == PatchType::Apply && part == Part::Main => {
+                    return self.apply_create(info, ns, name, patch, opts).await;
+                }
+                None => return Err(ApiError::not_found(info, name)),
+            };
+            if let Some(rv) = &wanted_rv
+                && rv != &old.rv.to_string()
+            {
+                return Err(ApiError::conflict(info, name, &StoreError::Conflict.to_string()));
+            }
+            let schema = schema::schemas().root(info);
+            let mut warnings = Vec::new();
+            let patched = match kind {
+                PatchType::Json => {
+                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                    let mut doc = old.value.clone();
+                    json_patch::patch(&mut doc, &ops).map_err(|e| {
+                        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                    })?;
+                    doc
+                }
+                PatchType::Merge => {
+                    if !patch.is_object() {
+                        return Err(ApiError::bad_request("merge patch must be a JSON object"));
+                    }
+                    let mut doc = old.value.clone();
+                    json_patch::merge(&mut doc, patch);
+                    doc
+                }
+                PatchType::Strategic => strategic::strategic_merge(&old.value, patch, schema.as_ref())
+                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+                PatchType::Apply => {
+                    warnings = self.check_fields(info, patch, opts.field_validation)?;
+                    let mut config = patch.clone();
+                    self.check_type(info, &mut config)?;
+                    if part == Part::Main && has_status_subresource(info)
+                        && let Some(o) = config.as_object_mut()
+                    {
+                        o.remove("status");
+                    }
+                    match ssa::server_side_apply(Some(&old.value), &config, &opts.field_manager, force, schema.as_ref(), &info.api_version(), &self.now()) {
+                        Ok(v) => v,
+                        Err(ssa::ApplyError::Conflicts(c)) => {
+                            let mut e = ApiError::new(409, "Conflict", ssa::conflict_message(&c));
+                            e.causes = ssa::conflict_causes(&c)
+                                .into_iter()
+                                .map(|(reason, message, field)| Cause { reason, message, field })
+                                .collect();
+                            return Err(e);
+                        }
+                        Err(e) => return Err(ApiError::new(422, "Invalid", e.to_string())),
+                    }
+                }
+            };
+            if kind != PatchType::Apply {
+                typed::check(info, &patched).map_err(|e| ApiError::new(422, "Invalid", e))?;
+            }
+            let new = if kind == PatchType::Apply {
+                // Managed fields were computed by the apply itself.
+                let mf = patched["metadata"]["managedFields"].clone();
+                let mut n = self.prepare_update(info, &old.value, patched, part, &opts.field_manager);
+                meta_mut(&mut n).insert("managedFields".into(), mf);
+                n
+            } else {
+                self.prepare_update(info, &old.value, patched, part, &opts.field_manager)
+            };
+            match self.commit_update(info, ns, name, &old, new, opts.dry_run).await {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() && e.causes.is_empty() => continue,
+                Err(e) => return Err(e),
+                Ok(object) => return Ok(Written { object, warnings, created: false }),
+            }
+        }
+        Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
+    }
+
+    async fn apply_create(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, patch: &Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        let mut config = patch.clone();
+        self.check_type(info, &mut config)?;
+        let schema = schema::schemas().root(info);
+        let mut obj = ssa::server_side_apply(None, &config, &opts.field_manager, false, schema.as_ref(), &info.api_version(), &self.now())
+            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+        meta_mut(&mut obj).insert("name".into(), json!(name));
+        let mf = obj["metadata"]["managedFields"].clone();
+        let mut w = self.create(info, ns, obj, &WriteOptions { dry_run: true, ..opts.clone() }).await?;
+        // Keep the apply's managed fields rather than an Update entry.
+        meta_mut(&mut w.object).insert("managedFields".into(), mf);
+        if opts.dry_run {
+            return Ok(w);
+        }
+        let stored = self
+            .store
+            .write(Op::Create { key: key(info, ns, name), object: w.object })
+            .await
+            .map_err(|e| ApiError::from_store(e, info, name))?;
+        Ok(Written { object: stored.value.clone(), warnings: w.warnings, created: true })
+    }
+
+    /// DELETE an object. Returns the object as it is after the call (with a
+    /// deletionTimestamp if finalizers or a graceful pod keep it for now).
+    pub(crate) async fn delete(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Value, ApiError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let cur = self.get(info, ns, name)?;
+            if let Some(uid) = &opts.uid
+                && cur.value["metadata"]["uid"].as_str() != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!("Precondition failed: UID in precondition: {}, UID in object meta: {}", uid, cur.value["metadata"]["uid"].as_str().unwrap_or("")),
+                ));
+            }
+            if let Some(rv) = &opts.resource_version
+                && rv != &cur.rv.to_string()
+            {
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!("Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}", rv, cur.rv),
+                ));
+            }
+            if info.kind == "Namespace" && info.group.is_empty() && PROTECTED_NAMESPACES.contains(&name) {
+                return Err(ApiError::forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
+            }
+            let mut new = cur.value.clone();
+            let mut finalizers: Vec<Value> = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            let policy_finalizer = match opts.propagation.as_deref() {
+                Some("Orphan") => Some("orphan"),
+                Some("Foreground") => Some("foregroundDeletion"),
+                _ => None,
+            };
+            if let Some(f) = policy_finalizer
+                && !finalizers.iter().any(|x| x == f)
+            {
+                finalizers.push(json!(f));
+            }
+            let graceful_pod = info.kind == "Pod"
+                && info.group.is_empty()
+                && !cur.value["spec"]["nodeName"].as_str().unwrap_or("").is_empty()
+                && !matches!(cur.value["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
+                && opts.grace_period_seconds.unwrap_or_else(|| cur.value["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)) > 0;
+            let is_namespace = info.kind == "Namespace" && info.group.is_empty();
+            if is_namespace {
+                new["status"]["phase"] = json!("Terminating");
+            }
+            let keep = !finalizers.is_empty() || graceful_pod || is_namespace;
+            if !keep {
+                if opts.dry_run {
+                    return Ok(cur.value.clone());
+                }
+                match self
+                    .store
+                    .write(Op::Delete { key: key(info, ns, name), precondition: Precondition { resource_version: Some(cur.rv), uid: None } })
+                    .await
+                {
+                    Ok(s) => return Ok(s.value.clone()),
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(ApiError::from_store(e, info, name)),
+                }
+            }
+            let m = meta_mut(&mut new);
+            if m.get("deletionTimestamp").is_none_or(Value::is_null) {
+                let now = self.clock.now();
+                let grace = if graceful_pod {
+                    opts.grace_period_seconds.unwrap_or_else(|| cur.value["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30))
+                } else {
+                    0
+                };
+                m.insert("deletionTimestamp".into(), json!(timestamp(now + chrono::Duration::seconds(grace))));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if !finalizers.is_empty() {
+                m.insert("finalizers".into(), Value::Array(finalizers));
+            }
+            if same_object(&cur.value, &new) || opts.dry_run {
+                return Ok(new);
+            }
+            match self
+                .store
+                .write(Op::Update { key: key(info, ns, name), object: new, precondition: Precondition { resource_version: Some(cur.rv), uid: None } })
+                .await
+            {
+                Ok(s) => return Ok(s.value.clone()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(ApiError::from_store(e, info, name)),
+            }
+        }
+        Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
+    }
+
+    /// Removes `finalizer` from an object (controllers use this to release deletions).
+    pub(crate) async fn remove_finalizer(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, finalizer: &str) -> Result<(), ApiError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(cur) = self.store.get(&key(info, ns, name)) else { return Ok(()) };
+            let mut new = cur.value.clone();
+            let Some(f) = new["metadata"]["finalizers"].as_array_mut() else { return Ok(()) };
+            let before = f.len();
+            f.retain(|x| x != finalizer);
+            if f.len() == before {
+                return Ok(());
+            }
+            match self
+                .store
+                .write(Op::Update { key: key(info, ns, name), object: new, precondition: Precondition { resource_version: Some(cur.rv), uid: None } })
+                .await
+            {
+                Ok(_) | Err(StoreError::NotFound) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(ApiError::from_store(e, info, name)),
+            }
+        }
+        Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
+    }
+
+    /// Read-modify-write with conflict retries; `f` returns None to skip the write.
+    pub(crate) async fn modify(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        f: &(dyn Fn(&Value) -> Option<Value> + Send + Sync),
+    ) -> Result<Option<Value>, ApiError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(cur) = self.store.get(&key(info, ns, name)) else { return Ok(None) };
+            let Some(new) = f(&cur.value) else { return Ok(Some(cur.value.clone())) };
+            match self
+                .store
+                .write(Op::Update { key: key(info, ns, name), object: new, precondition: Precondition { resource_version: Some(cur.rv), uid: None } })
+                .await
+            {
+                Ok(s) => return Ok(Some(s.value.clone())),
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(ApiError::from_store(e, info, name)),
+            }
+        }
+        Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
+    }
+
+    /// Creates an Event about `involved` (best effort: failures are logged, not returned).
+    pub(crate) async fn record_event(&self, involved: &Value, type_: &str, reason: &str, message: &str, component: &str) {
+        let Some(info) = resources::find("", "v1", "events") else { return };
+        let ns = involved["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let iname = name_of(involved).to_string();
+        let now = self.now();
+        let ev = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", iname, uuid::Uuid::new_v4().simple().to_string().get(..16).unwrap_or("0")), "namespace": ns},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": iname,
+                "namespace": involved["metadata"]["namespace"], "uid": involved["metadata"]["uid"],
+                "resourceVersion": involved["metadata"]["resourceVersion"],
+            },
+            "reason": reason, "message": message, "type": type_,
+            "source": {"component": component}, "reportingComponent": component,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        if let Err(e) = self.create(info, Some(&ns), ev, &WriteOptions { field_manager: component.into(), ..Default::default() }).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Controllers that run on the control plane's leader. Each is a pure `plan` over the
+//! objects it observes plus this thin executor, which re-plans whenever the store changes.
+
+pub(crate) mod garbage_collector;
+pub(crate) mod namespace;
+
+use std::time::Duration;
+
+use crate::apiserver::Api;
+use crate::apiserver::Shutdown;
+use crate::apiserver::resources::{self, ResourceInfo};
+use crate::apiserver::service::DeleteOptions;
+use crate::store::Op;
+use crate::store::Precondition;
+
+/// Resource and (namespace, name) of a storage key like "apps/deployments/ns/name".
+pub(crate) fn parse_key(key: &str) -> Option<(&'static ResourceInfo, Option<&str>, &str)> {
+    let mut it = key.splitn(4, '/');
+    let group = it.next()?;
+    let plural = it.next()?;
+    let group = if group == "core" { "" } else { group };
+    let info = resources::RESOURCES.iter().find(|r| r.group == group && r.plural == plural)?;
+    let a = it.next()?;
+    match it.next() {
+        Some(name) if info.namespaced => Some((info, Some(a), name)),
+        None if !info.namespaced => Some((info, None, a)),
+        _ => None,
+    }
+}
+
+/// Runs the garbage collector and namespace controller until shutdown.
+pub(crate) async fn run(api: Api, shutdown: Shutdown) {
+    let mut last_seen = u64::MAX;
+    loop {
+        let rev = api.store.revision();
+        if rev != last_seen {
+            last_seen = rev;
+            if let Err(e) = pass(&api).await {
+                tracing::warn!(error = %e, "controller pass failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
+    let keyed = api.store.list_keys("");
+    let objs: Vec<garbage_collector::Obj<'_>> = keyed.iter().map(|(k, s)| garbage_collector::Obj { key: k, value: &s.value }).collect();
+    for step in garbage_collector::plan(&objs) {
+        match step {
+            garbage_collector::Step::Delete { key, uid, propagation } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                let opts = DeleteOptions { propagation: Some(propagation.into()), uid: Some(uid), grace_period_seconds: Some(0), ..Default::default() };
+                if info.kind == "Pod" {
+                    // Pod GC: a forced removal.
+                    let _ = api.store.write(Op::Delete { key: key.clone(), precondition: Precondition { resource_version: None, uid: opts.uid.clone() } }).await;
+                    continue;
+                }
+                match api.delete(info, ns, name, &opts).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            garbage_collector::Step::RemoveOwnerRef { key, owner_uid } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                api.modify(info, ns, name, &|cur| {
+                    let mut new = cur.clone();
+                    let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
+                    refs.retain(|r| r["uid"].as_str() != Some(owner_uid.as_str()));
+                    if refs.is_empty() {
+                        new["metadata"].as_object_mut()?.remove("ownerReferences");
+                    }
+                    Some(new)
+                })
+                .await?;
+            }
+            garbage_collector::Step::RemoveFinalizer { key, finalizer } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                api.remove_finalizer(info, ns, name, finalizer).await?;
+            }
+        }
+    }
+    let namespaces: Vec<&serde_json::Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/namespaces/")).map(|(_, s)| &s.value).collect();
+    let contents: Vec<(&str, &serde_json::Value)> = keyed
+        .iter()
+        .filter(|(k, _)| parse_key(k).is_some_and(|(info, ns, _)| info.namespaced && ns.is_some()))
+        .map(|(k, s)| (k.as_str(), &s.value))
+        .collect();
+    for step in namespace::plan(&namespaces, &contents) {
+        match step {
+            namespace::Step::DeleteContent { key } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                let opts = DeleteOptions { propagation: Some("Background".into()), grace_period_seconds: Some(0), ..Default::default() };
+                if info.kind == "Pod" {
+                    let _ = api.store.write(Op::Delete { key: key.clone(), precondition: Precondition::default() }).await;
+                    continue;
+                }
+                match api.delete(info, ns, name, &opts).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            namespace::Step::Finalize { name } => {
+                let info = resources::find("", "v1", "namespaces").expect("namespaces served");
+                let _ = api.store.write(Op::Delete { key: crate::apiserver::service::key(info, None, &name), precondition: Precondition::default() }).await;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Namespace controller: a namespace being deleted (phase Terminating) has everything in it
+//! deleted; once nothing is left the namespace itself goes.
+
+use serde_json::Value;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Delete the namespaced object at `key`.
+    DeleteContent { key: String },
+    /// The namespace is empty: remove it.
+    Finalize { name: String },
+}
+
+/// Pure: `namespaces` are the Namespace objects, `contents` the keys and values of every
+/// namespaced object.
+pub(crate) fn plan(namespaces: &[&Value], contents: &[(&str, &Value)]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for ns in namespaces {
+        if ns["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let name = ns["metadata"]["name"].as_str().unwrap_or("");
+        let inside: Vec<&(&str, &Value)> =
+            contents.iter().filter(|(_, v)| v["metadata"]["namespace"].as_str() == Some(name)).collect();
+        if inside.is_empty() {
+            steps.push(Step::Finalize { name: name.to_string() });
+        }
+        for (k, v) in inside {
+            if v["metadata"]["deletionTimestamp"].is_null() {
+                steps.push(Step::DeleteContent { key: k.to_string() });
+            }
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn terminating_namespace_is_emptied_then_finalized() {
+        let ns = json!({"metadata": {"name": "t", "deletionTimestamp": "2026-01-01T00:00:00Z"}});
+        let live = json!({"metadata": {"name": "l"}});
+        let cm = json!({"metadata": {"name": "c", "namespace": "t"}});
+        let other = json!({"metadata": {"name": "c", "namespace": "l"}});
+        let steps = plan(&[&ns, &live], &[("core/configmaps/t/c", &cm), ("core/configmaps/l/c", &other)]);
+        assert_eq!(steps, vec![Step::DeleteContent { key: "core/configmaps/t/c".into() }]);
+        let steps = plan(&[&ns], &[("core/configmaps/l/c", &other)]);
+        assert_eq!(steps, vec![Step::Finalize { name: "t".into() }]);
+    }
+}

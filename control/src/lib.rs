@@ -1,0 +1,82 @@
+//! Flotilla control plane: the raft-replicated store on redb, the kubectl-compatible API
+//! server, and the controllers that run on the leader.
+
+pub mod apiserver;
+mod controllers;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use apiserver::service::{SystemClock, WriteOptions};
+use apiserver::{Api, Shutdown, ShutdownTrigger};
+use store::{Store, StoreConfig};
+
+/// How to run the control plane.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneConfig {
+    /// Where the store, CA and token live.
+    pub data_dir: PathBuf,
+    /// Address the HTTPS API listens on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+}
+
+/// A running control plane.
+pub struct ControlPlaneHandle {
+    /// Where the API server listens.
+    pub local_addr: SocketAddr,
+    /// The cluster CA certificate (PEM) clients must trust.
+    pub ca_pem: String,
+    /// The admin bearer token.
+    pub admin_token: String,
+    trigger: ShutdownTrigger,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlaneHandle {
+    /// The API server's URL.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.local_addr)
+    }
+
+    /// Stops serving and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Opens the store, seeds the default namespaces, starts the controllers and serves the API.
+pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<ControlPlaneHandle> {
+    let store_dir = config.data_dir.join("store");
+    let store_cfg = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
+    let api = Api::new(store, Arc::new(SystemClock));
+    let ns_info = apiserver::resources::find("", "v1", "namespaces").expect("namespaces served");
+    for ns in DEFAULT_NAMESPACES {
+        if api.get(ns_info, None, ns).is_err() {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            api.create(ns_info, None, obj, &WriteOptions::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let creds = apiserver::tls::ensure(&config.data_dir.join("pki"), &[local_addr.ip()])?;
+    let (trigger, shutdown) = Shutdown::new();
+    let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
+    let router = apiserver::router(app);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
+    tasks.push(tokio::spawn(controllers::run(api, shutdown)));
+    Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks })
+}

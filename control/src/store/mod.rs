@@ -1,0 +1,162 @@
+//! The object store: a raft-replicated state machine whose only writer is [`machine::apply`].
+//!
+//! Invariants:
+//! - Every write is an [`Op`] proposed through raft (`raft.rs`); the apply path assigns the
+//!   cluster-wide revision (resourceVersion), one per successful op, strictly increasing.
+//! - Memory mirrors redb: after a batch is applied, the in-memory object map, the watch
+//!   history and redb hold the same objects at the same revision.
+//! - Reads (get, list) are served from memory; watches from the bounded event history.
+
+pub(crate) mod machine;
+mod raft;
+pub(crate) mod watch;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub(crate) use machine::{Event, EventType, Op, OpResult, Precondition, StoreError};
+pub(crate) use watch::{WatchError, WatchStream};
+
+/// Configuration of the store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// How many events the watch history keeps (older resourceVersions get 410 Gone).
+    pub watch_history: usize,
+    /// Raft log entries kept after they are applied (older ones are compacted away).
+    pub log_retain: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { watch_history: 100_000, log_retain: 10_000 }
+    }
+}
+
+/// A stored object: its JSON (metadata.resourceVersion set) and its revision.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub rv: u64,
+    pub value: Value,
+}
+
+pub(crate) type Objects = BTreeMap<String, Arc<Stored>>;
+
+/// Shared in-memory state, updated only by the raft driver after apply.
+pub(crate) struct Shared {
+    pub objects: RwLock<Snapshot>,
+    pub watch: watch::WatchCache,
+}
+
+/// The object map and the revision it is at.
+pub(crate) struct Snapshot {
+    pub objects: Objects,
+    pub revision: u64,
+}
+
+/// Handle to the running store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    proposer: raft::Proposer,
+}
+
+/// A batch proposed as one raft entry.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Batch {
+    /// Identifies the proposal on the node that made it, so results reach the caller.
+    pub id: u64,
+    pub ops: Vec<Op>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts the raft driver.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (objects, revision, persisted) = raft::load(&dir.join("flotilla.redb"))?;
+        let shared = Arc::new(Shared {
+            objects: RwLock::new(Snapshot { objects, revision }),
+            watch: watch::WatchCache::new(config.watch_history, revision),
+        });
+        let proposer = raft::start(persisted, shared.clone(), config)?;
+        Ok(Store { shared, proposer })
+    }
+
+    /// Proposes ops as one atomic unit of the log; each op gets its own result.
+    pub(crate) async fn propose(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        self.proposer.propose(ops).await
+    }
+
+    /// Proposes one op.
+    pub(crate) async fn write(&self, op: Op) -> OpResult {
+        match self.propose(vec![op]).await {
+            Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Unavailable("empty result".into()))),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Stored>> {
+        self.shared.objects.read().expect("store lock").objects.get(key).cloned()
+    }
+
+    /// Objects whose key starts with `prefix` and is after `after` (exclusive), at most
+    /// `limit` of them that pass `filter`, plus the revision of the snapshot and whether more remain.
+    pub(crate) fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+        filter: &dyn Fn(&Stored) -> bool,
+    ) -> (Vec<Arc<Stored>>, u64, Option<String>) {
+        let snap = self.shared.objects.read().expect("store lock");
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Included(prefix.to_string()),
+        };
+        let mut out = Vec::new();
+        let mut more = None;
+        let mut last_key: Option<&String> = None;
+        for (k, v) in snap.objects.range((start, std::ops::Bound::Unbounded)) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if !filter(v) {
+                continue;
+            }
+            if let Some(l) = limit
+                && out.len() >= l
+            {
+                more = last_key.cloned();
+                break;
+            }
+            out.push(v.clone());
+            last_key = Some(k);
+        }
+        (out, snap.revision, more)
+    }
+
+    /// Every object under `prefix` with its key.
+    pub(crate) fn list_keys(&self, prefix: &str) -> Vec<(String, Arc<Stored>)> {
+        let snap = self.shared.objects.read().expect("store lock");
+        snap.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Oldest revision a watch (or a continued list) may start from.
+    pub(crate) fn watch_compacted(&self) -> u64 {
+        self.shared.watch.compacted()
+    }
+
+    /// The current revision.
+    pub(crate) fn revision(&self) -> u64 {
+        self.shared.objects.read().expect("store lock").revision
+    }
+
+    /// Starts a watch on keys under `prefix` for events after revision `from`
+    /// (`None`: synthetic ADDED events for current objects first, then changes).
+    pub(crate) fn watch(&self, prefix: &str, from: Option<u64>) -> Result<WatchStream, WatchError> {
+        watch::start(&self.shared, prefix, from)
+    }
+}

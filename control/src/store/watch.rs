@@ -1,0 +1,137 @@
+//! The watch cache: a bounded history of events shared by every watcher.
+//!
+//! Invariants: events in the history have strictly increasing revisions; every event with
+//! a revision above `compacted` is in the history. A watch from revision R is served iff
+//! R >= compacted; otherwise it is told `Expired` (HTTP 410). Each watcher keeps only a
+//! cursor, so a slow watcher costs no memory beyond the shared history.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::machine::{Event, EventType};
+use super::Shared;
+
+struct History {
+    events: VecDeque<Arc<Event>>,
+    /// Revision up to which events are no longer available.
+    compacted: u64,
+}
+
+pub(crate) struct WatchCache {
+    history: Mutex<History>,
+    capacity: usize,
+    notify: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum WatchError {
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired { requested: u64, oldest: u64 },
+}
+
+impl WatchCache {
+    pub(crate) fn new(capacity: usize, revision: u64) -> Self {
+        let (notify, _) = tokio::sync::watch::channel(revision);
+        WatchCache {
+            history: Mutex::new(History { events: VecDeque::new(), compacted: revision }),
+            capacity: capacity.max(1),
+            notify,
+        }
+    }
+
+    /// Appends applied events (called by the raft driver only, in revision order).
+    pub(crate) fn push(&self, events: Vec<Arc<Event>>, revision: u64) {
+        {
+            let mut h = self.history.lock().expect("watch lock");
+            for e in events {
+                h.events.push_back(e);
+            }
+            while h.events.len() > self.capacity {
+                if let Some(old) = h.events.pop_front() {
+                    h.compacted = old.object.rv;
+                }
+            }
+        }
+        self.notify.send_replace(revision);
+    }
+
+    /// Oldest revision a watch may start from.
+    pub(crate) fn compacted(&self) -> u64 {
+        self.history.lock().expect("watch lock").compacted
+    }
+}
+
+/// One watcher's position in the history.
+pub(crate) struct WatchStream {
+    shared: Arc<Shared>,
+    prefix: String,
+    cursor: u64,
+    pending: VecDeque<Arc<Event>>,
+    rx: tokio::sync::watch::Receiver<u64>,
+}
+
+pub(crate) fn start(shared: &Arc<Shared>, prefix: &str, from: Option<u64>) -> Result<WatchStream, WatchError> {
+    let rx = shared.watch.notify.subscribe();
+    let mut pending = VecDeque::new();
+    let cursor = match from {
+        Some(rv) => {
+            let compacted = shared.watch.compacted();
+            if rv < compacted {
+                return Err(WatchError::Expired { requested: rv, oldest: compacted + 1 });
+            }
+            rv
+        }
+        None => {
+            let snap = shared.objects.read().expect("store lock");
+            for (k, v) in snap.objects.range(prefix.to_string()..) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                pending.push_back(Arc::new(Event { kind: EventType::Added, key: k.clone(), object: v.clone(), prev: None }));
+            }
+            snap.revision
+        }
+    };
+    Ok(WatchStream { shared: shared.clone(), prefix: prefix.to_string(), cursor, pending, rx })
+}
+
+impl WatchStream {
+    /// The revision this watcher has seen everything up to (for BOOKMARK events).
+    pub(crate) fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The next event, waiting for one if needed. `Err(Expired)` if the watcher fell
+    /// behind the history; `None` if the store shut down.
+    pub(crate) async fn next(&mut self) -> Option<Result<Arc<Event>, WatchError>> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                if e.object.rv > self.cursor {
+                    self.cursor = e.object.rv;
+                }
+                return Some(Ok(e));
+            }
+            self.rx.borrow_and_update();
+            {
+                let h = self.shared.watch.history.lock().expect("watch lock");
+                if self.cursor < h.compacted {
+                    return Some(Err(WatchError::Expired { requested: self.cursor, oldest: h.compacted + 1 }));
+                }
+                let start = h.events.partition_point(|e| e.object.rv <= self.cursor);
+                for e in h.events.range(start..) {
+                    if e.key.starts_with(&self.prefix) {
+                        self.pending.push_back(e.clone());
+                    }
+                }
+                if self.pending.is_empty() && let Some(last) = h.events.back() {
+                    self.cursor = self.cursor.max(last.object.rv);
+                }
+            }
+            if self.pending.is_empty() {
+                if self.rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `flotilla server`: the control plane alone (store, API server, controllers).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use flotilla_control::{ControlPlaneConfig, ControlPlaneHandle, store::StoreConfig};
+
+use super::kubeconfig;
+
+/// Flags shared by `up` and `server`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ControlPlaneFlags {
+    /// Directory for the store, the cluster CA and the admin token
+    /// [default: $XDG_DATA_HOME/flotilla or ~/.local/share/flotilla]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address and port the HTTPS API listens on (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Kubeconfig file to write or merge the `flotilla` cluster, user and context into
+    /// (made current) [default: first path of $KUBECONFIG, else ~/.kube/config]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl ControlPlaneFlags {
+    fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(x).join("flotilla"));
+        }
+        let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set; pass --data-dir"))?;
+        Ok(PathBuf::from(home).join(".local/share/flotilla"))
+    }
+
+    fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(k) = &self.kubeconfig {
+            return Ok(k.clone());
+        }
+        if let Some(first) = std::env::var("KUBECONFIG").ok().and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from)) {
+            return Ok(first);
+        }
+        let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set; pass --kubeconfig"))?;
+        Ok(PathBuf::from(home).join(".kube/config"))
+    }
+
+    /// Starts the control plane, writes the kubeconfig and prints the ready line.
+    pub(crate) async fn start(&self, what: &str) -> anyhow::Result<ControlPlaneHandle> {
+        let data_dir = self.data_dir()?;
+        let kubeconfig_path = self.kubeconfig_path()?;
+        let handle = flotilla_control::start(ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store: StoreConfig::default() }).await?;
+        kubeconfig::merge(&kubeconfig_path, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
+        println!(
+            "flotilla {what} ready: {} (data dir {}, kubeconfig {}, context flotilla)",
+            handle.url(),
+            data_dir.display(),
+            kubeconfig_path.display()
+        );
+        Ok(handle)
+    }
+}
+
+/// Run the Flotilla control plane alone (no embedded node).
+#[derive(Args, Debug)]
+pub(crate) struct ServerCommand {
+    #[command(flatten)]
+    pub flags: ControlPlaneFlags,
+}
+
+impl ServerCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let handle = self.flags.start("server").await?;
+        wait_for_signal().await;
+        handle.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}

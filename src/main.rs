@@ -1,0 +1,30 @@
+//! The `flotilla` binary: one small executable for the control plane, the node and tools.
+
+mod commands;
+
+use clap::Parser;
+
+/// Flotilla: Kubernetes, rebuilt for WebAssembly.
+#[derive(Parser)]
+#[command(name = "flotilla", version, about, long_about = None)]
+enum Cli {
+    Up(commands::up::UpCommand),
+    Server(commands::server::ServerCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match Cli::parse() {
+            Cli::Up(c) => c.execute().await,
+            Cli::Server(c) => c.execute().await,
+        }
+    })
+}
