@@ -19,7 +19,7 @@ fn container(c: &mut Value) {
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
-    if let Some(ports) = c["ports"].as_array_mut() {
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
             set_default(p, "protocol", json!("TCP"));
         }
@@ -37,7 +37,7 @@ pub(crate) fn pod_spec(spec: &mut Value) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec[list].as_array_mut() {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 container(c);
             }
@@ -46,8 +46,8 @@ pub(crate) fn pod_spec(spec: &mut Value) {
 }
 
 fn template(spec: &mut Value) {
-    if let Some(t) = spec.get_mut("template") {
-        pod_spec(&mut t["spec"]);
+    if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+        pod_spec(ps);
     }
 }
 
@@ -55,7 +55,9 @@ fn template(spec: &mut Value) {
 pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
         ("", "Pod") => {
-            pod_spec(&mut obj["spec"]);
+            if let Some(spec) = obj.get_mut("spec") {
+                pod_spec(spec);
+            }
             if !obj["status"].is_object() {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
@@ -68,18 +70,19 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
                 obj["spec"] = json!({"finalizers": ["kubernetes"]});
             }
             let name = obj["metadata"]["name"].clone();
-            if !obj["metadata"]["labels"].is_object() {
-                obj["metadata"]["labels"] = json!({});
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if labels.is_object() {
+                    labels["kubernetes.io/metadata.name"] = name;
+                }
             }
-            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
         }
         ("", "Secret") => set_default(obj, "type", json!("Opaque")),
         ("", "Service") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "type", json!("ClusterIP"));
                 set_default(spec, "sessionAffinity", json!("None"));
-                if let Some(ports) = spec["ports"].as_array_mut() {
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         set_default(p, "protocol", json!("TCP"));
                         let port = p["port"].clone();
@@ -89,8 +92,7 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("apps", "Deployment") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "replicas", json!(1));
                 set_default(spec, "revisionHistoryLimit", json!(10));
                 set_default(spec, "progressDeadlineSeconds", json!(600));
@@ -99,8 +101,7 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("apps", "ReplicaSet") | ("apps", "StatefulSet") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "replicas", json!(1));
                 if info.kind == "StatefulSet" {
                     set_default(spec, "podManagementPolicy", json!("OrderedReady"));
@@ -111,40 +112,33 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("apps", "DaemonSet") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "revisionHistoryLimit", json!(10));
                 set_default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
                 template(spec);
             }
         }
         ("batch", "Job") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "backoffLimit", json!(6));
                 set_default(spec, "completionMode", json!("NonIndexed"));
                 set_default(spec, "suspend", json!(false));
-                let completions = spec.get("completions").cloned();
-                if completions.is_none() || completions == Some(Value::Null) {
-                    set_default(spec, "parallelism", json!(1));
-                }
                 set_default(spec, "parallelism", json!(1));
-                if let Some(t) = spec.get_mut("template") {
-                    pod_spec(&mut t["spec"]);
+                if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                    pod_spec(ps);
                 }
             }
         }
         ("batch", "CronJob") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "concurrencyPolicy", json!("Allow"));
                 set_default(spec, "suspend", json!(false));
                 set_default(spec, "successfulJobsHistoryLimit", json!(3));
                 set_default(spec, "failedJobsHistoryLimit", json!(1));
                 if let Some(js) = spec.get_mut("jobTemplate").and_then(|j| j.get_mut("spec")) {
                     set_default(js, "backoffLimit", json!(6));
-                    if let Some(t) = js.get_mut("template") {
-                        pod_spec(&mut t["spec"]);
+                    if let Some(ps) = js.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                        pod_spec(ps);
                     }
                 }
             }

@@ -396,12 +396,7 @@ impl Filter {
         let fields = match q(query, "fieldSelector").filter(|s| !s.trim().is_empty()) {
             Some(s) => {
                 let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                let supported = FieldSelector::supported_fields(info.kind);
-                for field in f.fields() {
-                    if !supported.contains(&field) {
-                        return Err(ApiError::bad_request(format!("field label not supported: {field}")));
-                    }
-                }
+                f.check_supported(info.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(f)
             }
             None => None,
@@ -709,6 +704,8 @@ async fn bind(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, nam
     if pod["spec"]["nodeName"].as_str() != Some(node.as_str()) {
         return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{}\"", pod["spec"]["nodeName"].as_str().unwrap_or(""))));
     }
+    let message = format!("Successfully assigned {}/{} to {}", ns.unwrap_or("default"), name, node);
+    app.api.record_event(&pod, "Normal", "Scheduled", &message, "default-scheduler").await;
     Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
 }
 

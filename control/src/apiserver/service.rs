@@ -277,7 +277,8 @@ impl Api {
     }
 
     fn invalid(info: &ResourceInfo, name: &str, causes: Vec<flotilla_api::validation::Cause>) -> ApiError {
-        let message = flotilla_api::validation::invalid_message(info.kind, name, &causes);
+        let kind = flotilla_api::validation::qualified_kind(info.group, info.kind);
+        let message = flotilla_api::validation::invalid_message(&kind, name, &causes);
         let causes = causes
             .into_iter()
             .map(|c| Cause { reason: c.reason.to_string(), message: c.message, field: c.field })
@@ -285,7 +286,7 @@ impl Api {
         ApiError::invalid(info, name, message, causes)
     }
 
-    fn check_namespace_open(&self, info: &ResourceInfo, ns: Option<&str>) -> Result<(), ApiError> {
+    fn check_namespace_open(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
         if !info.namespaced {
             return Ok(());
         }
@@ -297,14 +298,12 @@ impl Api {
             return Err(ApiError::not_found(nsinfo, ns));
         };
         if !n.value["metadata"]["deletionTimestamp"].is_null() {
-            let mut e = ApiError::forbidden(format!(
+            return Err(ApiError::forbidden(format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
                 info.qualified_plural(),
-                "",
+                name,
                 ns
-            ));
-            e.message = format!("unable to create new content in namespace {ns} because it is being terminated");
-            return Err(e);
+            )));
         }
         Ok(())
     }
@@ -343,7 +342,7 @@ impl Api {
         if !causes.is_empty() {
             return Err(Self::invalid(info, &name, causes));
         }
-        self.check_namespace_open(info, ns.as_deref())?;
+        self.check_namespace_open(info, ns.as_deref(), &name)?;
         if opts.dry_run {
             if self.store.get(&key(info, ns.as_deref(), &name)).is_some() {
                 return Err(ApiError::already_exists(info, &name));
@@ -387,7 +386,14 @@ impl Api {
         if part == Part::Status {
             // A status write changes status only (and may carry metadata like conditions' owners).
             let mut merged = old.clone();
-            merged["status"] = new["status"].take();
+            match new.get_mut("status").map(Value::take) {
+                Some(st) => merged["status"] = st,
+                None => {
+                    if let Some(o) = merged.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
             new = merged;
         } else if has_status_subresource(info) {
             match old.get("status") {

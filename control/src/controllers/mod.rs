@@ -28,6 +28,23 @@ pub(crate) fn parse_key(key: &str) -> Option<(&'static ResourceInfo, Option<&str
     }
 }
 
+/// Events live this long after their last occurrence, as with Kubernetes' default --event-ttl.
+const EVENT_TTL_SECONDS: i64 = 3600;
+
+/// Keys of core/v1 and events.k8s.io events last seen before `cutoff`.
+fn expired_events(objects: &[(String, std::sync::Arc<crate::store::Stored>)], cutoff: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("core/events/") || k.starts_with("events.k8s.io/events/"))
+        .filter(|(_, s)| {
+            let v = &s.value;
+            let t = v["lastTimestamp"].as_str().or(v["eventTime"].as_str()).or(v["metadata"]["creationTimestamp"].as_str());
+            t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t < cutoff)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// Runs the garbage collector and namespace controller until shutdown.
 pub(crate) async fn run(api: Api, shutdown: Shutdown) {
     let mut last_seen = u64::MAX;
@@ -67,7 +84,7 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
             }
             garbage_collector::Step::RemoveOwnerRef { key, owner_uid } => {
                 let Some((info, ns, name)) = parse_key(&key) else { continue };
-                api.modify(info, ns, name, &|cur| {
+                let updated = api.modify(info, ns, name, &|cur| {
                     let mut new = cur.clone();
                     let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
                     refs.retain(|r| r["uid"].as_str() != Some(owner_uid.as_str()));
@@ -77,12 +94,20 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
                     Some(new)
                 })
                 .await?;
+                if let Some(obj) = updated {
+                    let msg = format!("ownerReference to {owner_uid} removed: the owner was deleted with propagationPolicy Orphan or no longer exists");
+                    api.record_event(&obj, "Normal", "OwnerRefRemoved", &msg, "garbage-collector").await;
+                }
             }
             garbage_collector::Step::RemoveFinalizer { key, finalizer } => {
                 let Some((info, ns, name)) = parse_key(&key) else { continue };
                 api.remove_finalizer(info, ns, name, finalizer).await?;
             }
         }
+    }
+    let cutoff = api.clock.now() - chrono::Duration::seconds(EVENT_TTL_SECONDS);
+    for key in expired_events(&keyed, cutoff) {
+        let _ = api.store.write(Op::Delete { key, precondition: Precondition::default() }).await;
     }
     let namespaces: Vec<&serde_json::Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/namespaces/")).map(|(_, s)| &s.value).collect();
     let contents: Vec<(&str, &serde_json::Value)> = keyed
