@@ -3,3 +3,5 @@
 
 mod harness;
 mod kubectl_basics;
+mod kube_client;
+mod store;

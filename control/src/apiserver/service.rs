@@ -420,6 +420,7 @@ impl Api {
             }
             // A deleting object can lose finalizers but not gain them.
         }
+        defaults::apply(info, &mut new);
         let old_gen = meta(old)["generation"].as_i64();
         match old_gen {
             Some(g) => {
@@ -430,7 +431,6 @@ impl Api {
                 meta_mut(&mut new).remove("generation");
             }
         }
-        defaults::apply(info, &mut new);
         let schema = schema::schemas().root(info);
         ssa::track_update(Some(old), &mut new, manager, schema.as_ref(), &info.api_version(), &self.now());
         new

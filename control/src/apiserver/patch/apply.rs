@@ -5,7 +5,8 @@
 //! - Ownership is a set of field paths per manager, stored as `fieldsV1`
 //!   (`f:<field>`, `k:{<keys>}`, `v:<value>`, `.` for "this node too").
 //! - An applier owns exactly the fields of its last config; fields it owned before and no
-//!   longer sends are removed unless some manager still owns them.
+//!   longer sends are removed unless some manager still owns them (a named struct field
+//!   counts as owned while any manager owns something below it).
 //! - Apply changing a field another manager owns is a conflict unless forced; forcing, and
 //!   any non-apply write ([`track_update`]), takes the changed fields from other managers.
 //! - Server-owned metadata (name, uid, resourceVersion, …) is never owned; `managedFields`
@@ -141,9 +142,13 @@ pub(crate) fn server_side_apply_subresource<S: PatchSchema>(
 
     let mut merged = merge(&live_obj, &cfg, schema);
 
-    // Prune what this applier set last time, sends no more, and nobody else owns.
+    // Prune what this applier set last time, sends no more, and nobody else owns. A named
+    // field counts as owned when anything below it is (a set read from fieldsV1 may mark
+    // `spec.template` itself, as kubectl's client-side-apply migration writes it, while
+    // the config's set only names the leaves below it).
     if !last_set.is_empty() {
         let owned = managers.values().fold(config_set.clone(), |acc, e| acc.union(&e.set));
+        let owned = with_named_fields(&owned, schema).union(&strip_set());
         remove_paths(&mut merged, &last_set.difference(&owned), schema);
     }
 
@@ -845,6 +850,26 @@ impl FieldSet {
 // ---------------------------------------------------------------------------------------------
 // Schema-guided walks
 
+/// `set` plus, as members, every schema-named field that has children in it
+/// (structured-merge-diff's `EnsureNamedFieldsAreMembers`); map keys are not added.
+fn with_named_fields<S: PatchSchema>(set: &FieldSet, schema: Option<&S>) -> FieldSet {
+    let mut out = FieldSet { members: set.members.clone(), children: BTreeMap::new() };
+    for (pe, child) in &set.children {
+        let cs = match pe {
+            Pe::Field(name) => {
+                let named = schema.and_then(|s| s.field(name));
+                if named.is_some() {
+                    out.members.insert(pe.clone());
+                }
+                named.or_else(|| schema.and_then(PatchSchema::elements))
+            }
+            _ => schema.and_then(PatchSchema::elements),
+        };
+        out.children.insert(pe.clone(), with_named_fields(child, cs.as_ref()));
+    }
+    out
+}
+
 fn child_schema<S: PatchSchema>(schema: Option<&S>, key: &str) -> Option<S> {
     schema.and_then(|s| s.field(key).or_else(|| s.elements()))
 }
@@ -1203,6 +1228,9 @@ mod tests {
     const T2: &str = "2024-01-01T00:00:02Z";
     const T3: &str = "2024-01-01T00:00:03Z";
 
+    /// The Deployment as Flotilla returned it after kubectl's managedFields JSON patch.
+    const MIGRATED_LIVE: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"labels\":{\"app\":\"web\"},\"name\":\"web\",\"namespace\":\"default\"},\"spec\":{\"replicas\":2,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"image\":\"hello.wasm\",\"name\":\"web\",\"ports\":[{\"containerPort\":8080}]}]}}}}\n"},"labels":{"app":"web"},"name":"web","namespace":"default","uid":"3a2efdad-8e22-4f99-9fc8-abc7705eb97b","creationTimestamp":"2026-11-26T01:23:54Z","generation":1,"resourceVersion":"8","managedFields":[{"manager":"kubectl","operation":"Apply","apiVersion":"apps/v1","time":"2026-11-26T01:23:54Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}},"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:progressDeadlineSeconds":{},"f:replicas":{},"f:revisionHistoryLimit":{},"f:selector":{".":{},"f:matchLabels":{".":{},"f:app":{}}},"f:strategy":{".":{},"f:rollingUpdate":{".":{},"f:maxSurge":{},"f:maxUnavailable":{}},"f:type":{}},"f:template":{".":{},"f:metadata":{".":{},"f:labels":{".":{},"f:app":{}}},"f:spec":{".":{},"f:containers":{"k:{\"name\":\"web\"}":{".":{},"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:ports":{"k:{\"containerPort\":8080}":{".":{},"f:containerPort":{},"f:protocol":{}}},"f:resources":{},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{}}},"f:dnsPolicy":{},"f:initContainers":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{}}}}}},{"manager":"kubectl-last-applied","operation":"Apply","apiVersion":"apps/v1","time":"2026-11-26T01:23:54Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{"f:kubectl.kubernetes.io/last-applied-configuration":{}}}}}]},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"image":"hello.wasm","name":"web","ports":[{"containerPort":8080,"protocol":"TCP"}],"imagePullPolicy":"Always","terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","resources":{}}],"restartPolicy":"Always","terminationGracePeriodSeconds":30,"dnsPolicy":"ClusterFirst","securityContext":{},"schedulerName":"default-scheduler","initContainers":null}},"revisionHistoryLimit":10,"progressDeadlineSeconds":600,"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":"25%","maxSurge":"25%"}}}}"#;
+
     fn deployment(replicas: i64, image: &str) -> Value {
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
@@ -1372,6 +1400,93 @@ mod tests {
             apply(Some(&obj), &deployment(5, "nginx:1"), "other", false, T2),
             Err(ApplyError::Conflicts(_))
         ));
+    }
+
+    /// kubectl 1.32 `apply --server-side` over a client-side-applied Deployment: after its
+    /// JSON patch merges the `kubectl-client-side-apply` entry into the `kubectl` Apply entry
+    /// (marking `spec.template`, `spec.selector`, … themselves with `.`), the re-apply must
+    /// not prune those nodes while the config still sets fields below them.
+    #[test]
+    fn reapply_after_client_side_apply_migration_keeps_spec() {
+        let live: Value = serde_json::from_str(MIGRATED_LIVE).unwrap();
+        let cfg = json!({"apiVersion":"apps/v1","kind":"Deployment",
+            "metadata":{"labels":{"app":"web"},"name":"web","namespace":"default"},
+            "spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},
+                "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[
+                    {"image":"hello.wasm","name":"web","ports":[{"containerPort":8080}]}]}}}});
+        let out = apply(Some(&live), &cfg, "kubectl", true, T2).unwrap();
+        assert_eq!(out["spec"]["replicas"], 2);
+        assert_eq!(out["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
+        assert_eq!(out["spec"]["template"]["metadata"], json!({"labels": {"app": "web"}}));
+        let c = &out["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!((&c["name"], &c["image"]), (&json!("web"), &json!("hello.wasm")));
+        assert_eq!(c["ports"], json!([{"containerPort": 8080, "protocol": "TCP"}]));
+        // Leaves only the migrated entry owned (server defaults) are pruned, to be re-defaulted.
+        assert!(c.get("imagePullPolicy").is_none());
+        assert!(out["spec"].get("strategy").is_none());
+        assert_eq!(out["metadata"]["name"], "web");
+        assert_eq!(out["metadata"]["uid"], "3a2efdad-8e22-4f99-9fc8-abc7705eb97b");
+        assert!(out["metadata"]["annotations"][LAST_APPLIED].is_string());
+        assert_eq!(
+            entry(&out, "kubectl", "Apply").unwrap()["fieldsV1"],
+            json!({
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {"f:matchLabels": {"f:app": {}}},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {"f:app": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {
+                            ".": {}, "f:image": {}, "f:name": {},
+                            "f:ports": {"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {
+                                ".": {}, "f:containerPort": {}, "f:protocol": {}
+                            }}
+                        }}}
+                    }
+                }
+            })
+        );
+        assert_eq!(
+            entry(&out, "kubectl-last-applied", "Apply").unwrap()["fieldsV1"],
+            json!({"f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/last-applied-configuration": {}}}})
+        );
+    }
+
+    #[test]
+    fn named_fields_become_members_but_map_keys_do_not() {
+        let s = schema();
+        let mut set = FieldSet::default();
+        let f = |n: &str| Pe::Field(n.to_string());
+        set.insert(&[f("spec"), f("template"), f("metadata"), f("labels"), f("app")]);
+        set.insert(&[f("spec"), f("x"), f("y")]);
+        let named = with_named_fields(&set, Some(&s));
+        let json = named.to_json(false);
+        assert_eq!(
+            json,
+            json!({"f:spec": {
+                ".": {},
+                "f:template": {".": {}, "f:metadata": {".": {}, "f:labels": {".": {}, "f:app": {}}}},
+                "f:x": {"f:y": {}}
+            }})
+        );
+        assert!(named.members.contains(&f("spec")));
+        assert!(!with_named_fields::<MockSchema>(&set, None).members.contains(&f("spec")));
+    }
+
+    #[test]
+    fn pruning_a_whole_previously_owned_subtree() {
+        // The applier marked `spec.strategy` itself last time and no longer sends anything
+        // below it: it goes, while metadata nobody owns stays.
+        let mut cfg = deployment(3, "nginx:1");
+        cfg["spec"]["strategy"] = json!({"type": "Recreate"});
+        let mut live = apply(None, &cfg, "kubectl", false, T1).unwrap();
+        live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:strategy"]["."] = json!({});
+        live["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"] = json!({"f:labels": {".": {}, "f:app": {}}});
+        let out = apply(Some(&live), &json!({"spec": {"replicas": 3}}), "kubectl", false, T2).unwrap();
+        assert!(out["spec"].get("strategy").is_none());
+        assert!(out["spec"].get("template").is_none());
+        assert!(out["metadata"].get("labels").is_none());
+        assert_eq!(out["metadata"]["name"], "web");
     }
 
     #[test]
