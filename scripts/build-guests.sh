@@ -25,32 +25,40 @@ T0=$SECONDS
 log() { echo "build-guests: [$((SECONDS - T0))s] $*"; }
 
 # --- 1. toolchain (only when something is missing) -------------------------------------
-# rustc-web/cargo-web: rustc+cargo 1.9x in /usr/bin; rust-web-src: std sources for
-# -Zbuild-std; rust-web-llvm: wasm-component-ld and the rust-lld symlink to lld-22;
-# lld-22: that lld; llvm-22: llvm-mc-22 (assembles crt1-command.o); wasi-libc: crt + libc.
-PKGS=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 llvm-22 wasi-libc)
+# rustc-web/cargo-web: rustc+cargo 1.9x in /usr/bin (bookworm-security; bookworm main has
+# an older one); rust-web-src: std sources for -Zbuild-std; rust-web-llvm:
+# wasm-component-ld and /usr/bin/rust-lld -> lld-N, N its LLVM (22 for 1.96), whose
+# llvm-N brings llvm-mc-N; lld-N: that lld; wasi-libc: crt and libc for wasm32-wasi.
+llvm_major() { # of the installed rust-web-llvm, else of the archive's
+  local t; t=$(readlink /usr/bin/rust-lld 2>/dev/null || true)
+  if [ -n "$t" ]; then echo "${t##*lld-}"; return; fi
+  apt-cache depends rust-web-llvm 2>/dev/null | sed -n 's/^ *Depends: llvm-\([0-9][0-9]*\)$/\1/p' | head -n1
+}
 toolchain_ok() {
+  local n; n=$(llvm_major)
   [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -x /usr/bin/rust-lld ] &&
     [ -d /usr/lib/rustlib/src/rust/library ] && [ -e /usr/lib/wasm32-wasi/libc.a ] &&
-    command -v llvm-mc-22 >/dev/null &&
+    command -v "llvm-mc-$n" >/dev/null &&
     compgen -G '/usr/lib/rustlib/*/bin/wasm-component-ld' >/dev/null
 }
 if ! toolchain_ok; then
   SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
-  log "installing the guest toolchain: ${PKGS[*]}"
-  if ! { "${SUDO[@]}" apt-get update -qq &&
-         DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq \
-           --no-install-recommends "${PKGS[@]}"; } >"$BUILD/apt.log" 2>&1; then
-    cat "$BUILD/apt.log" >&2; echo "build-guests: apt-get failed" >&2; exit 1
-  fi
+  log "installing the guest toolchain with apt-get (log: $BUILD/apt.log)"
+  {
+    "${SUDO[@]}" apt-get update -qq &&
+    N=$(llvm_major) && [ -n "$N" ] &&
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+      rustc-web cargo-web rust-web-src rust-web-llvm "lld-$N" "llvm-$N" wasi-libc
+  } >"$BUILD/apt.log" 2>&1 || { cat "$BUILD/apt.log" >&2; echo "build-guests: apt-get failed" >&2; exit 1; }
   toolchain_ok || { echo "build-guests: toolchain still incomplete after install" >&2; exit 1; }
 fi
+LLVM_MC=llvm-mc-$(llvm_major)
 
 # --- 2. crt1-command.o that runs constructors (see guests/support/crt1-command.s) -------
 CRT=$BUILD/wasi-crt
 mkdir -p "$CRT"
 if ! [ "$CRT/crt1-command.o" -nt "$ROOT/guests/support/crt1-command.s" ]; then
-  llvm-mc-22 -triple=wasm32-wasip1 -filetype=obj \
+  "$LLVM_MC" -triple=wasm32-wasip1 -filetype=obj \
     "$ROOT/guests/support/crt1-command.s" -o "$CRT/crt1-command.o"
 fi
 

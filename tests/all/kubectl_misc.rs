@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::harness::{Cluster, wait_for};
+use crate::harness::Cluster;
 
 fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
     let arg = format!("-o=jsonpath={path}");
@@ -47,13 +47,14 @@ fn get_tables_per_kind() {
     assert_eq!(lines[0], "NAME   READY   UP-TO-DATE   AVAILABLE   AGE");
     assert_row(lines[1], "web    0/2     0            0           ");
 
-    let out = c.kubectl(&["get", "configmaps"]).ok().to_string();
+    // By name: a real cluster also holds kube-root-ca.crt in every namespace.
+    let out = c.kubectl(&["get", "configmap", "cfg"]).ok().to_string();
     let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[0], "NAME   DATA   AGE", "{out}");
-    let row = lines.iter().find(|l| l.starts_with("cfg ")).unwrap_or_else(|| panic!("{out}"));
-    assert_row(row, "cfg    2      ");
+    assert_row(lines[1], "cfg    2      ");
 
-    let out = c.kubectl(&["get", "secrets"]).ok().to_string();
+    let out = c.kubectl(&["get", "secret", "sec"]).ok().to_string();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "NAME   TYPE     DATA   AGE", "{out}");
     assert_row(lines[1], "sec    Opaque   1      ");
@@ -66,7 +67,7 @@ fn get_tables_per_kind() {
     // A single object by name, and -o name.
     let out = c.kubectl(&["get", "deploy", "web"]).ok().to_string();
     assert_eq!(out.lines().next(), Some("NAME   READY   UP-TO-DATE   AVAILABLE   AGE"));
-    assert_eq!(c.kubectl(&["get", "deploy,cm/cfg", "-o", "name"]).ok(), "deployment.apps/web\nconfigmap/cfg\n");
+    assert_eq!(c.kubectl(&["get", "deploy/web", "cm/cfg", "-o", "name"]).ok(), "deployment.apps/web\nconfigmap/cfg\n");
 }
 
 #[test]
@@ -95,7 +96,7 @@ fn get_wide_and_all_namespaces() {
     let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows[0][0..2], ["NAMESPACE", "NAME"], "{out}");
     assert_eq!(rows[2][0..2], ["team-a", "api"], "{out}");
-    assert_eq!(rows[2][6..], ["api", "busybox:1.36", "app=api"], "{out}");
+    assert_eq!(rows[2][6..], ["busybox", "busybox:1.36", "app=api"], "{out}");
 
     // Only the named namespace with -n.
     let out = c.kubectl(&["-n", "team-a", "get", "deploy", "-o", "name"]).ok().to_string();
@@ -108,7 +109,8 @@ fn get_wide_and_all_namespaces() {
 #[test]
 fn get_yaml_and_json_carry_server_set_fields() {
     let c = Cluster::start();
-    c.kubectl(&["create", "deployment", "web", "--image=nginx:1.25"]).ok();
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], deploy).ok();
     let y = c.kubectl(&["get", "deploy", "web", "-o", "yaml"]).ok().to_string();
     assert!(y.starts_with("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n"), "{y}");
     for field in ["  uid: ", "  resourceVersion: \"", "  creationTimestamp: \"", "  generation: 1\n", "  name: web\n", "  namespace: default\n"] {
@@ -146,7 +148,9 @@ fn get_yaml_and_json_carry_server_set_fields() {
 #[test]
 fn get_label_and_field_selectors() {
     let c = Cluster::start();
-    for (name, labels) in [("sel-a", "env=prod,tier=be"), ("sel-b", "env=dev"), ("sel-c", "env=staging,tier=fe"), ("plain", "")] {
+    // Every test object carries group=t so selectors ignore what a real cluster adds
+    // (kube-root-ca.crt).
+    for (name, labels) in [("sel-a", "group=t,env=prod,tier=be"), ("sel-b", "group=t,env=dev"), ("sel-c", "group=t,env=staging,tier=fe"), ("plain", "group=t")] {
         c.kubectl(&["create", "configmap", name, "--from-literal=k=v"]).ok();
         let labels: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
         if !labels.is_empty() {
@@ -157,7 +161,16 @@ fn get_label_and_field_selectors() {
     }
     let sel = |args: &[&str]| -> Vec<String> {
         let mut a = vec!["get", "configmaps", "-o", "name"];
-        a.extend_from_slice(args);
+        let mut args = args.to_vec();
+        let with_group: String;
+        match args.iter().position(|a| *a == "-l" || *a == "--selector") {
+            Some(i) => {
+                with_group = format!("group=t,{}", args[i + 1]);
+                args[i + 1] = &with_group;
+            }
+            None => args.extend(["-l", "group=t"]),
+        }
+        a.extend_from_slice(&args);
         c.kubectl(&a).ok().lines().map(|l| l.trim_start_matches("configmap/").to_string()).collect()
     };
     assert_eq!(sel(&["-l", "env=prod"]), ["sel-a"]);
@@ -174,12 +187,13 @@ fn get_label_and_field_selectors() {
     assert_eq!(sel(&["--field-selector", "metadata.name=sel-b"]), ["sel-b"]);
     assert_eq!(sel(&["--field-selector", "metadata.name!=sel-b"]), ["plain", "sel-a", "sel-c"]);
     assert_eq!(sel(&["--field-selector", "metadata.namespace=default", "-l", "env=dev"]), ["sel-b"]);
+    assert_eq!(sel(&["--field-selector", "metadata.namespace!=default"]), Vec::<String>::new());
     let r = c.kubectl(&["get", "configmaps", "-l", "env=nothing"]);
     assert_eq!(r.ok(), "");
     assert_eq!(r.stderr.trim(), "No resources found in default namespace.");
     // Unsupported field selectors are rejected, as Kubernetes does for configmaps.
     let r = c.kubectl(&["get", "configmaps", "--field-selector", "data.k=v"]);
-    assert_eq!(r.err().trim(), "Error from server (BadRequest): Unable to find \"/v1, Resource=configmaps\" that match label selector \"\", field selector \"data.k=v\": field label not supported: data.k");
+    assert_eq!(r.err().trim(), "Error from server (BadRequest): Unable to find \"/v1, Resource=configmaps\" that match label selector \"\", field selector \"data.k=v\": \"data.k\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"");
 }
 
 #[test]
@@ -198,11 +212,9 @@ fn get_sort_by() {
     assert_eq!(out, "N         E\nb-two     dev\na-one     prod\nc-three   staging\n");
 }
 
-#[test]
-fn get_watch_prints_rows_as_objects_change() {
-    let c = Cluster::start();
-    c.kubectl(&["create", "configmap", "before", "--from-literal=a=b"]).ok();
-    let mut child = c.kubectl_cmd().args(["get", "configmaps", "-w"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn kubectl get -w");
+/// Spawns `kubectl args` and hands back the child and a channel of its stdout lines.
+fn spawn_lines(c: &Cluster, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = c.kubectl_cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn kubectl");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -213,71 +225,71 @@ fn get_watch_prints_rows_as_objects_change() {
             }
         }
     });
-    let mut seen: Vec<String> = Vec::new();
-    let mut next_line = |what: &str| -> String {
-        let l = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("kubectl get -w printed no line for {what}; so far {seen:?}"));
-        seen.push(l.clone());
-        l
-    };
-    assert_eq!(next_line("header"), "NAME     DATA   AGE");
-    assert_row(&next_line("initial list"), "before   1      ");
+    (child, rx)
+}
 
-    c.kubectl(&["create", "configmap", "w1", "--from-literal=a=b"]).ok();
-    let l = next_line("create");
-    assert!(l.split_whitespace().collect::<Vec<_>>()[..2] == ["w1", "1"], "{l:?}");
+#[track_caller]
+fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("kubectl get -w printed no line for {what}"))
+}
+
+fn labelled_cm(name: &str, data: &[(&str, &str)]) -> String {
+    let mut s = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n    w: \"1\"\ndata:\n");
+    for (k, v) in data {
+        s.push_str(&format!("  {k}: \"{v}\"\n"));
+    }
+    s
+}
+
+#[test]
+fn get_watch_prints_rows_as_objects_change() {
+    let c = Cluster::start();
+    c.kubectl_stdin(&["apply", "-f", "-"], &labelled_cm("before", &[("a", "b")])).ok();
+    let (mut child, rx) = spawn_lines(&c, &["get", "configmaps", "-l", "w=1", "-w"]);
+    assert_eq!(next_line(&rx, "header"), "NAME     DATA   AGE");
+    assert_row(&next_line(&rx, "initial list"), "before   1      ");
+
+    c.kubectl_stdin(&["apply", "-f", "-"], &labelled_cm("w1", &[("a", "b")])).ok();
+    let l = next_line(&rx, "create");
+    assert_eq!(l.split_whitespace().take(2).collect::<Vec<_>>(), ["w1", "1"], "{l:?}");
     c.kubectl(&["patch", "configmap", "w1", "--type=merge", "-p", r#"{"data":{"b":"c"}}"#]).ok();
-    let l = next_line("modify");
-    assert!(l.split_whitespace().collect::<Vec<_>>()[..2] == ["w1", "2"], "{l:?}");
+    let l = next_line(&rx, "modify");
+    assert_eq!(l.split_whitespace().take(2).collect::<Vec<_>>(), ["w1", "2"], "{l:?}");
+    // Objects outside the selector print nothing; deletion prints the last state.
+    c.kubectl(&["create", "configmap", "unlabelled"]).ok();
     c.kubectl(&["delete", "configmap", "before"]).ok();
-    let l = next_line("delete");
-    assert!(l.starts_with("before "), "{l:?}");
+    let l = next_line(&rx, "delete");
+    assert_eq!(l.split_whitespace().take(2).collect::<Vec<_>>(), ["before", "1"], "{l:?}");
     let _ = child.kill();
     let _ = child.wait();
 
     // --output-watch-events names the event types; -w on a single name watches just that one.
-    let mut child = c
-        .kubectl_cmd()
-        .args(["get", "configmap", "w1", "-w", "--output-watch-events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kubectl get -w");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let recv = || rx.recv_timeout(Duration::from_secs(20)).expect("a watch line");
-    assert_eq!(recv(), "EVENT   NAME   DATA   AGE");
-    assert!(recv().starts_with("ADDED   w1     2      "));
+    let (mut child, rx) = spawn_lines(&c, &["get", "configmap", "w1", "-w", "--output-watch-events"]);
+    // kubectl sizes the EVENT column for "MODIFIED".
+    assert_eq!(next_line(&rx, "header"), "EVENT      NAME   DATA   AGE");
+    assert_row(&next_line(&rx, "initial"), "ADDED      w1     2      ");
     c.kubectl(&["create", "configmap", "other"]).ok();
+    c.kubectl(&["label", "configmap", "w1", "x=y"]).ok();
+    let l = next_line(&rx, "label");
+    assert_eq!(l.split_whitespace().take(2).collect::<Vec<_>>(), ["MODIFIED", "w1"], "{l:?}");
     c.kubectl(&["delete", "configmap", "w1"]).ok();
-    let l = recv();
-    let cols: Vec<&str> = l.split_whitespace().collect();
-    // A MODIFIED (deletion) may precede DELETED, never an event for "other".
-    assert_eq!(cols[1], "w1", "{l:?}");
+    let l = next_line(&rx, "delete");
+    assert_eq!(l.split_whitespace().take(2).collect::<Vec<_>>(), ["DELETED", "w1"], "{l:?}");
     let _ = child.kill();
     let _ = child.wait();
 }
 
 #[test]
-fn describe_deployment_configmap_namespace() {
+fn describe_deployment() {
     let c = Cluster::start();
-    c.kubectl(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80"]).ok();
-    c.kubectl(&["create", "configmap", "cfg", "--from-literal=greeting=hello"]).ok();
-    c.kubectl(&["label", "configmap", "cfg", "team=core"]).ok();
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], deploy).ok();
 
     let out = c.kubectl(&["describe", "deployment", "web"]).ok().to_string();
     for line in [
         "Name:                   web",
         "Namespace:              default",
         "Labels:                 app=web",
-        "Annotations:            <none>",
         "Selector:               app=web",
         "Replicas:               2 desired | 0 updated | 0 total | 0 available | 0 unavailable",
         "StrategyType:           RollingUpdate",
@@ -291,7 +303,13 @@ fn describe_deployment_configmap_namespace() {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }
     assert!(out.lines().any(|l| l.starts_with("CreationTimestamp:")), "{out}");
+}
 
+#[test]
+fn describe_configmap_and_namespace() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "configmap", "cfg", "--from-literal=greeting=hello"]).ok();
+    c.kubectl(&["label", "configmap", "cfg", "team=core"]).ok();
     let out = c.kubectl(&["describe", "configmap", "cfg"]).ok().to_string();
     let expected_head = "Name:         cfg\nNamespace:    default\nLabels:       team=core\nAnnotations:  <none>\n\nData\n====\ngreeting:\n----\nhello\n";
     assert!(out.starts_with(expected_head), "{out}");
@@ -335,14 +353,14 @@ fn create_secret_configmap_namespace_deployment() {
         jsonpath(&c, &["-n", "team", "deploy", "dd"], "{.spec.replicas} {.spec.template.spec.containers[0].name} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels} {.spec.template.metadata.labels}"),
         r#"3 nginx nginx:1.27 8080 {"app":"dd"} {"app":"dd"}"#
     );
-    // Defaults are filled in for protobuf-created objects too.
+    // -o yaml on create prints the object the server stored.
+    let y = c.kubectl(&["create", "configmap", "echo", "--from-literal=a=b", "-o", "yaml"]).ok().to_string();
+    assert!(y.contains("  uid: ") && y.contains("  resourceVersion: ") && y.contains("data:\n  a: b\n"), "{y}");
+    // Defaults are filled in for protobuf-created objects too (their strategy arrives as {}).
     assert_eq!(
         jsonpath(&c, &["-n", "team", "deploy", "dd"], "{.spec.strategy.type} {.spec.strategy.rollingUpdate.maxSurge} {.spec.template.spec.containers[0].ports[0].protocol}"),
         "RollingUpdate 25% TCP"
     );
-    // -o yaml on create prints the object the server stored.
-    let y = c.kubectl(&["create", "configmap", "echo", "--from-literal=a=b", "-o", "yaml"]).ok().to_string();
-    assert!(y.contains("  uid: ") && y.contains("  resourceVersion: ") && y.contains("data:\n  a: b\n"), "{y}");
 }
 
 #[test]
@@ -411,7 +429,7 @@ fn diff_exit_codes() {
     assert!(r.stdout.starts_with("diff -u -N "), "{}", r.stdout);
     assert!(r.stdout.lines().any(|l| l == "-  a: \"1\""), "{}", r.stdout);
     assert!(r.stdout.lines().any(|l| l == "+  a: \"2\""), "{}", r.stdout);
-    // Generation-free kinds: the resourceVersion line does not show as changed by dry-run.
+    // A dry-run update does not bump the resourceVersion.
     assert!(!r.stdout.lines().any(|l| l.starts_with("+  resourceVersion") || l.starts_with("-  resourceVersion")), "{}", r.stdout);
     assert_eq!(jsonpath(&c, &["cm", "dcm"], "{.data.a}"), "1", "diff must not change the object");
 
@@ -424,14 +442,20 @@ fn diff_exit_codes() {
 }
 
 #[test]
-fn error_messages() {
+fn error_not_found() {
     let c = Cluster::start();
     assert_eq!(c.kubectl(&["get", "deployment", "nope"]).err().trim(), "Error from server (NotFound): deployments.apps \"nope\" not found");
-    assert_eq!(c.kubectl(&["-n", "missing", "get", "configmap", "x"]).err().trim(), "Error from server (NotFound): configmaps \"x\" not found");
     assert_eq!(c.kubectl(&["delete", "configmap", "nope"]).err().trim(), "Error from server (NotFound): configmaps \"nope\" not found");
     let r = c.kubectl(&["-n", "missing", "create", "configmap", "x"]);
     assert_eq!(r.err().trim(), "error: failed to create configmap: namespaces \"missing\" not found");
+    // After a NotFound, kubectl 1.32 looks the namespace up and reports that instead.
+    assert_eq!(c.kubectl(&["-n", "missing", "get", "configmap", "x"]).err().trim(), "Error from server (NotFound): namespaces \"missing\" not found");
+    assert_eq!(c.kubectl(&["-n", "kube-public", "get", "configmap", "x"]).err().trim(), "Error from server (NotFound): configmaps \"x\" not found");
+}
 
+#[test]
+fn error_already_exists_and_invalid() {
+    let c = Cluster::start();
     c.kubectl(&["create", "deployment", "web", "--image=nginx"]).ok();
     let r = c.kubectl(&["create", "deployment", "web", "--image=nginx"]);
     assert_eq!(r.err().trim(), "error: failed to create deployment: deployments.apps \"web\" already exists");
@@ -440,11 +464,14 @@ fn error_messages() {
     let invalid = "The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
     assert_eq!(c.kubectl_stdin(&["create", "-f", "-"], bad).err().trim(), invalid);
     assert_eq!(c.kubectl_stdin(&["apply", "-f", "-"], bad).err().trim(), invalid);
-    assert_eq!(c.kubectl(&["get", "cm", "-o", "name"]).ok(), "", "nothing was stored");
+    assert_eq!(c.kubectl(&["get", "cm", "Bad_Name"]).err().trim(), "Error from server (NotFound): configmaps \"Bad_Name\" not found");
     let r = c.kubectl(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":-1}}"#]);
     assert_eq!(r.err().trim(), "The Deployment \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0");
+}
 
-    // replace with a stale resourceVersion.
+#[test]
+fn error_conflict_on_stale_replace() {
+    let c = Cluster::start();
     c.kubectl(&["create", "configmap", "x", "--from-literal=a=1"]).ok();
     let stale = c.kubectl(&["get", "configmap", "x", "-o", "yaml"]).ok().to_string();
     c.kubectl(&["label", "configmap", "x", "bump=1"]).ok();
@@ -457,7 +484,11 @@ fn error_messages() {
     let fresh = c.kubectl(&["get", "configmap", "x", "-o", "yaml"]).ok().replace("a: \"1\"", "a: \"2\"");
     assert_eq!(c.kubectl_stdin(&["replace", "-f", "-"], &fresh).ok(), "configmap/x replaced\n");
     assert_eq!(jsonpath(&c, &["cm", "x"], "{.data.a} {.metadata.labels.bump}"), "2 1");
+}
 
+#[test]
+fn error_unknown_field_strict_validation() {
+    let c = Cluster::start();
     // Unknown fields are refused under the default strict validation.
     let unknown = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: unk\nspec:\n  foo: bar\n  selector:\n    matchLabels: {app: unk}\n  template:\n    metadata:\n      labels: {app: unk}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n";
     let r = c.kubectl_stdin(&["apply", "-f", "-"], unknown);
@@ -482,7 +513,7 @@ fn server_dry_run_changes_nothing() {
 
     let cm = |v: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: real\ndata:\n  a: \"{v}\"\n");
     assert_eq!(c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &cm("1")).ok(), "configmap/real created (server dry run)\n");
-    assert_eq!(c.kubectl(&["get", "cm", "-o", "name"]).ok(), "");
+    assert_eq!(c.kubectl(&["get", "cm", "real"]).err().trim(), "Error from server (NotFound): configmaps \"real\" not found");
     c.kubectl_stdin(&["apply", "-f", "-"], &cm("1")).ok();
     let rv = jsonpath(&c, &["cm", "real"], "{.metadata.resourceVersion}");
     assert_eq!(c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &cm("2")).ok(), "configmap/real configured (server dry run)\n");
@@ -490,4 +521,18 @@ fn server_dry_run_changes_nothing() {
     assert_eq!(c.kubectl(&["label", "cm", "real", "x=y", "--dry-run=server"]).ok(), "configmap/real labeled (server dry run)\n");
     assert_eq!(c.kubectl(&["delete", "cm", "real", "--dry-run=server"]).ok(), "configmap \"real\" deleted (server dry run)\n");
     assert_eq!(jsonpath(&c, &["cm", "real"], "{.data.a} {.metadata.labels} {.metadata.resourceVersion}"), format!("1  {rv}"));
+}
+
+#[test]
+fn server_side_apply_unknown_field_is_a_schema_error() {
+    let c = Cluster::start();
+    let unknown = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: unk\nspec:\n  foo: bar\n  selector:\n    matchLabels: {app: unk}\n  template:\n    metadata:\n      labels: {app: unk}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n";
+    let r = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], unknown);
+    // Kubernetes fails converting the apply patch to its typed form before strict decoding.
+    assert!(
+        r.err().contains("failed to create typed patch object (default/unk; apps/v1, Kind=Deployment): .spec.foo: field not declared in schema"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(c.kubectl(&["get", "deploy", "unk"]).err().trim(), "Error from server (NotFound): deployments.apps \"unk\" not found");
 }

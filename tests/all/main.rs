@@ -5,3 +5,7 @@ mod harness;
 mod kubectl_basics;
 mod kube_client;
 mod store;
+mod kubectl_apply;
+mod kubectl_delete;
+mod kubectl_edit;
+mod kubectl_misc;

@@ -96,7 +96,17 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
                 set_default(spec, "replicas", json!(1));
                 set_default(spec, "revisionHistoryLimit", json!(10));
                 set_default(spec, "progressDeadlineSeconds", json!(600));
-                set_default(spec, "strategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+                set_default(spec, "strategy", json!({}));
+                if let Some(st) = spec.get_mut("strategy").filter(|s| s.is_object()) {
+                    set_default(st, "type", json!("RollingUpdate"));
+                    if st["type"] == "RollingUpdate" {
+                        set_default(st, "rollingUpdate", json!({}));
+                        if let Some(ru) = st.get_mut("rollingUpdate").filter(|r| r.is_object()) {
+                            set_default(ru, "maxUnavailable", json!("25%"));
+                            set_default(ru, "maxSurge", json!("25%"));
+                        }
+                    }
+                }
                 template(spec);
             }
         }

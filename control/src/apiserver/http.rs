@@ -662,9 +662,11 @@ async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
         }
         _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     };
-    let replicas = new_scale["spec"]["replicas"].as_i64().ok_or_else(|| {
-        ApiError::new(422, "Invalid", format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Required value"))
-    })?;
+    // Go clients omit `replicas: 0`: a missing value is zero.
+    let replicas = match &new_scale["spec"]["replicas"] {
+        Value::Null => 0,
+        v => v.as_i64().ok_or_else(|| ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a Scale: spec.replicas: expected an integer, got {v}")))?,
+    };
     if replicas < 0 {
         return Err(ApiError::new(422, "Invalid", format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")));
     }

@@ -407,6 +407,48 @@ fn walk(schema: SchemaRef<'_>, value: &Value, path: String, out: &mut Vec<String
     }
 }
 
+/// Removes the fields [`unknown_fields`] reports, as Kubernetes' decoder drops them when
+/// field validation is Warn or Ignore.
+pub(crate) fn prune_unknown(root: SchemaRef<'_>, value: &mut Value) {
+    let Value::Object(map) = value else { return };
+    map.retain(|key, _| root.field(key).is_some() || matches!(key.as_str(), "apiVersion" | "kind" | "metadata"));
+    for (key, child) in map.iter_mut() {
+        if let Some(schema) = root.field(key) {
+            prune(schema, child);
+        }
+    }
+}
+
+fn prune(schema: SchemaRef<'_>, value: &mut Value) {
+    if schema.preserves_unknown_fields() {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.properties() {
+                map.retain(|key, _| props.contains_key(key));
+                for (key, child) in map.iter_mut() {
+                    if let Some(node) = props.get(key) {
+                        prune(schema.at(node), child);
+                    }
+                }
+            } else if let Some(values) = schema.additional_properties() {
+                for child in map.values_mut() {
+                    prune(values, child);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.resolved().get("items").map(|node| schema.at(node)) {
+                for item in items {
+                    prune(item_schema, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +584,21 @@ mod tests {
                 "spec.extra",
             ]
         );
+    }
+
+    #[test]
+    fn prune_unknown_removes_exactly_the_unknown_fields() {
+        let mut value = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "p", "labels": { "keep": "me" }, "bogus": 1 },
+            "spec": { "containers": [{ "name": "c", "imagee": "x", "image": "y" }], "extra": {} },
+        });
+        prune_unknown(pod(), &mut value);
+        assert_eq!(value, json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "p", "labels": { "keep": "me" } },
+            "spec": { "containers": [{ "name": "c", "image": "y" }] },
+        }));
     }
 
     #[test]

@@ -211,6 +211,44 @@ fn same_object(old: &Value, new: &Value) -> bool {
     strip(old) == strip(new)
 }
 
+/// An apply configuration must fit the kind's schema: structured-merge-diff cannot build
+/// a typed patch from unknown fields, whatever `fieldValidation` says.
+fn check_apply_config(info: &ResourceInfo, ns: Option<&str>, name: &str, config: &Value) -> Result<(), ApiError> {
+    let Some(root) = schema::schemas().root(info) else { return Ok(()) };
+    let unknown = schema::unknown_fields(root, config);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown.iter().map(|f| format!(".{f}: field not declared in schema")).collect();
+    let object = match ns {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    };
+    Err(ApiError::bad_request(format!(
+        "failed to create typed patch object ({object}; {}, Kind={}): {}",
+        info.api_version(),
+        info.kind,
+        fields.join("\n")
+    )))
+}
+
+/// Kubernetes never stores empty labels, annotations or finalizers.
+fn drop_empty_maps(v: &mut Value) {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match m.get(k) {
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                m.remove(k);
+            }
+        }
+    }
+}
+
 impl Api {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Api { store, clock }
@@ -253,26 +291,23 @@ impl Api {
     }
 
     /// Unknown fields and type errors, per `fieldValidation`.
-    fn check_fields(&self, info: &ResourceInfo, body: &Value, fv: FieldValidation) -> Result<Vec<String>, ApiError> {
+    /// Type errors and unknown fields, per `fieldValidation`; unknown fields are dropped
+    /// (as Kubernetes' decoder does) unless Strict rejects them.
+    fn check_fields(&self, info: &ResourceInfo, body: &mut Value, fv: FieldValidation) -> Result<Vec<String>, ApiError> {
         typed::check(info, body).map_err(|e| {
             ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {}", info.kind, info.version, info.kind, e))
         })?;
-        if fv == FieldValidation::Ignore {
-            return Ok(vec![]);
-        }
-        let unknown = match schema::schemas().root(info) {
-            Some(root) => schema::unknown_fields(root, body),
-            None => vec![],
-        };
+        let Some(root) = schema::schemas().root(info) else { return Ok(vec![]) };
+        let unknown = schema::unknown_fields(root, body);
         if unknown.is_empty() {
             return Ok(vec![]);
         }
+        schema::prune_unknown(root, body);
+        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
         match fv {
-            FieldValidation::Strict => {
-                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-                Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
-            }
-            _ => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+            FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", ")))),
+            FieldValidation::Warn => Ok(list),
+            FieldValidation::Ignore => Ok(vec![]),
         }
     }
 
@@ -311,7 +346,7 @@ impl Api {
     /// POST to a collection.
     pub(crate) async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
         self.check_type(info, &mut body)?;
-        let warnings = self.check_fields(info, &body, opts.field_validation)?;
+        let warnings = self.check_fields(info, &mut body, opts.field_validation)?;
         // Namespace: from the URL; a different one in the body is an error.
         if info.namespaced {
             let url_ns = ns.unwrap_or("default");
@@ -337,6 +372,7 @@ impl Api {
             meta_mut(&mut body).insert("name".into(), json!(name));
         }
         self.prepare_create(info, &mut body, &opts.field_manager);
+        drop_empty_maps(&mut body);
         let name = name_of(&body).to_string();
         let causes = flotilla_api::validation::validate_create(info.group, info.kind, info.namespaced, &body);
         if !causes.is_empty() {
@@ -437,7 +473,8 @@ impl Api {
     }
 
     /// Validates and stores `new` computed from `old` (resourceVersion precondition).
-    async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, new: Value, dry_run: bool) -> Result<Value, ApiError> {
+    async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, mut new: Value, dry_run: bool) -> Result<Value, ApiError> {
+        drop_empty_maps(&mut new);
         let causes = flotilla_api::validation::validate_update(info.group, info.kind, &old.value, &new);
         if !causes.is_empty() {
             return Err(Self::invalid(info, name, causes));
@@ -463,7 +500,7 @@ impl Api {
     /// PUT an object (or its status).
     pub(crate) async fn update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value, part: Part, opts: &WriteOptions) -> Result<Written, ApiError> {
         self.check_type(info, &mut body)?;
-        let warnings = self.check_fields(info, &body, opts.field_validation)?;
+        let warnings = self.check_fields(info, &mut body, opts.field_validation)?;
         let body_name = name_of(&body).to_string();
         if body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -547,9 +584,10 @@ impl Api {
                 PatchType::Strategic => strategic::strategic_merge(&old.value, patch, schema.as_ref())
                     .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
                 PatchType::Apply => {
-                    warnings = self.check_fields(info, patch, opts.field_validation)?;
                     let mut config = patch.clone();
                     self.check_type(info, &mut config)?;
+                    check_apply_config(info, ns, name, &config)?;
+                    warnings = self.check_fields(info, &mut config, opts.field_validation)?;
                     if part == Part::Main && has_status_subresource(info)
                         && let Some(o) = config.as_object_mut()
                     {
@@ -593,6 +631,7 @@ impl Api {
     async fn apply_create(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, patch: &Value, opts: &WriteOptions) -> Result<Written, ApiError> {
         let mut config = patch.clone();
         self.check_type(info, &mut config)?;
+        check_apply_config(info, ns, name, &config)?;
         let schema = schema::schemas().root(info);
         let mut obj = ssa::server_side_apply(None, &config, &opts.field_manager, false, schema.as_ref(), &info.api_version(), &self.now())
             .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;

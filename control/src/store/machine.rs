@@ -106,11 +106,14 @@ fn check(pre: &Precondition, cur: &Stored) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// True when an object is marked for deletion and nothing holds it any more.
+/// True when an object is marked for deletion and nothing holds it any more: no
+/// finalizers, and for a Namespace no `spec.finalizers` either.
 pub(crate) fn deletion_complete(value: &Value) -> bool {
     let meta = &value["metadata"];
+    let empty = |v: &Value| v.as_array().is_none_or(|f| f.is_empty());
     !meta["deletionTimestamp"].is_null()
-        && meta["finalizers"].as_array().is_none_or(|f| f.is_empty())
+        && empty(&meta["finalizers"])
+        && (value["kind"] != "Namespace" || empty(&value["spec"]["finalizers"]))
 }
 
 /// Applies a batch to the snapshot. Deterministic: same snapshot + ops → same result.

@@ -75,18 +75,27 @@ pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError>
     let storage = match get_meta("hard_state")? {
         None => MemStorage::new_with_conf_state(ConfState::from((vec![NODE_ID], vec![]))),
         Some(hs) => {
-            let hs = HardState::parse_from_bytes(&hs).map_err(io)?;
+            let mut hs = HardState::parse_from_bytes(&hs).map_err(io)?;
+            // The commit index reaches disk with the next Ready; what was applied was
+            // committed, so it bounds the commit index from below.
+            if hs.commit < applied {
+                hs.commit = applied;
+            }
             let cs = match get_meta("conf_state")? {
                 Some(b) => ConfState::parse_from_bytes(&b).map_err(io)?,
                 None => ConfState::from((vec![NODE_ID], vec![])),
             };
             let storage = MemStorage::new();
-            let mut snap = RaftSnapshot::default();
-            if let Some(b) = get_meta("snapshot")? {
-                snap.set_metadata(raft::prelude::SnapshotMetadata::parse_from_bytes(&b).map_err(io)?);
+            match get_meta("snapshot")? {
+                // Compacted: entries up to the snapshot index are folded into the state.
+                Some(b) => {
+                    let mut snap = RaftSnapshot::default();
+                    snap.set_metadata(raft::prelude::SnapshotMetadata::parse_from_bytes(&b).map_err(io)?);
+                    snap.mut_metadata().set_conf_state(cs);
+                    storage.wl().apply_snapshot(snap).map_err(io)?;
+                }
+                None => storage.wl().set_conf_state(cs),
             }
-            snap.mut_metadata().set_conf_state(cs);
-            storage.wl().apply_snapshot(snap).map_err(io)?;
             let mut entries = Vec::new();
             for item in r.open_table(LOG).map_err(io)?.iter().map_err(io)? {
                 let (_, v) = item.map_err(io)?;
@@ -361,14 +370,15 @@ impl Driver {
         if applied < first + 2 * retain {
             return Ok(());
         }
+        // Entries before `upto` go; the snapshot covers everything up to `upto - 1`.
         let upto = applied - retain;
-        let term = self.node.store().term(upto).map_err(io)?;
+        let term = self.node.store().term(upto - 1).map_err(io)?;
         let w = self.db.begin_write().map_err(io)?;
         {
             let mut log = w.open_table(LOG).map_err(io)?;
             log.retain_in(..upto, |_, _| false).map_err(io)?;
             let mut md = raft::prelude::SnapshotMetadata::default();
-            md.index = upto;
+            md.index = upto - 1;
             md.term = term;
             w.open_table(META).map_err(io)?.insert("snapshot", md.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
         }

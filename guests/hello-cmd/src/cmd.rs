@@ -33,17 +33,12 @@ pub fn run(exit: fn(u8) -> !) {
     }
     eprintln!("{}: this line goes to stderr", env!("CARGO_PKG_NAME"));
 
-    let fail = |msg: String| -> ! {
-        let _ = std::io::stdout().flush();
-        eprintln!("{}: error: {msg}", env!("CARGO_PKG_NAME"));
-        exit(2)
-    };
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
         let mut value = |what: &str| -> String {
             match rest.next() {
                 Some(v) => v.clone(),
-                None => fail(format!("{arg} needs {what}")),
+                None => fail(exit, format!("{arg} needs {what}")),
             }
         };
         match arg.as_str() {
@@ -66,7 +61,7 @@ pub fn run(exit: fn(u8) -> !) {
                         let mut out = std::io::stdout().lock();
                         let _ = out.write_all(&data).and_then(|()| out.flush());
                     }
-                    Err(e) => fail(format!("reading {path}: {e}")),
+                    Err(e) => fail(exit, format!("reading {path}: {e}")),
                 }
             }
             "--write" => {
@@ -74,15 +69,15 @@ pub fn run(exit: fn(u8) -> !) {
                 let text = value("TEXT");
                 match std::fs::write(&path, text.as_bytes()) {
                     Ok(()) => println!("wrote {path}"),
-                    Err(e) => fail(format!("writing {path}: {e}")),
+                    Err(e) => fail(exit, format!("writing {path}: {e}")),
                 }
             }
             "--sleep-ms" => {
-                let ms = number(&value("N"), &fail);
+                let ms = number(&value("N"), exit);
                 std::thread::sleep(Duration::from_millis(ms));
             }
             "--loop-print" => {
-                let n = number(&value("N"), &fail);
+                let n = number(&value("N"), exit);
                 let mut out = std::io::stdout().lock();
                 for i in 1..=n {
                     let _ = writeln!(out, "line {i}");
@@ -91,8 +86,8 @@ pub fn run(exit: fn(u8) -> !) {
             }
             "--exit" => {
                 let raw = value("N");
-                let code = u8::try_from(number(&raw, &fail))
-                    .unwrap_or_else(|_| fail(format!("exit code {raw} is not in 0..=255")));
+                let code = u8::try_from(number(&raw, exit))
+                    .unwrap_or_else(|_| fail(exit, format!("exit code {raw} is not in 0..=255")));
                 let _ = std::io::stdout().flush();
                 exit(code);
             }
@@ -102,6 +97,12 @@ pub fn run(exit: fn(u8) -> !) {
     let _ = std::io::stdout().flush();
 }
 
-fn number(raw: &str, fail: &dyn Fn(String) -> !) -> u64 {
-    raw.parse().unwrap_or_else(|_| fail(format!("not a number: {raw}")))
+fn number(raw: &str, exit: fn(u8) -> !) -> u64 {
+    raw.parse().unwrap_or_else(|_| fail(exit, format!("not a number: {raw}")))
+}
+
+fn fail(exit: fn(u8) -> !, msg: String) -> ! {
+    let _ = std::io::stdout().flush();
+    eprintln!("{}: error: {msg}", env!("CARGO_PKG_NAME"));
+    exit(2)
 }

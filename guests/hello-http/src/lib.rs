@@ -9,8 +9,6 @@
 //! Linked with the proxy adapter, so it imports the wasi:http/proxy world plus
 //! wasi:cli/environment (for /env): the host must link that interface too.
 
-use std::io::Write as _;
-
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -102,8 +100,9 @@ fn respond(response_out: ResponseOutparam, status: u16, body: &[u8]) {
     let _ = response.set_status_code(status);
     let Ok(out_body) = response.body() else { return };
     ResponseOutparam::set(response_out, Ok(response));
-    let Ok(mut stream) = out_body.write() else { return };
-    if stream.write_all(body).and_then(|()| stream.flush()).is_err() {
+    let Ok(stream) = out_body.write() else { return };
+    // blocking-write-and-flush takes at most 4096 bytes per call.
+    if body.chunks(4096).any(|chunk| stream.blocking_write_and_flush(chunk).is_err()) {
         return; // client went away; dropping the body without finish aborts the response
     }
     drop(stream);

@@ -6,8 +6,6 @@
 //! - `/loop`   busy-loops forever without host calls (needs fuel or epoch interruption)
 //! - `/oom`    allocates and touches 1 MiB chunks until memory runs out
 
-use std::io::Write as _;
-
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 wasip2::http::proxy::export!(Misbehave);
@@ -52,8 +50,9 @@ fn respond(response_out: ResponseOutparam, status: u16, body: &[u8]) {
     let _ = response.set_status_code(status);
     let Ok(out_body) = response.body() else { return };
     ResponseOutparam::set(response_out, Ok(response));
-    let Ok(mut stream) = out_body.write() else { return };
-    if stream.write_all(body).and_then(|()| stream.flush()).is_err() {
+    let Ok(stream) = out_body.write() else { return };
+    // blocking-write-and-flush takes at most 4096 bytes per call.
+    if body.chunks(4096).any(|chunk| stream.blocking_write_and_flush(chunk).is_err()) {
         return;
     }
     drop(stream);
