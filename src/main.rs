@@ -10,6 +10,8 @@ use clap::Parser;
 enum Cli {
     Up(commands::up::UpCommand),
     Server(commands::server::ServerCommand),
+    Node(commands::node::NodeCommand),
+    Push(commands::push::PushCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,6 +27,8 @@ fn main() -> anyhow::Result<()> {
         match Cli::parse() {
             Cli::Up(c) => c.execute().await,
             Cli::Server(c) => c.execute().await,
+            Cli::Node(c) => c.execute().await,
+            Cli::Push(c) => c.execute().await,
         }
     })
 }

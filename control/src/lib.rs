@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 mod controllers;
+pub mod registry;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -74,7 +75,8 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<ControlPlaneHan
     let creds = apiserver::tls::ensure(&config.data_dir.join("pki"), &[local_addr.ip()])?;
     let (trigger, shutdown) = Shutdown::new();
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
-    let router = apiserver::router(app);
+    let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()));
+    let router = apiserver::router(app).merge(registry::router(registry));
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     tasks.push(tokio::spawn(controllers::run(api, shutdown)));

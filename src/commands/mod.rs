@@ -1,5 +1,7 @@
 //! One file per subcommand; each is a clap struct with `execute`.
 
 pub(crate) mod kubeconfig;
+pub(crate) mod node;
+pub(crate) mod push;
 pub(crate) mod server;
 pub(crate) mod up;

@@ -25,7 +25,7 @@ pub(crate) struct ControlPlaneFlags {
 }
 
 impl ControlPlaneFlags {
-    fn data_dir(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
             return Ok(d.clone());
         }
@@ -49,17 +49,29 @@ impl ControlPlaneFlags {
 
     /// Starts the control plane, writes the kubeconfig and prints the ready line.
     pub(crate) async fn start(&self, what: &str) -> anyhow::Result<ControlPlaneHandle> {
+        let handle = self.start_quiet().await?;
+        self.print_ready(what, &handle)?;
+        Ok(handle)
+    }
+
+    /// Starts the control plane and writes the kubeconfig.
+    pub(crate) async fn start_quiet(&self) -> anyhow::Result<ControlPlaneHandle> {
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
-        let handle = flotilla_control::start(ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store: StoreConfig::default() }).await?;
+        let handle = flotilla_control::start(ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default() }).await?;
         kubeconfig::merge(&kubeconfig_path, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
+        Ok(handle)
+    }
+
+    /// Prints the line scripts and tests wait for.
+    pub(crate) fn print_ready(&self, what: &str, handle: &ControlPlaneHandle) -> anyhow::Result<()> {
         println!(
             "flotilla {what} ready: {} (data dir {}, kubeconfig {}, context flotilla)",
             handle.url(),
-            data_dir.display(),
-            kubeconfig_path.display()
+            self.data_dir()?.display(),
+            self.kubeconfig_path()?.display()
         );
-        Ok(handle)
+        Ok(())
     }
 }
 

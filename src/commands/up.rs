@@ -1,5 +1,5 @@
-//! `flotilla up`: a local cluster in one process — the control plane (and, once the node
-//! agent lands, one embedded node).
+//! `flotilla up`: a local cluster in one process — the control plane and one embedded node
+//! that reaches it through the same URL and token a remote node would use.
 
 use clap::Args;
 
@@ -14,8 +14,15 @@ pub(crate) struct UpCommand {
 
 impl UpCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
-        let handle = self.flags.start("cluster").await?;
+        let handle = self.flags.start_quiet().await?;
+        let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), super::node::host_name(), self.flags.data_dir()?.join("node"));
+        config.ca_pem = Some(handle.ca_pem.clone());
+        config.allow_file_images = true;
+        config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
+        let node = flotilla_node::start(config).await?;
+        self.flags.print_ready("cluster", &handle)?;
         wait_for_signal().await;
+        node.shutdown().await;
         handle.shutdown().await;
         Ok(())
     }

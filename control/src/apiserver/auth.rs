@@ -53,6 +53,11 @@ impl Authenticator {
         Authenticator { admin_token }
     }
 
+    /// The admin token (the API server presents it to nodes).
+    pub(crate) fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// The user a request's `Authorization` header identifies, if any.
     pub(crate) fn authenticate(&self, header: Option<&str>) -> Option<User> {
         let h = header?;

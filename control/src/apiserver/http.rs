@@ -318,13 +318,21 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             bind(&app, info, ns, name, obj).await
         }
         (Some(sub @ ("log" | "exec" | "attach" | "proxy" | "portforward")), Some(name)) => {
-            let pod = app.api.get(info, ns, name)?;
-            let node = pod.value["spec"]["nodeName"].as_str().unwrap_or("");
-            if node.is_empty() {
-                return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
-            }
+            // The raw URI (parts.uri) carries the proxy path, trailing slash included.
             let _ = &target.rest;
-            Err(ApiError::new(503, "ServiceUnavailable", format!("{sub} for pod {name}: node {node} is not reachable from the API server")))
+            let mut extensions = parts.extensions;
+            let sub_request = super::node_proxy::SubRequest {
+                sub,
+                namespace: ns.unwrap_or("default"),
+                name,
+                method,
+                uri: &parts.uri,
+                headers,
+                query: &query,
+                body,
+                on_upgrade: extensions.remove::<hyper::upgrade::OnUpgrade>(),
+            };
+            super::node_proxy::serve(&app, info, sub_request).await
         }
         _ => Err(not_found()),
     }

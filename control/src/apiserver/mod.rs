@@ -7,6 +7,7 @@ mod discovery;
 pub(crate) mod error;
 mod http;
 mod merge_keys;
+mod node_proxy;
 mod openapi;
 pub(crate) mod patch;
 mod protobuf;

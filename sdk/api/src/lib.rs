@@ -1,5 +1,7 @@
-//! Flotilla's shared API helpers: label and field selectors, and validation of objects as
-//! the Kubernetes API server does it. Used by the control plane and (later) the node.
+//! Flotilla's shared API helpers: label and field selectors, resource quantities, and
+//! validation of objects as the Kubernetes API server does it. Used by the control plane
+//! and the node.
 
+pub mod quantity;
 pub mod selector;
 pub mod validation;

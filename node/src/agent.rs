@@ -1,0 +1,401 @@
+//! The agent: registers the Node, heartbeats its Lease, watches the pods bound to it and
+//! runs one worker per pod (`pod.rs`). It reaches the control plane only through the API
+//! (kube-rs), exactly as a remote node would.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+use crate::images::ImageStore;
+use crate::lifecycle::Backoff;
+use crate::pods::PodRegistry;
+use crate::runtime::{Runtime, RuntimeConfig};
+
+/// The wasmtime release the runtime embeds (kept in step with Cargo.toml).
+const WASMTIME_VERSION: &str = "48.0.8";
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// API server URL.
+    pub server: String,
+    /// Bearer token for the API server (also required by this node's own server).
+    pub token: String,
+    /// CA certificate (PEM) that signs the API server's certificate; None trusts any (insecure).
+    pub ca_pem: Option<String>,
+    /// Node name.
+    pub name: String,
+    /// Where images, compiled components, logs and volumes live.
+    pub data_dir: PathBuf,
+    /// Allow `file://` images.
+    pub allow_file_images: bool,
+    /// Address the node server binds to and reports as InternalIP.
+    pub bind_address: IpAddr,
+    /// Container restart back-off.
+    pub backoff: Backoff,
+    /// Cap of one container attempt's log file.
+    pub max_log_bytes: u64,
+    /// How many pods the node accepts (allocatable pods).
+    pub max_pods: u32,
+}
+
+impl NodeConfig {
+    pub fn new(server: String, token: String, name: String, data_dir: PathBuf) -> Self {
+        NodeConfig {
+            server,
+            token,
+            ca_pem: None,
+            name,
+            data_dir,
+            allow_file_images: false,
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            backoff: Backoff::default(),
+            max_log_bytes: 10 * 1024 * 1024,
+            max_pods: 10_000,
+        }
+    }
+}
+
+/// Virtual pod IPs from the node's pod CIDR (10.N.0.0/16, never routed).
+pub(crate) struct IpPool {
+    prefix: [u8; 2],
+    used: std::collections::HashSet<u16>,
+    next: u16,
+}
+
+impl IpPool {
+    fn new(name: &str) -> Self {
+        let h = name.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+        IpPool { prefix: [10, 100 + (h % 100) as u8], used: Default::default(), next: 2 }
+    }
+
+    pub(crate) fn cidr(&self) -> String {
+        format!("{}.{}.0.0/16", self.prefix[0], self.prefix[1])
+    }
+
+    fn ip(&self, n: u16) -> String {
+        format!("{}.{}.{}.{}", self.prefix[0], self.prefix[1], n >> 8, n & 0xff)
+    }
+
+    /// Marks an address taken (pods found at start).
+    pub(crate) fn claim(&mut self, ip: &str) -> bool {
+        let p = format!("{}.{}.", self.prefix[0], self.prefix[1]);
+        let Some(rest) = ip.strip_prefix(&p) else { return false };
+        let mut it = rest.split('.').filter_map(|s| s.parse::<u16>().ok());
+        match (it.next(), it.next()) {
+            (Some(a), Some(b)) if a < 256 && b < 256 => self.used.insert(a << 8 | b),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn allocate(&mut self) -> Option<String> {
+        for _ in 0..u16::MAX {
+            let n = self.next;
+            self.next = if self.next >= 0xfffe { 2 } else { self.next + 1 };
+            if n & 0xff == 0 || n & 0xff == 0xff {
+                continue;
+            }
+            if self.used.insert(n) {
+                return Some(self.ip(n));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn release(&mut self, ip: &str) {
+        let p = format!("{}.{}.", self.prefix[0], self.prefix[1]);
+        if let Some(rest) = ip.strip_prefix(&p) {
+            let mut it = rest.split('.').filter_map(|s| s.parse::<u16>().ok());
+            if let (Some(a), Some(b)) = (it.next(), it.next()) {
+                self.used.remove(&(a << 8 | b));
+            }
+        }
+    }
+}
+
+/// What every pod worker shares.
+pub(crate) struct Ctx {
+    pub client: kube::Client,
+    pub config: NodeConfig,
+    pub runtime: Arc<Runtime>,
+    pub images: ImageStore,
+    pub pods: Arc<PodRegistry>,
+    pub ips: Mutex<IpPool>,
+    pub host_ip: String,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The node server's port (reported in daemonEndpoints).
+    pub port: std::sync::atomic::AtomicU16,
+}
+
+impl Ctx {
+    /// Records an Event about `pod` (best effort).
+    pub(crate) fn event(self: &Arc<Self>, pod: &Value, type_: &str, reason: &str, message: &str) {
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let now = crate::lifecycle::ts(chrono::Utc::now());
+        let ev = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", name, &uuid::Uuid::new_v4().simple().to_string()[..16]), "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": pod["metadata"]["uid"], "fieldPath": ""},
+            "reason": reason, "message": message, "type": type_,
+            "source": {"component": "kubelet", "host": self.config.name},
+            "reportingComponent": "kubelet", "reportingInstance": self.config.name,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            let Ok(ev) = serde_json::from_value::<Event>(ev) else { return };
+            let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
+            if let Err(e) = api.create(&PostParams::default(), &ev).await {
+                tracing::debug!(error = %e, "event not recorded");
+            }
+        });
+    }
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub name: String,
+    /// Where the node server listens.
+    pub server_addr: std::net::SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Stops the node (pods stop with it; their objects stay, as when a kubelet stops).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+fn client(config: &NodeConfig) -> anyhow::Result<kube::Client> {
+    let mut kc = kube::Config::new(config.server.parse()?);
+    match &config.ca_pem {
+        Some(pem) => {
+            let ders = pem_to_der(pem);
+            anyhow::ensure!(!ders.is_empty(), "no certificate in the CA PEM");
+            kc.root_cert = Some(ders);
+        }
+        None => kc.accept_invalid_certs = true,
+    }
+    kc.auth_info.token = Some(secrecy::SecretString::from(config.token.clone()));
+    kc.read_timeout = None;
+    Ok(kube::Client::try_from(kc)?)
+}
+
+fn pem_to_der(pem: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut inside = false;
+    for line in pem.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            inside = true;
+            cur.clear();
+        } else if line.starts_with("-----END CERTIFICATE") {
+            inside = false;
+            if let Ok(d) = base64::engine::general_purpose::STANDARD.decode(&cur) {
+                out.push(d);
+            }
+        } else if inside {
+            cur.push_str(line);
+        }
+    }
+    out
+}
+
+fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kib| kib * 1024)
+        .unwrap_or(1 << 30)
+}
+
+fn disk_bytes(path: &std::path::Path) -> u64 {
+    rustix::fs::statvfs(path).map(|s| s.f_blocks * s.f_frsize).unwrap_or(0)
+}
+
+/// Starts the node: registers it, serves, heartbeats and runs pods.
+pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let client = client(&config)?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: config.data_dir.join("compiled"), max_instances: 10_000 })?);
+    let mut images = ImageStore::new(config.data_dir.join("images"), config.allow_file_images);
+    if let Some(pem) = &config.ca_pem {
+        images = images.with_root_certs(pem.as_bytes());
+    }
+    let pods = Arc::new(PodRegistry::default());
+    let ips = IpPool::new(&config.name);
+    let host_ip = config.bind_address.to_string();
+
+    let listener = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
+    let server_addr = listener.local_addr()?;
+    let tls = crate::server::self_signed_tls(&[config.bind_address])?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
+
+    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()) });
+    register(&ctx, server_addr.port()).await?;
+    tasks.push(tokio::spawn(heartbeat(ctx.clone())));
+    tasks.push(tokio::spawn(watch_pods(ctx.clone())));
+    Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
+}
+
+fn node_status(ctx: &Ctx, port: u16) -> Value {
+    let now = crate::lifecycle::ts(chrono::Utc::now());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem = total_memory();
+    let disk = disk_bytes(&ctx.config.data_dir);
+    let resources = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{}Ki", mem / 1024),
+        "pods": ctx.config.max_pods.to_string(),
+        "ephemeral-storage": format!("{}Ki", disk / 1024),
+    });
+    let cond = |t: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": [
+            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "addresses": [{"type": "InternalIP", "address": ctx.host_ip}, {"type": "Hostname", "address": ctx.config.name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": {
+            "machineID": "", "systemUUID": "", "bootID": "",
+            "kernelVersion": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "osImage": "Flotilla", "operatingSystem": "linux",
+            "architecture": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
+            "containerRuntimeVersion": format!("wasmtime://{WASMTIME_VERSION}"),
+            "kubeletVersion": "v1.32.0-flotilla", "kubeProxyVersion": "",
+        },
+    })
+}
+
+async fn register(ctx: &Arc<Ctx>, port: u16) -> anyhow::Result<()> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let cidr = ctx.ips.lock().expect("ip lock").cidr();
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": ctx.config.name, "labels": {
+            "kubernetes.io/hostname": ctx.config.name, "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
+            "node.kubernetes.io/instance-type": "flotilla",
+        }},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+    });
+    let node: Node = serde_json::from_value(node)?;
+    match api.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let status = node_status(ctx, port);
+    api.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    Ok(())
+}
+
+async fn heartbeat(ctx: Arc<Ctx>) {
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut tick = 0u64;
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": ctx.config.name, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": ctx.config.name, "leaseDurationSeconds": 40, "renewTime": now},
+        });
+        let pp = PatchParams::apply("flotilla-node").force();
+        if let Err(e) = leases.patch(&ctx.config.name, &pp, &Patch::Apply(&lease)).await {
+            tracing::warn!(error = %e, "lease renewal failed");
+        }
+        // Node status heartbeat every 6th lease renewal (~1 min), as the kubelet does.
+        if tick % 6 == 5 {
+            let status = node_status(&ctx, ctx.port.load(std::sync::atomic::Ordering::Relaxed));
+            if let Err(e) = nodes.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
+                tracing::warn!(error = %e, "node status update failed");
+            }
+        }
+        tick += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn watch_pods(ctx: Arc<Ctx>) {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.name));
+    let mut stream = watcher(api, wc).boxed();
+    let mut workers: HashMap<String, tokio::sync::watch::Sender<Option<Value>>> = HashMap::new();
+    let mut seen_in_init: Vec<String> = Vec::new();
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => match ev { Some(ev) => ev, None => return },
+            _ = shutdown.changed() => return,
+        };
+        workers.retain(|_, tx| !tx.is_closed());
+        match ev {
+            Ok(watcher::Event::Init) => seen_in_init.clear(),
+            Ok(watcher::Event::InitApply(pod)) | Ok(watcher::Event::Apply(pod)) => {
+                let Ok(v) = serde_json::to_value(&pod) else { continue };
+                let uid = v["metadata"]["uid"].as_str().unwrap_or("").to_string();
+                seen_in_init.push(uid.clone());
+                match workers.get(&uid) {
+                    Some(tx) => {
+                        let _ = tx.send(Some(v));
+                    }
+                    None => {
+                        let (tx, rx) = tokio::sync::watch::channel(Some(v.clone()));
+                        workers.insert(uid, tx);
+                        tokio::spawn(crate::pod::run(ctx.clone(), v, rx));
+                    }
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                for (uid, tx) in &workers {
+                    if !seen_in_init.contains(uid) {
+                        let _ = tx.send(None);
+                    }
+                }
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                if let Some(uid) = pod.metadata.uid.as_deref()
+                    && let Some(tx) = workers.get(uid)
+                {
+                    let _ = tx.send(None);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}

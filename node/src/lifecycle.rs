@@ -1,0 +1,310 @@
+//! The pure core of the pod lifecycle: container state records, restart decisions with
+//! Kubernetes' exponential back-off, and the PodStatus they add up to. No I/O, no clock:
+//! times are passed in. The executor (`pod.rs`) drives instances and feeds these.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// Back-off between restarts of a crashing container: 10 s doubling to 5 min, reset
+/// after 10 min of running (the kubelet's numbers), scaled by `base` for tests.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_secs(10), max: Duration::from_secs(300), reset_after: Duration::from_secs(600) }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next start, given the current back-off level and how long the
+    /// container ran; returns the new level.
+    pub fn next(&self, level: u32, ran_for: Duration) -> (Duration, u32) {
+        let level = if ran_for >= self.reset_after { 0 } else { level };
+        let delay = self.base.saturating_mul(1u32.checked_shl(level.min(20)).unwrap_or(u32::MAX)).min(self.max);
+        (delay, level + 1)
+    }
+}
+
+/// Whether a container that exited with `exit_code` is started again.
+pub fn should_restart(restart_policy: &str, exit_code: i32) -> bool {
+    match restart_policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// A container's state as the API reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum State {
+    Waiting { reason: String, message: String },
+    Running { started_at: DateTime<Utc> },
+    Terminated { exit_code: i32, reason: String, message: String, started_at: DateTime<Utc>, finished_at: DateTime<Utc> },
+}
+
+/// What the node knows about one container.
+#[derive(Clone, Debug)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub state: State,
+    pub last_terminated: Option<State>,
+    pub restart_count: u32,
+    pub ready: bool,
+    pub container_id: String,
+}
+
+impl ContainerRecord {
+    pub fn new(name: &str, image: &str, initial_reason: &str) -> Self {
+        ContainerRecord {
+            name: name.to_string(),
+            image: image.to_string(),
+            image_id: String::new(),
+            state: State::Waiting { reason: initial_reason.to_string(), message: String::new() },
+            last_terminated: None,
+            restart_count: 0,
+            ready: false,
+            container_id: String::new(),
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+}
+
+/// The pod-level facts the status is computed from.
+#[derive(Clone, Debug, Default)]
+pub struct PodRecord {
+    pub init: Vec<ContainerRecord>,
+    pub main: Vec<ContainerRecord>,
+    pub initialized: bool,
+    /// Set when the pod ended for a pod-level reason (DeadlineExceeded).
+    pub failed: Option<(String, String)>,
+    pub pod_ip: String,
+    pub host_ip: String,
+    pub start_time: Option<DateTime<Utc>>,
+    /// Pod conditions' transition times, kept stable across reports.
+    pub transitions: Vec<(String, bool, DateTime<Utc>)>,
+}
+
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn state_json(s: &State) -> Value {
+    match s {
+        State::Waiting { reason, message } => {
+            let mut w = json!({"reason": reason});
+            if !message.is_empty() {
+                w["message"] = json!(message);
+            }
+            json!({"waiting": w})
+        }
+        State::Running { started_at } => json!({"running": {"startedAt": ts(*started_at)}}),
+        State::Terminated { exit_code, reason, message, started_at, finished_at } => {
+            let mut t = json!({"exitCode": exit_code, "reason": reason, "startedAt": ts(*started_at), "finishedAt": ts(*finished_at)});
+            if !message.is_empty() {
+                t["message"] = json!(message);
+            }
+            json!({"terminated": t})
+        }
+    }
+}
+
+fn container_json(c: &ContainerRecord) -> Value {
+    let mut v = json!({
+        "name": c.name,
+        "image": c.image,
+        "imageID": c.image_id,
+        "ready": c.ready,
+        "restartCount": c.restart_count,
+        "started": c.is_running(),
+        "state": state_json(&c.state),
+        "lastState": c.last_terminated.as_ref().map(state_json).unwrap_or_else(|| json!({})),
+    });
+    if !c.container_id.is_empty() {
+        v["containerID"] = json!(c.container_id);
+    }
+    v
+}
+
+/// The pod phase, as the kubelet derives it from container states.
+pub fn phase(rec: &PodRecord, restart_policy: &str) -> &'static str {
+    if rec.failed.is_some() {
+        return "Failed";
+    }
+    if !rec.initialized {
+        let failed_for_good = rec.init.iter().any(|c| {
+            matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0) && !should_restart(restart_policy, 1)
+        });
+        return if failed_for_good { "Failed" } else { "Pending" };
+    }
+    let fresh = rec.main.iter().any(|c| matches!(c.state, State::Waiting { .. }) && c.restart_count == 0 && c.last_terminated.is_none());
+    if fresh {
+        return "Pending";
+    }
+    if rec.main.iter().any(|c| c.is_running() || matches!(c.state, State::Waiting { .. })) {
+        return "Running";
+    }
+    if rec.main.iter().all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. })) {
+        "Succeeded"
+    } else {
+        "Failed"
+    }
+}
+
+/// The PodStatus JSON.
+pub fn pod_status(rec: &mut PodRecord, restart_policy: &str, now: DateTime<Utc>) -> Value {
+    let phase = phase(rec, restart_policy);
+    let containers_ready = !rec.main.is_empty() && rec.main.iter().all(|c| c.is_running() && c.ready);
+    let conds = [
+        ("PodScheduled", true),
+        ("Initialized", rec.initialized),
+        ("ContainersReady", containers_ready),
+        ("Ready", containers_ready),
+    ];
+    let mut conditions = Vec::new();
+    for (t, status) in conds {
+        let at = match rec.transitions.iter_mut().find(|(n, _, _)| n == t) {
+            Some(entry) if entry.1 == status => entry.2,
+            Some(entry) => {
+                entry.1 = status;
+                entry.2 = now;
+                now
+            }
+            None => {
+                rec.transitions.push((t.to_string(), status, now));
+                now
+            }
+        };
+        let mut c = json!({"type": t, "status": if status { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": ts(at)});
+        if !status && (t == "ContainersReady" || t == "Ready") {
+            let not_ready: Vec<&str> = rec.main.iter().filter(|c| !(c.is_running() && c.ready)).map(|c| c.name.as_str()).collect();
+            c["reason"] = json!("ContainersNotReady");
+            c["message"] = json!(format!("containers with unready status: [{}]", not_ready.join(" ")));
+        }
+        if !status && t == "Initialized" {
+            let pending: Vec<&str> = rec
+                .init
+                .iter()
+                .filter(|c| !matches!(c.state, State::Terminated { exit_code: 0, .. }))
+                .map(|c| c.name.as_str())
+                .collect();
+            c["reason"] = json!("ContainersNotInitialized");
+            c["message"] = json!(format!("containers with incomplete status: [{}]", pending.join(" ")));
+        }
+        conditions.push(c);
+    }
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": rec.host_ip,
+        "hostIPs": [{"ip": rec.host_ip}],
+        "containerStatuses": rec.main.iter().map(container_json).collect::<Vec<_>>(),
+        "qosClass": "BestEffort",
+    });
+    if !rec.pod_ip.is_empty() {
+        status["podIP"] = json!(rec.pod_ip);
+        status["podIPs"] = json!([{"ip": rec.pod_ip}]);
+    }
+    if let Some(t) = rec.start_time {
+        status["startTime"] = json!(ts(t));
+    }
+    if !rec.init.is_empty() {
+        status["initContainerStatuses"] = Value::Array(rec.init.iter().map(container_json).collect());
+    }
+    if let Some((reason, message)) = &rec.failed {
+        status["reason"] = json!(reason);
+        status["message"] = json!(message);
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).expect("time")
+    }
+
+    fn running(name: &str) -> ContainerRecord {
+        let mut c = ContainerRecord::new(name, "img", "ContainerCreating");
+        c.state = State::Running { started_at: t(0) };
+        c.ready = true;
+        c
+    }
+
+    fn terminated(name: &str, code: i32) -> ContainerRecord {
+        let mut c = ContainerRecord::new(name, "img", "ContainerCreating");
+        c.state = State::Terminated { exit_code: code, reason: if code == 0 { "Completed" } else { "Error" }.into(), message: String::new(), started_at: t(0), finished_at: t(1) };
+        c
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let b = Backoff::default();
+        let (d0, l) = b.next(0, Duration::from_secs(1));
+        let (d1, l) = b.next(l, Duration::from_secs(1));
+        let (d2, _) = b.next(l, Duration::from_secs(1));
+        assert_eq!((d0, d1, d2), (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(40)));
+        assert_eq!(b.next(10, Duration::from_secs(1)).0, Duration::from_secs(300));
+        assert_eq!(b.next(10, Duration::from_secs(601)), (Duration::from_secs(10), 1));
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert!(should_restart("Always", 0));
+        assert!(should_restart("OnFailure", 2));
+        assert!(!should_restart("OnFailure", 0));
+        assert!(!should_restart("Never", 1));
+    }
+
+    #[test]
+    fn phases_follow_container_states() {
+        let mut rec = PodRecord { initialized: true, ..Default::default() };
+        rec.main = vec![ContainerRecord::new("a", "img", "ContainerCreating")];
+        assert_eq!(phase(&rec, "Always"), "Pending");
+        rec.main = vec![running("a"), terminated("b", 0)];
+        assert_eq!(phase(&rec, "Never"), "Running");
+        rec.main = vec![terminated("a", 0), terminated("b", 0)];
+        assert_eq!(phase(&rec, "Never"), "Succeeded");
+        rec.main = vec![terminated("a", 0), terminated("b", 3)];
+        assert_eq!(phase(&rec, "Never"), "Failed");
+        let mut backing_off = terminated("a", 1);
+        backing_off.last_terminated = Some(backing_off.state.clone());
+        backing_off.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: String::new() };
+        backing_off.restart_count = 1;
+        rec.main = vec![backing_off];
+        assert_eq!(phase(&rec, "Always"), "Running");
+        rec.initialized = false;
+        rec.init = vec![terminated("i", 1)];
+        assert_eq!(phase(&rec, "Never"), "Failed");
+        assert_eq!(phase(&rec, "OnFailure"), "Pending");
+    }
+
+    #[test]
+    fn status_reports_conditions_and_keeps_transition_times() {
+        let mut rec = PodRecord { initialized: true, host_ip: "127.0.0.1".into(), pod_ip: "10.1.0.2".into(), ..Default::default() };
+        rec.main = vec![ContainerRecord::new("a", "img", "ContainerCreating")];
+        let s = pod_status(&mut rec, "Always", t(0));
+        assert_eq!(s["phase"], "Pending");
+        assert_eq!(s["conditions"][3]["status"], "False");
+        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+        rec.main = vec![running("a")];
+        let s = pod_status(&mut rec, "Always", t(5));
+        assert_eq!(s["phase"], "Running");
+        assert_eq!(s["conditions"][3], json!({"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": ts(t(5))}));
+        assert_eq!(s["conditions"][0]["lastTransitionTime"], ts(t(0)));
+        assert_eq!(s["podIP"], "10.1.0.2");
+    }
+}

@@ -1,0 +1,127 @@
+//! Store state and what a guest is linked against.
+//!
+//! Components link all of WASI 0.2 (cli, clocks, filesystem, random, io, sockets) plus
+//! wasi:http types/outgoing-handler, like `wasmtime serve -S cli` / `wasmtime run`; core
+//! modules link wasip1. Every context is built from the [`InstanceSpec`] alone: its argv,
+//! its env, its mounts; TCP, UDP and name lookup are off and outgoing HTTP is refused.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::limits::MemLimiter;
+use super::stdio::{ChannelStdin, SinkStream};
+use super::{InstanceSpec, Mount, OutputSink, RuntimeError, Stream};
+
+/// State of a component store (commands and HTTP requests).
+pub(crate) struct Host {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: DenyOutgoing,
+    pub(super) limiter: MemLimiter,
+}
+
+impl Host {
+    pub fn new(wasi: WasiCtx, limiter: MemLimiter) -> Host {
+        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: DenyOutgoing, limiter }
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// State of a wasip1 core-module store.
+pub(crate) struct P1Host {
+    pub(super) wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    pub(super) limiter: MemLimiter,
+}
+
+/// Guests get no network: outgoing `wasi:http` requests are denied.
+struct DenyOutgoing;
+
+impl WasiHttpHooks for DenyOutgoing {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+fn link_error(e: wasmtime::Error) -> RuntimeError {
+    RuntimeError::Other(format!("linking WASI: {}", super::error_message(&e)))
+}
+
+pub(super) fn component_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
+    Ok(linker)
+}
+
+pub(super) fn module_linker(engine: &Engine) -> Result<wasmtime::Linker<P1Host>, RuntimeError> {
+    let mut linker = wasmtime::Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut P1Host| &mut h.wasi).map_err(link_error)?;
+    Ok(linker)
+}
+
+/// The WASI context an instance gets: exactly what `spec` grants.
+pub(super) fn wasi_builder(
+    spec: &InstanceSpec,
+    stdin: Option<mpsc::Receiver<Bytes>>,
+    out: &Arc<dyn OutputSink>,
+) -> Result<WasiCtxBuilder, String> {
+    let mut b = WasiCtxBuilder::new();
+    b.args(&spec.argv)
+        .envs(&spec.env)
+        .stdout(SinkStream::new(out.clone(), Stream::Stdout))
+        .stderr(SinkStream::new(out.clone(), Stream::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if let Some(rx) = stdin {
+        b.stdin(ChannelStdin::new(rx));
+    }
+    for m in &spec.mounts {
+        let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        b.preopened_dir(&m.host_path, &m.guest_path, perms)
+            .map_err(|e| format!("cannot mount {} at {}: {e}", m.host_path.display(), m.guest_path))?;
+    }
+    Ok(b)
+}
+
+/// Every mount's host directory exists and is a directory.
+pub(super) fn check_mounts(mounts: &[Mount]) -> Result<(), RuntimeError> {
+    for m in mounts {
+        match std::fs::metadata(&m.host_path) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Err(RuntimeError::Other(format!("mount source {} is not a directory", m.host_path.display()))),
+            Err(e) => return Err(RuntimeError::Other(format!("mount source {}: {e}", m.host_path.display()))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! The wasmtime embedding: the only module of the node that names wasmtime.
+//!
+//! One [`Runtime`] per node owns one `Engine` (pooling allocator, fuel, epoch interruption
+//! driven by a ticker thread). [`Runtime::prepare`] compiles an image once per digest (in
+//! memory while any container uses it; on disk through wasmtime's content-addressed
+//! compilation cache under `cache_dir/wasmtime/`) and pre-links it, so starting an instance
+//! only builds a fresh `Store`. Command containers run with [`Runtime::run`]; HTTP containers
+//! get an [`HttpService`] from [`Runtime::serve`] that makes a fresh instance per request.
+//!
+//! Invariants: a guest only sees what its [`InstanceSpec`] grants (argv, env, preopened
+//! mounts; no sockets, no outgoing HTTP); every store carries the memory limiter and the
+//! fuel/epoch meter, so a guest that traps, loops, overflows its stack or hogs memory ends
+//! only itself; wasm never runs longer than one epoch tick (10 ms) without yielding to tokio.
+//!
+//! Files: `engine.rs` (Engine/pool config, ticker, fuel calibration), `limits.rs` (memory
+//! limiter, CPU token bucket, per-store meter), `host.rs` (store state, WASI context),
+//! `stdio.rs` (stdout/stderr into an [`OutputSink`], stdin from a channel), `command.rs`
+//! (command containers), `http.rs` (HTTP containers).
+
+mod command;
+mod engine;
+mod host;
+mod http;
+mod limits;
+mod stdio;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use wasmtime::component::{Component, types::ComponentItem};
+use wasmtime::{Engine, Module};
+
+pub use self::http::HttpService;
+use self::host::{Host, P1Host};
+
+/// Response/request body type used by HTTP containers and the node server.
+pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::io::Error>;
+
+/// Version of the embedded wasmtime (reported in Node.status.nodeInfo).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Exit code reported for a container that ended in a wasm trap (as `wasmtime run` and a
+/// native `abort()` report it).
+pub const EXIT_CODE_TRAP: i32 = 134;
+/// Exit code reported for OOMKilled and Killed (128 + SIGKILL, as Kubernetes reports it).
+pub const EXIT_CODE_KILLED: i32 = 137;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid wasm: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Engine-wide settings.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached by digest.
+    pub cache_dir: PathBuf,
+    /// Pooling allocator: most concurrently live instances (running commands plus
+    /// in-flight HTTP requests; idle HTTP pods hold none).
+    pub max_instances: u32,
+}
+
+/// What a compiled image can run as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerKind {
+    /// Exports wasi:http/incoming-handler.
+    Http,
+    /// Exports wasi:cli/run, or a wasip1 core module with _start.
+    Command,
+}
+
+/// Resource limits of one container.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    /// CPU in millicores (1000 = one core-second per second).
+    pub cpu_millis: Option<u64>,
+    /// Deadline of one HTTP request (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub request_timeout: Option<Duration>,
+}
+
+/// Deadline of an HTTP request when [`Limits::request_timeout`] is unset.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A directory preopened for the guest.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+/// Everything an instance is granted.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where guest output goes. Called from inside guest execution as output is produced:
+/// implementations must not block for long.
+pub trait OutputSink: Send + Sync {
+    fn write(&self, stream: Stream, bytes: &[u8]);
+}
+
+/// Why an instance ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// Exit code 0.
+    Completed,
+    /// Non-zero exit or trap.
+    Error,
+    /// Exceeded its memory limit.
+    OOMKilled,
+    /// Stopped through the kill signal.
+    Killed,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExitStatus {
+    pub code: i32,
+    pub reason: ExitReason,
+    /// Human-readable cause (trap message), empty on success.
+    pub message: String,
+    /// Fuel the instance consumed.
+    pub fuel: u64,
+}
+
+/// A compiled component or module, shared by every container using the same digest.
+pub struct Compiled {
+    pub kind: ContainerKind,
+    pub digest: String,
+    pre: Pre,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("kind", &self.kind).field("digest", &self.digest).finish()
+    }
+}
+
+/// The pre-linked form of an image: instantiating it only allocates from the pool.
+enum Pre {
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<Host>),
+    Command(wasmtime_wasi::p2::bindings::CommandPre<Host>),
+    Module(wasmtime::InstancePre<P1Host>),
+}
+
+/// One node's engine.
+pub struct Runtime {
+    config: RuntimeConfig,
+    engine: Engine,
+    linker: wasmtime::component::Linker<Host>,
+    p1_linker: wasmtime::Linker<P1Host>,
+    compiled: Mutex<HashMap<String, Weak<Compiled>>>,
+    fuel_per_core_second: u64,
+    max_memory_bytes: u64,
+    _ticker: engine::Ticker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .field("fuel_per_core_second", &self.fuel_per_core_second)
+            .field("max_memory_bytes", &self.max_memory_bytes)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linkers, starts the epoch ticker and calibrates fuel against
+    /// CPU time (a ~0.1 s tight loop). Blocking; call once at node start.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let built = engine::build(&config)?;
+        let fuel_per_core_second = engine::calibrate(&built.engine)?;
+        let ticker = engine::Ticker::start(built.engine.clone());
+        let linker = host::component_linker(&built.engine)?;
+        let p1_linker = host::module_linker(&built.engine)?;
+        Ok(Runtime {
+            config,
+            engine: built.engine,
+            linker,
+            p1_linker,
+            compiled: Mutex::new(HashMap::new()),
+            fuel_per_core_second,
+            max_memory_bytes: built.max_memory_bytes,
+            _ticker: ticker,
+        })
+    }
+
+    /// Fuel one core burns in one second of a tight loop (calibrated at start); divide
+    /// [`ExitStatus::fuel`] by it for core-seconds.
+    pub fn fuel_per_core_second(&self) -> u64 {
+        self.fuel_per_core_second
+    }
+
+    /// Largest linear memory one guest memory can have on this node (pool slot size);
+    /// memory limits above it are capped to it.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
+    }
+
+    /// Compiles (or loads the cached compilation of) `wasm` with content digest `digest`.
+    /// CPU-heavy on a cache miss (compiles the whole image): call from `spawn_blocking`.
+    pub fn prepare(&self, digest: &str, wasm: &[u8]) -> Result<Arc<Compiled>, RuntimeError> {
+        if let Some(found) = self.cached(digest) {
+            return Ok(found);
+        }
+        let pre = self.compile(wasm)?;
+        let kind = match pre {
+            Pre::Http(_) => ContainerKind::Http,
+            Pre::Command(_) | Pre::Module(_) => ContainerKind::Command,
+        };
+        let compiled = Arc::new(Compiled { kind, digest: digest.to_string(), pre });
+        let mut map = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        // Another caller may have compiled the same digest meanwhile: share theirs.
+        if let Some(existing) = map.get(digest).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(digest.to_string(), Arc::downgrade(&compiled));
+        Ok(compiled)
+    }
+
+    fn cached(&self, digest: &str) -> Option<Arc<Compiled>> {
+        let map = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest).and_then(Weak::upgrade)
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Pre, RuntimeError> {
+        if wasm.len() < 8 || &wasm[0..4] != b"\0asm" {
+            return Err(RuntimeError::Invalid("not a WebAssembly binary (missing \\0asm header)".into()));
+        }
+        let invalid = |e: wasmtime::Error| RuntimeError::Invalid(error_message(&e));
+        // Bytes 6..8 are the layer: 0 for core modules, 1 for components.
+        if wasm[6..8] == [1, 0] {
+            let component = Component::new(&self.engine, wasm).map_err(invalid)?;
+            let ty = component.component_type();
+            let mut http = false;
+            let mut run = false;
+            for (name, item) in ty.exports(&self.engine) {
+                if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                    continue;
+                }
+                let base = name.split('@').next().unwrap_or(name);
+                http |= base == "wasi:http/incoming-handler";
+                run |= base == "wasi:cli/run";
+            }
+            let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+            if http {
+                let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(invalid)?;
+                Ok(Pre::Http(pre))
+            } else if run {
+                let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(invalid)?;
+                Ok(Pre::Command(pre))
+            } else {
+                Err(RuntimeError::Invalid(
+                    "component exports neither wasi:http/incoming-handler nor wasi:cli/run".into(),
+                ))
+            }
+        } else {
+            let module = Module::new(&self.engine, wasm).map_err(invalid)?;
+            let has_start = module.exports().any(|e| e.name() == "_start" && e.ty().func().is_some());
+            if !has_start {
+                return Err(RuntimeError::Invalid("core module does not export a _start function".into()));
+            }
+            let pre = self.p1_linker.instantiate_pre(&module).map_err(invalid)?;
+            Ok(Pre::Module(pre))
+        }
+    }
+
+    /// Runs a command instance to completion (or until `kill` turns true). `stdin` feeds
+    /// the guest's stdin when given (exec -i), else stdin is empty.
+    pub async fn run(
+        &self,
+        compiled: &Compiled,
+        spec: &InstanceSpec,
+        stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+        out: Arc<dyn OutputSink>,
+        kill: tokio::sync::watch::Receiver<bool>,
+    ) -> ExitStatus {
+        command::run(self, compiled, spec, stdin, out, kill).await
+    }
+
+    /// Prepares an HTTP container: requests get a fresh instance each.
+    pub fn serve(&self, compiled: &Arc<Compiled>, spec: InstanceSpec, out: Arc<dyn OutputSink>) -> Result<HttpService, RuntimeError> {
+        let Pre::Http(pre) = &compiled.pre else {
+            return Err(RuntimeError::Other(format!("image {} is not an HTTP component", compiled.digest)));
+        };
+        // Fail now, not per request, when a volume cannot be opened.
+        host::check_mounts(&spec.mounts)?;
+        Ok(http::HttpService::new(self, pre.clone(), spec, out))
+    }
+
+    fn meter_for(&self, limits: &Limits) -> limits::Meter {
+        limits::Meter::new(
+            limits.cpu_millis.map(|m| Arc::new(limits::CpuBucket::new(m, self.fuel_per_core_second))),
+            self.fuel_slice(),
+        )
+    }
+
+    /// Fuel between async yields of a running guest: about 2 ms of one core.
+    fn fuel_slice(&self) -> u64 {
+        (self.fuel_per_core_second / 500).max(10_000)
+    }
+
+    fn memory_limit(&self, limits: &Limits) -> u64 {
+        limits.memory_bytes.map_or(self.max_memory_bytes, |m| m.min(self.max_memory_bytes))
+    }
+}
+
+/// One line describing an error: the trap if there is one, else the cause chain.
+fn error_message(e: &wasmtime::Error) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    let parts: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string().lines().next().unwrap_or_default().trim().trim_end_matches(':').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut msg = parts.join(": ");
+    if msg.len() > 4096 {
+        let mut cut = 4096;
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        msg.truncate(cut);
+    }
+    msg
+}

@@ -1,0 +1,71 @@
+//! `flotilla node`: a node agent that joins a control plane over its HTTPS API.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Run a Flotilla node (the kubelet of wasm pods) against a control plane.
+#[derive(Args, Debug)]
+pub(crate) struct NodeCommand {
+    /// URL of the control plane's API server, e.g. https://127.0.0.1:6443
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Bearer token to authenticate to the API server (the admin token in DATA_DIR/pki/admin.token)
+    #[arg(long, value_name = "TOKEN", env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Node name [default: this host's name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Directory for images, compiled components, logs and volumes
+    /// [default: $XDG_DATA_HOME/flotilla/node or ~/.local/share/flotilla/node]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// CA certificate (PEM) of the API server; without it the server's certificate is not verified
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+    /// Allow `file:///abs/path.wasm` images
+    #[arg(long)]
+    pub allow_file_images: bool,
+    /// Address the node server binds to and reports as its InternalIP
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+}
+
+/// This host's name, lower-cased, as a node name.
+pub(crate) fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    let name: String = raw.trim().to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
+    if name.is_empty() { "localhost".into() } else { name }
+}
+
+pub(crate) fn default_data_dir(leaf: &str) -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("flotilla").join(leaf));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set; pass --data-dir"))?;
+    Ok(PathBuf::from(home).join(".local/share/flotilla").join(leaf))
+}
+
+impl NodeCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let name = self.name.clone().unwrap_or_else(host_name);
+        let data_dir = match self.data_dir.clone() {
+            Some(d) => d,
+            None => default_data_dir("node")?,
+        };
+        let mut config = flotilla_node::NodeConfig::new(self.server.clone(), self.token.clone(), name, data_dir);
+        config.allow_file_images = self.allow_file_images;
+        config.bind_address = self.bind_address;
+        if let Some(ca) = &self.certificate_authority {
+            config.ca_pem = Some(std::fs::read_to_string(ca)?);
+        } else {
+            tracing::warn!("no --certificate-authority: the API server's certificate is not verified");
+        }
+        let node = flotilla_node::start(config).await?;
+        println!("flotilla node {} ready: serving on {}", node.name, node.server_addr);
+        super::server::wait_for_signal().await;
+        node.shutdown().await;
+        Ok(())
+    }
+}
