@@ -30,6 +30,10 @@ pub(crate) struct NodeCommand {
     /// Address the node server binds to and reports as its InternalIP
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
+    /// First delay before restarting a crashed container, in milliseconds; it doubles up to
+    /// 5 minutes (Kubernetes: 10000)
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub restart_backoff_ms: u64,
 }
 
 /// This host's name, lower-cased, as a node name.
@@ -57,6 +61,7 @@ impl NodeCommand {
         let mut config = flotilla_node::NodeConfig::new(self.server.clone(), self.token.clone(), name, data_dir);
         config.allow_file_images = self.allow_file_images;
         config.bind_address = self.bind_address;
+        config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
         if let Some(ca) = &self.certificate_authority {
             config.ca_pem = Some(std::fs::read_to_string(ca)?);
         } else {

@@ -16,7 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::{RuntimeConfig, RuntimeError};
 
-/// Epoch period: the longest a guest runs without the host getting control back.
+/// Epoch period: how often CPU use is charged to the limit's token bucket.
 pub(super) const TICK: Duration = Duration::from_millis(10);
 
 /// Total virtual address space reserved for linear-memory slots.

@@ -10,7 +10,8 @@
 //! Invariants: a guest only sees what its [`InstanceSpec`] grants (argv, env, preopened
 //! mounts; no sockets, no outgoing HTTP); every store carries the memory limiter and the
 //! fuel/epoch meter, so a guest that traps, loops, overflows its stack or hogs memory ends
-//! only itself; wasm never runs longer than one epoch tick (10 ms) without yielding to tokio.
+//! only itself; wasm yields to tokio at least every fuel slice (~2 ms of CPU), so a busy
+//! guest never starves a worker thread and can be killed (its future dropped) promptly.
 //!
 //! Files: `engine.rs` (Engine/pool config, ticker, fuel calibration), `limits.rs` (memory
 //! limiter, CPU token bucket, per-store meter), `host.rs` (store state, WASI context),
