@@ -76,7 +76,7 @@ meta() { # meta CARGO_TOML KEY: a value from [package.metadata.flotilla-guest]
   sed -n '/^\[package\.metadata\.flotilla-guest\]/,/^\[/{s/^'"$2"' *= *"\([^"]*\)".*/\1/p}' "$1"
 }
 built=0
-for manifest in "$ROOT"/guests/*/Cargo.toml; do
+for manifest in "$ROOT"/guests/*/Cargo.toml "$ROOT"/samples/*/Cargo.toml; do
   dir=$(dirname "$manifest"); name=$(basename "$dir")
   target=$(meta "$manifest" target); adapter=$(meta "$manifest" adapter)
   [ -n "$target" ] || { echo "build-guests: $manifest lacks [package.metadata.flotilla-guest] target" >&2; exit 1; }

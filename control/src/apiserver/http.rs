@@ -475,13 +475,16 @@ async fn list_or_watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&
     if let Some(c) = cont {
         metadata["continue"] = json!(c);
     }
-    let body = json!({
-        "kind": format!("{}List", info.kind),
-        "apiVersion": info.api_version(),
-        "metadata": metadata,
-        "items": items.iter().map(|s| &s.value).collect::<Vec<_>>(),
-    });
-    Ok(json_response(StatusCode::OK, &body))
+    // Serialized item by item: no intermediate copy of every object.
+    let mut body = format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[", info.kind, info.api_version(), metadata).into_bytes();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &item.value).map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    body.extend_from_slice(b"]}");
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap, filter: Filter) -> Result<Response, ApiError> {

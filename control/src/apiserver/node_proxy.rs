@@ -328,6 +328,9 @@ fn take_failure(key: &str) -> Option<(StatusCode, Vec<u8>)> {
 
 async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -> Result<Response, ApiError> {
     let pod = app.api.get(info, Some(r.namespace), r.name)?;
+    if let Some(phase @ ("Succeeded" | "Failed")) = pod.value["status"]["phase"].as_str() {
+        return Err(ApiError::bad_request(format!("cannot exec into a container in a completed pod; current phase is {phase}")));
+    }
     let container = pick_container(&pod.value, r.name, q(r.query, "container"))?;
     let websocket = has_token(&r.headers, header::CONNECTION, "upgrade") && has_token(&r.headers, header::UPGRADE, "websocket");
     if !websocket {

@@ -50,14 +50,19 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown) {
     let mut last_seen = u64::MAX;
     loop {
         let rev = api.store.revision();
+        let mut pause = Duration::from_millis(100);
         if rev != last_seen {
             last_seen = rev;
+            let started = std::time::Instant::now();
             if let Err(e) = pass(&api).await {
                 tracing::warn!(error = %e, "controller pass failed");
             }
+            // A pass scans every object: under a stream of writes, keep its share of CPU
+            // bounded by waiting several times as long as it took.
+            pause = pause.max(started.elapsed() * 5);
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.cancelled() => return,
         }
     }
