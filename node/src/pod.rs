@@ -156,7 +156,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, mut updates: watch::Receiver<
         }
     }
 
-    let pod_ip = ctx.ips.lock().expect("ip lock").allocate().unwrap_or_default();
+    // Keep the address a pod had in an earlier life of this node, else take a new one.
+    let pod_ip = {
+        let mut ips = ctx.ips.lock().expect("ip lock");
+        let old = s(&pod["status"]["podIP"]);
+        if !old.is_empty() && ips.claim(&old) { old } else { ips.allocate().unwrap_or_default() }
+    };
     let has_init = pod["spec"]["initContainers"].as_array().is_some_and(|a| !a.is_empty());
     let mut rec = PodRecord { host_ip: ctx.host_ip.clone(), pod_ip: pod_ip.clone(), start_time: Some(Utc::now()), initialized: !has_init, ..Default::default() };
     for (c, init) in container_specs(&pod) {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::auth::{Attributes, Decision};
 use super::error::ApiError;
 use super::resources::{self, ResourceInfo};
-use super::service::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions, timestamp};
+use super::service::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions};
 use super::table::{self, IncludeObject};
 use super::{App, discovery, openapi, protobuf, service};
 use crate::store::{EventType, WatchError};
@@ -693,32 +693,7 @@ async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
 
 async fn bind(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, binding: Value) -> Result<Response, ApiError> {
     let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
-    if node.is_empty() {
-        return Err(ApiError::new(422, "Invalid", format!("Binding.core \"{name}\" is invalid: target.name: Required value")));
-    }
-    let now = timestamp(app.api.clock.now());
-    let result = app
-        .api
-        .modify(info, ns, name, &|cur| {
-            let assigned = cur["spec"]["nodeName"].as_str().unwrap_or("");
-            if !assigned.is_empty() || !cur["metadata"]["deletionTimestamp"].is_null() {
-                return None;
-            }
-            let mut new = cur.clone();
-            new["spec"]["nodeName"] = json!(node);
-            let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-            conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-            new["status"]["conditions"] = Value::Array(conds);
-            Some(new)
-        })
-        .await?;
-    let Some(pod) = result else { return Err(ApiError::not_found(info, name)) };
-    if pod["spec"]["nodeName"].as_str() != Some(node.as_str()) {
-        return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{}\"", pod["spec"]["nodeName"].as_str().unwrap_or(""))));
-    }
-    let message = format!("Successfully assigned {}/{} to {}", ns.unwrap_or("default"), name, node);
-    app.api.record_event(&pod, "Normal", "Scheduled", &message, "default-scheduler").await;
+    app.api.bind(info, ns, name, &node).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
 }
 

@@ -102,6 +102,7 @@ pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static 
 }
 
 /// Looks a resource up by group and kind (any served version).
+#[cfg(test)]
 pub(crate) fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
     RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
 }

