@@ -12,6 +12,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub kubeconfig: PathBuf,
+    /// Process id of the `flotilla up` child (0 once stopped).
+    pub pid: u32,
 }
 
 /// What a kubectl run printed.
@@ -59,12 +61,24 @@ impl Cluster {
 
     /// Starts `flotilla up` with the data dir inside `dir` (reused across restarts).
     pub fn start_in(dir: tempfile::TempDir) -> Cluster {
+        Self::start_in_with(dir, &[])
+    }
+
+    /// Starts `flotilla up` in a fresh temp dir with extra flags, e.g.
+    /// `["--restart-backoff-ms", "200"]`.
+    pub fn start_with(args: &[&str]) -> Cluster {
+        Self::start_in_with(tempfile::tempdir().expect("tempdir"), args)
+    }
+
+    /// Starts `flotilla up` with the data dir inside `dir` and extra flags.
+    pub fn start_in_with(dir: tempfile::TempDir, args: &[&str]) -> Cluster {
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(flotilla_bin())
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -81,7 +95,8 @@ impl Cluster {
         });
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("flotilla up printed no ready line");
         let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("url in ready line").to_string();
-        Cluster { child: Some(child), dir, url, kubeconfig }
+        let pid = child.id();
+        Cluster { child: Some(child), dir, url, kubeconfig, pid }
     }
 
     /// Stops the process (SIGKILL) and hands back its directory.
@@ -90,6 +105,7 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.pid = 0;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         dir
     }
@@ -123,6 +139,142 @@ impl Cluster {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// host:port of the API server (also the cluster's own OCI registry).
+    pub fn host(&self) -> &str {
+        self.url.trim_start_matches("https://").trim_end_matches('/')
+    }
+
+    /// Runs `flotilla` with `args` and this cluster's kubeconfig in the environment.
+    pub fn flotilla(&self, args: &[&str]) -> Run {
+        let out = Command::new(flotilla_bin())
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run flotilla");
+        Run::from(out)
+    }
+
+    /// Applies a manifest given as YAML text.
+    #[track_caller]
+    pub fn apply(&self, yaml: &str) {
+        self.kubectl_stdin(&["apply", "-f", "-"], yaml).ok();
+    }
+
+    /// `kubectl get pod NAME -o jsonpath=PATH` (empty string if the command fails).
+    pub fn pod_jsonpath(&self, pod: &str, path: &str) -> String {
+        let arg = format!("-o=jsonpath={path}");
+        let r = self.kubectl(&["get", "pod", pod, &arg]);
+        if r.code == 0 { r.stdout } else { String::new() }
+    }
+
+    /// Waits until `kubectl get pod NAME -o jsonpath=PATH` prints `want`.
+    #[track_caller]
+    pub fn wait_pod(&self, pod: &str, path: &str, want: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let last = self.pod_jsonpath(pod, path);
+            if last == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for pod {pod} {path} == {want:?}; last {last:?}\nstatus: {}",
+                self.pod_jsonpath(pod, "{.status}")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kubectl wait --for=condition=Ready pod/NAME`.
+    #[track_caller]
+    pub fn wait_ready(&self, pod: &str) {
+        let target = format!("pod/{pod}");
+        let r = self.kubectl(&["wait", "--for=condition=Ready", &target, "--timeout=60s"]);
+        assert_eq!(r.code, 0, "pod {pod} never became Ready: {}\nstatus: {}", r.stderr, self.pod_jsonpath(pod, "{.status}"));
+        assert_eq!(r.stdout, format!("pod/{pod} condition met\n"));
+    }
+
+    /// User + system CPU seconds the `flotilla up` process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("read /proc/PID/stat");
+        // The command name (field 2) may hold spaces; fields after it are plain.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        ticks as f64 / clock_ticks() as f64
+    }
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`, 100 if unavailable).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Name of the node `flotilla up` embeds: the host name, lowercased.
+pub fn node_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    let name: String = raw
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .collect();
+    if name.is_empty() { "localhost".into() } else { name }
+}
+
+/// Path of a built test guest, target/guests/NAME.wasm; panics if it was not built.
+pub fn guest_path(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guests").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "guest {} is missing: build the guests with scripts/build-guests.sh", path.display());
+    path
+}
+
+/// file:// URL of a built test guest (the embedded node allows file images).
+pub fn guest(name: &str) -> String {
+    format!("file://{}", guest_path(name).display())
+}
+
+/// A throwaway OCI registry on loopback (Debian's docker-registry via scripts/registry.sh),
+/// stopped on drop.
+pub struct Registry {
+    /// 127.0.0.1:PORT
+    pub addr: String,
+    dir: String,
+}
+
+impl Registry {
+    /// Starts one, with htpasswd basic auth if `auth` (USER:PASS) is given.
+    pub fn start(auth: Option<&str>) -> Registry {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/registry.sh");
+        let mut cmd = Command::new(script);
+        cmd.arg("start");
+        if let Some(a) = auth {
+            cmd.args(["--auth", a]);
+        }
+        let out = cmd.stderr(Stdio::inherit()).output().expect("run scripts/registry.sh");
+        assert!(out.status.success(), "scripts/registry.sh start failed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let addr = lines.next().expect("registry address").trim().to_string();
+        let dir = lines.next().expect("registry dir").trim().to_string();
+        Registry { addr, dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/registry.sh");
+        let _ = Command::new(script).args(["stop", &self.dir]).output();
     }
 }
 

@@ -9,3 +9,6 @@ mod kubectl_apply;
 mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
+mod node_pods;
+mod node_limits;
+mod node_images;

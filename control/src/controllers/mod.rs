@@ -1,8 +1,11 @@
 //! Controllers that run on the control plane's leader. Each is a pure `plan` over the
 //! objects it observes plus this thin executor, which re-plans whenever the store changes.
 
+pub(crate) mod deployment;
 pub(crate) mod garbage_collector;
 pub(crate) mod namespace;
+pub(crate) mod replicaset;
+pub(crate) mod scheduler;
 
 use std::time::Duration;
 
@@ -138,6 +141,75 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
             namespace::Step::Finalize { name } => {
                 let info = resources::find("", "v1", "namespaces").expect("namespaces served");
                 let _ = api.store.write(Op::Delete { key: crate::apiserver::service::key(info, None, &name), precondition: Precondition::default() }).await;
+            }
+        }
+    }
+    schedule_pending(api, &keyed).await?;
+    deployment::reconcile_all(api, &keyed, api.clock.now()).await?;
+    replicaset::reconcile_all(api, &keyed, api.clock.now()).await?;
+    Ok(())
+}
+
+/// Binds pending pods (no nodeName, default scheduler) to nodes; marks the others
+/// PodScheduled=False with the scheduler's reasons (retried on every change).
+async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::store::Stored>)]) -> Result<(), crate::apiserver::error::ApiError> {
+    let nodes: Vec<&serde_json::Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();
+    let pods: Vec<&serde_json::Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/pods/")).map(|(_, s)| &s.value).collect();
+    let pending: Vec<&serde_json::Value> = pods
+        .iter()
+        .copied()
+        .filter(|p| {
+            p["spec"]["nodeName"].as_str().unwrap_or("").is_empty()
+                && p["metadata"]["deletionTimestamp"].is_null()
+                && matches!(p["spec"]["schedulerName"].as_str(), None | Some("") | Some("default-scheduler"))
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let info = resources::find("", "v1", "pods").expect("pods served");
+    let mut infos = scheduler::snapshot(&nodes, &pods);
+    for pod in pending {
+        let ns = pod["metadata"]["namespace"].as_str();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        match scheduler::schedule(pod, &infos) {
+            Ok(node) => match api.bind(info, ns, name, &node).await {
+                Ok(_) => {
+                    if let Some(ni) = infos.iter_mut().find(|n| n.name() == node) {
+                        ni.add_pod(pod);
+                    }
+                }
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e),
+            },
+            Err(unschedulable) => {
+                let current = pod["status"]["conditions"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+                    .and_then(|c| c["message"].as_str())
+                    .unwrap_or("");
+                if current == unschedulable.message {
+                    continue;
+                }
+                let now = crate::apiserver::service::timestamp(api.clock.now());
+                let message = unschedulable.message.clone();
+                let updated = api
+                    .modify(info, ns, name, &|cur| {
+                        if !cur["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+                            return None;
+                        }
+                        let mut new = cur.clone();
+                        let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                        let mut conds: Vec<serde_json::Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+                        conds.push(serde_json::json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now}));
+                        new["status"]["conditions"] = serde_json::Value::Array(conds);
+                        Some(new)
+                    })
+                    .await?;
+                if let Some(p) = updated {
+                    api.record_event(&p, "Warning", "FailedScheduling", &unschedulable.message, "default-scheduler").await;
+                }
             }
         }
     }
