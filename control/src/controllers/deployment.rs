@@ -913,10 +913,10 @@ pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], 
         let pods = pods.get(ns).unwrap_or(&none);
         for d in deployments {
             let steps = plan(d, sets, pods, now);
-            if let Err(e) = execute(api, d, steps).await {
-                if !transient(&e) {
-                    tracing::warn!(error = %e, deployment = name(d), namespace = ns, "deployment sync failed");
-                }
+            if let Err(e) = execute(api, d, steps).await
+                && !transient(&e)
+            {
+                tracing::warn!(error = %e, deployment = name(d), namespace = ns, "deployment sync failed");
             }
         }
     }

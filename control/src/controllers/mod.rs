@@ -31,6 +31,9 @@ pub(crate) fn parse_key(key: &str) -> Option<(&'static ResourceInfo, Option<&str
     }
 }
 
+/// Longest time between two controller passes.
+const RESYNC: Duration = Duration::from_secs(5);
+
 /// Events live this long after their last occurrence, as with Kubernetes' default --event-ttl.
 const EVENT_TTL_SECONDS: i64 = 3600;
 
@@ -51,11 +54,15 @@ fn expired_events(objects: &[(String, std::sync::Arc<crate::store::Stored>)], cu
 /// Runs the garbage collector and namespace controller until shutdown.
 pub(crate) async fn run(api: Api, shutdown: Shutdown) {
     let mut last_seen = u64::MAX;
+    let mut last_pass = std::time::Instant::now();
     loop {
         let rev = api.store.revision();
         let mut pause = Duration::from_millis(100);
-        if rev != last_seen {
+        // Re-plan on every change, and every few seconds anyway: time-based conditions
+        // (minReadySeconds, progress deadlines) change without a write.
+        if rev != last_seen || last_pass.elapsed() >= RESYNC {
             last_seen = rev;
+            last_pass = std::time::Instant::now();
             let started = std::time::Instant::now();
             if let Err(e) = pass(&api).await {
                 tracing::warn!(error = %e, "controller pass failed");

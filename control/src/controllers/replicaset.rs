@@ -363,10 +363,10 @@ async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError
                         Some(new)
                     })
                     .await;
-                if let Err(e) = r.map(|_| ()) {
-                    if !transient(&e) {
-                        return Err(e);
-                    }
+                if let Err(e) = r
+                    && !transient(&e)
+                {
+                    return Err(e);
                 }
             }
             Step::Release { pod, uid } => {
@@ -385,10 +385,10 @@ async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError
                         Some(new)
                     })
                     .await;
-                if let Err(e) = r.map(|_| ()) {
-                    if !transient(&e) {
-                        return Err(e);
-                    }
+                if let Err(e) = r
+                    && !transient(&e)
+                {
+                    return Err(e);
                 }
             }
             Step::Create { pod } => {
