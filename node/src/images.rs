@@ -63,11 +63,13 @@ const WASM_MAGIC: &[u8] = b"\0asm";
 pub struct Image {
     /// The image as the container spec names it.
     pub reference: String,
-    /// `sha256:HEX` of `bytes` (the wasm content; use it as the compile-cache key and imageID).
+    /// `sha256:HEX` of `bytes` (the wasm content; the compile-cache key).
     pub digest: String,
-    /// `sha256:HEX` of the OCI manifest, when pulled from a registry.
+    /// `sha256:HEX` of the OCI manifest, when pulled from a registry (the imageID digest).
     pub manifest_digest: Option<String>,
     pub bytes: Arc<Vec<u8>>,
+    /// Served from the node's cache without asking the registry.
+    pub from_cache: bool,
 }
 
 impl std::fmt::Debug for Image {
@@ -112,6 +114,18 @@ impl PullPolicy {
             }
         }
     }
+}
+
+/// Identifies a set of credentials without keeping the secrets themselves.
+fn credentials_fingerprint(auth: &[RegistryAuth]) -> String {
+    let mut h = Sha256::new();
+    for a in auth {
+        for part in [&a.registry, &a.username, &a.password] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
+    format!("{:x}", h.finalize())
 }
 
 /// Credentials for one registry (from an imagePullSecret, or the node's own token).
@@ -298,8 +312,10 @@ impl ImageStore {
         let asked = Instant::now();
         let lock = self.lock_state().pulling.entry(key.clone()).or_default().clone();
         let _guard = lock.lock().await;
-        // Someone else pulled it while we waited: that pull satisfies this one too.
-        let fresh = self.lock_state().last_pull.get(&key).is_some_and(|t| *t >= asked);
+        // Someone else pulled it while we waited with the same credentials: that pull
+        // satisfies this one too. Other credentials must prove themselves to the registry.
+        let pull_key = format!("{key}\0{}", credentials_fingerprint(auth));
+        let fresh = self.lock_state().last_pull.get(&pull_key).is_some_and(|t| *t >= asked);
         if (fresh || policy != PullPolicy::Always)
             && let Some(img) = self.cached(&key, image).await
         {
@@ -325,7 +341,8 @@ impl ImageStore {
         })?;
         let entry = IndexEntry { digest: digest.clone(), manifest_digest: manifest_digest.clone() };
         self.record(&key, entry).await;
-        Ok(Image { reference: image.to_string(), digest, manifest_digest, bytes })
+        self.lock_state().last_pull.insert(pull_key, Instant::now());
+        Ok(Image { reference: image.to_string(), digest, manifest_digest, bytes, from_cache: false })
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -358,7 +375,7 @@ impl ImageStore {
     async fn cached(&self, key: &str, image: &str) -> Option<Image> {
         let entry = self.lock_state().index.get(key).cloned()?;
         let bytes = self.load_blob(&entry.digest).await?;
-        Some(Image { reference: image.to_string(), digest: entry.digest, manifest_digest: entry.manifest_digest, bytes })
+        Some(Image { reference: image.to_string(), digest: entry.digest, manifest_digest: entry.manifest_digest, bytes, from_cache: true })
     }
 
     fn blob_path(&self, digest: &str) -> Option<PathBuf> {
@@ -418,7 +435,6 @@ impl ImageStore {
         let snapshot = {
             let mut st = self.lock_state();
             st.index.insert(key.to_string(), entry);
-            st.last_pull.insert(key.to_string(), Instant::now());
             IndexFile { images: st.index.clone() }
         };
         let result = match serde_json::to_vec_pretty(&snapshot) {

@@ -486,13 +486,18 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
         if *kill.borrow() {
             return None;
         }
-        run.event("Normal", "Pulling", &format!("Pulling image \"{image}\""));
         let started = Instant::now();
         match run.ctx.images.pull(&image, policy, &auths).await {
             Ok(img) => {
-                run.event("Normal", "Pulled", &format!("Successfully pulled image \"{image}\" in {}ms", started.elapsed().as_millis()));
+                if img.from_cache {
+                    run.event("Normal", "Pulled", &format!("Container image \"{image}\" already present on machine"));
+                } else {
+                    run.event("Normal", "Pulling", &format!("Pulling image \"{image}\""));
+                    run.event("Normal", "Pulled", &format!("Successfully pulled image \"{image}\" in {}ms", started.elapsed().as_millis()));
+                }
                 let digest = img.digest.clone();
-                run.set_state(&name, init, |r| r.image_id = format!("{}@{}", image.split('@').next().unwrap_or(&image), digest));
+                let image_id = format!("{}@{}", repository(&image), img.manifest_digest.as_deref().unwrap_or(&img.digest));
+                run.set_state(&name, init, |r| r.image_id = image_id.clone());
                 let rt = run.ctx.runtime.clone();
                 let bytes = img.bytes.clone();
                 let d2 = digest.clone();
@@ -512,6 +517,7 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
                 }
             }
             Err(e) => {
+                run.event("Normal", "Pulling", &format!("Pulling image \"{image}\""));
                 let (reason, retry) = match &e {
                     PullError::InvalidImageName(_) => ("InvalidImageName", false),
                     PullError::ErrImageNeverPull(_) => ("ErrImageNeverPull", false),
@@ -582,6 +588,15 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
     let spec = InstanceSpec { argv, env, mounts, limits };
     run.entry.set_container(Arc::new(ContainerEntry { name: name.clone(), compiled: Some(compiled.clone()), spec: spec.clone(), http: None, ports: Vec::clone(&ports), logs: logs.clone() }));
     Some(Prepared { name, init, compiled, spec, ports, logs, fuel: Arc::new(AtomicU64::new(0)) })
+}
+
+/// The repository part of an image reference (no tag, no digest), as imageIDs name it.
+fn repository(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    match no_digest.rfind(':') {
+        Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
+        _ => no_digest,
+    }
 }
 
 fn container_id(run: &PodRun, name: &str, n: u32) -> String {
@@ -686,5 +701,18 @@ async fn run_command(run: &Arc<PodRun>, p: &Prepared, kill: &mut watch::Receiver
         }
         attempt += 1;
         run.set_state(&p.name, p.init, |r| r.restart_count += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository;
+
+    #[test]
+    fn repository_drops_tag_and_digest_but_not_port() {
+        assert_eq!(repository("127.0.0.1:5000/hello:v1"), "127.0.0.1:5000/hello");
+        assert_eq!(repository("127.0.0.1:5000/team/hello@sha256:abc"), "127.0.0.1:5000/team/hello");
+        assert_eq!(repository("127.0.0.1:5000/hello"), "127.0.0.1:5000/hello");
+        assert_eq!(repository("file:///opt/x.wasm"), "file:///opt/x.wasm");
     }
 }
