@@ -134,17 +134,52 @@ pub(crate) struct Ctx {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The node server's port (reported in daemonEndpoints).
     pub port: std::sync::atomic::AtomicU16,
+    /// Events already recorded: key → (event name, count), for aggregation.
+    pub events: Mutex<HashMap<String, (String, u32)>>,
 }
 
 impl Ctx {
-    /// Records an Event about `pod` (best effort).
+    /// Records an Event about `pod` (best effort). A repeat of the same event (object,
+    /// type, reason, message) bumps the count of the existing one, as Kubernetes'
+    /// recorder does, instead of creating another.
     pub(crate) fn event(self: &Arc<Self>, pod: &Value, type_: &str, reason: &str, message: &str) {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
         let now = crate::lifecycle::ts(chrono::Utc::now());
+        let key = format!("{}\0{type_}\0{reason}\0{message}", pod["metadata"]["uid"].as_str().unwrap_or(""));
+        let mut fresh_name = String::new();
+        let repeat = {
+            let mut seen = self.events.lock().expect("events lock");
+            if seen.len() > 4096 {
+                seen.clear();
+            }
+            match seen.get_mut(&key) {
+                Some((ev_name, count)) => {
+                    *count += 1;
+                    Some((ev_name.clone(), *count))
+                }
+                None => {
+                    fresh_name = format!("{}.{}", name, &uuid::Uuid::new_v4().simple().to_string()[..16]);
+                    seen.insert(key, (fresh_name.clone(), 1));
+                    None
+                }
+            }
+        };
+        if let Some((ev_name, count)) = repeat {
+            let ctx = self.clone();
+            tokio::spawn(async move {
+                let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
+                let patch = json!({"count": count, "lastTimestamp": now});
+                if let Err(e) = api.patch(&ev_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::debug!(error = %e, "event not updated");
+                }
+            });
+            return;
+        }
+        let ev_name = fresh_name;
         let ev = json!({
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": format!("{}.{}", name, &uuid::Uuid::new_v4().simple().to_string()[..16]), "namespace": ns},
+            "metadata": {"name": ev_name, "namespace": ns},
             "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": pod["metadata"]["uid"], "fieldPath": ""},
             "reason": reason, "message": message, "type": type_,
             "source": {"component": "kubelet", "host": self.config.name},
@@ -251,7 +286,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
 
-    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()) });
+    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     register(&ctx, server_addr.port()).await?;
     tasks.push(tokio::spawn(heartbeat(ctx.clone())));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));

@@ -493,3 +493,68 @@ async fn node_sized_pool_and_idle_http_pods_are_cheap() {
     assert!(rt.max_memory_bytes() >= 512 << 20);
     assert!(rss3.saturating_sub(rss2) < 32 << 20, "idle services cost {} bytes", rss3 - rss2);
 }
+
+/// CPU seconds (user + system, from schedstat) of this process's threads named `prefix*`.
+fn threads_cpu_secs(prefix: &str) -> f64 {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    ns as f64 / 1e9
+}
+
+/// Runs `argv[0]` with `limits` for `wall` on its own 2-worker tokio runtime (the node's
+/// shape) and returns the real CPU its threads used per wall second (cores), and the
+/// exit status (Killed unless it ended by itself first).
+fn measure_cpu(tag: &str, argv: &[&str], limits: Limits, wall: Duration) -> (f64, ExitStatus) {
+    let compiled = prepare(argv[0]);
+    let prefix = format!("cpu-{tag}");
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(prefix.clone())
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut s = spec(argv);
+    s.limits = limits;
+    let (kill_tx, kill_rx) = watch::channel(false);
+    let cpu0 = threads_cpu_secs(&prefix);
+    let t0 = Instant::now();
+    let handle = tokio_rt.spawn(async move { rt().run(&compiled, &s, None, Arc::new(Collect::default()), kill_rx).await });
+    while t0.elapsed() < wall && !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_tx.send_replace(true);
+    let st = tokio_rt.block_on(handle).expect("guest task");
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cores = (threads_cpu_secs(&prefix) - cpu0) / elapsed;
+    (cores, st)
+}
+
+/// Real CPU time (not fuel) of a busy guest tracks its limit within ±25%.
+#[test]
+fn cpu_limit_holds_in_real_cpu_time() {
+    for millis in [100u64, 500] {
+        let limits = Limits { cpu_millis: Some(millis), ..Default::default() };
+        let (cores, st) = measure_cpu(&format!("loop{millis}"), &["infinite-loop"], limits, Duration::from_secs(2));
+        let want = millis as f64 / 1000.0;
+        println!("infinite-loop at {millis}m: {cores:.3} cores of real CPU (want {want})");
+        assert_eq!(st.reason, ExitReason::Killed, "{st:?}");
+        assert!((want * 0.75..want * 1.25).contains(&cores), "infinite-loop at {millis}m used {cores:.3} cores");
+    }
+}
+
+/// A guest that spends its time writing fresh memory (page faults, bulk fills that cost
+/// little fuel) is held to its limit in real CPU time too.
+#[test]
+fn cpu_limit_holds_for_memory_touching_guest() {
+    let limits = Limits { cpu_millis: Some(200), memory_bytes: Some(1 << 30), ..Default::default() };
+    let (cores, st) = measure_cpu("hog200", &["memory-hog"], limits, Duration::from_secs(2));
+    println!("memory-hog at 200m: {cores:.3} cores of real CPU ({st:?})");
+    assert!((0.15..0.25).contains(&cores), "memory-hog at 200m used {cores:.3} cores");
+}
