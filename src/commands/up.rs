@@ -1,5 +1,5 @@
-//! `flotilla up`: a local cluster in one process — the control plane and one embedded node
-//! that reaches it through the same URL and token a remote node would use.
+//! `flotilla up`: a local cluster in one process — the control plane and embedded nodes
+//! that reach it through the same URL and token a remote node would use.
 
 use clap::Args;
 
@@ -10,25 +10,55 @@ use super::server::{ControlPlaneFlags, wait_for_signal};
 pub(crate) struct UpCommand {
     #[command(flatten)]
     pub flags: ControlPlaneFlags,
+    /// Number of embedded nodes. One node is named after the host; several are named
+    /// HOST-1 … HOST-N
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub nodes: u32,
     /// First delay before restarting a crashed container, in milliseconds; it doubles up to
     /// 5 minutes (Kubernetes: 10000)
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub restart_backoff_ms: u64,
 }
 
+/// Names of `count` embedded nodes on host `host`.
+fn node_names(host: &str, count: u32) -> Vec<String> {
+    match count {
+        1 => vec![host.to_string()],
+        n => (1..=n).map(|i| format!("{host}-{i}")).collect(),
+    }
+}
+
 impl UpCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let handle = self.flags.start_quiet().await?;
-        let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), super::node::host_name(), self.flags.data_dir()?.join("node"));
-        config.ca_pem = Some(handle.ca_pem.clone());
-        config.allow_file_images = true;
-        config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
-        config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
-        let node = flotilla_node::start(config).await?;
+        let mut nodes = Vec::new();
+        for name in node_names(&super::node::host_name(), self.nodes) {
+            let dir = self.flags.data_dir()?.join(if self.nodes == 1 { "node".to_string() } else { format!("node-{name}") });
+            let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), name, dir);
+            config.ca_pem = Some(handle.ca_pem.clone());
+            config.allow_file_images = true;
+            config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
+            config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
+            nodes.push(flotilla_node::start(config).await?);
+        }
         self.flags.print_ready("cluster", &handle)?;
         wait_for_signal().await;
-        node.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
         handle.shutdown().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_names;
+
+    #[test]
+    fn one_node_takes_the_host_name_several_are_numbered() {
+        assert_eq!(node_names("vm", 1), vec!["vm"]);
+        assert_eq!(node_names("vm", 3), vec!["vm-1", "vm-2", "vm-3"]);
+        assert!(node_names("vm", 0).is_empty());
     }
 }
