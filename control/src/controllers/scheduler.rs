@@ -185,6 +185,35 @@ pub(crate) fn schedule(pod: &Value, nodes: &[NodeInfo<'_>]) -> Result<String, Un
     schedule_inner(pod, nodes)
 }
 
+/// How a node suits a pod before any binding (the DaemonSet controller's question):
+/// nodeSelector plus required node affinity, and the effects of the node's taints the pod
+/// does not tolerate. A cordon counts as the `node.kubernetes.io/unschedulable` NoSchedule
+/// taint; a node that is not Ready carries the implicit taint described above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeFit {
+    pub matches_affinity: bool,
+    pub untolerated_no_schedule: bool,
+    pub untolerated_no_execute: bool,
+}
+
+pub(crate) fn node_fit(pod: &Value, node: &Value) -> NodeFit {
+    let p = Incoming::new(pod);
+    let n = NodeInfo::new(node, Vec::new());
+    let cordon = Taint { key: "node.kubernetes.io/unschedulable", value: "", effect: "NoSchedule" };
+    let mut fit = NodeFit { matches_affinity: p.matches_node_affinity(&n), untolerated_no_schedule: false, untolerated_no_execute: false };
+    for t in n.taints.iter().chain(n.unschedulable.then_some(&cordon)) {
+        if p.tolerations.iter().any(|tol| tol.tolerates(t)) {
+            continue;
+        }
+        match t.effect {
+            "NoSchedule" => fit.untolerated_no_schedule = true,
+            "NoExecute" => fit.untolerated_no_execute = true,
+            _ => {}
+        }
+    }
+    fit
+}
+
 fn schedule_inner<'x>(pod: &'x Value, nodes: &'x [NodeInfo<'x>]) -> Result<String, Unschedulable> {
     if nodes.is_empty() {
         return Err(Unschedulable { message: "no nodes available to schedule pods".to_string() });

@@ -5,8 +5,8 @@
 //! guest's code (0 → Completed, else Error); `run` returning `err` → 1; a trap →
 //! [`EXIT_CODE_TRAP`] (Error, message = the trap); a memory-limit breach →
 //! [`EXIT_CODE_KILLED`] (OOMKilled); the kill signal → [`EXIT_CODE_KILLED`] (Killed).
-//! Kill works on a busy guest too: the guest yields at every epoch tick and the run
-//! future is dropped there.
+//! Kill works on a busy guest too: the guest yields at every fuel slice or epoch tick and
+//! the run future is dropped there.
 
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub(super) async fn run(
                 let r = cmd.wasi_cli_run().call_run(&mut store).await?;
                 Ok::<i32, wasmtime::Error>(if r.is_ok() { 0 } else { 1 })
             };
-            let ended = race(call, kill).await;
+            let ended = race(meter.metered(call), kill).await;
             let fuel = meter.finish(&store);
             finish(ended, store.data().limiter.oom, fuel)
         }
@@ -70,7 +70,7 @@ pub(super) async fn run(
                 start.call_async(&mut store, ()).await?;
                 Ok::<i32, wasmtime::Error>(0)
             };
-            let ended = race(call, kill).await;
+            let ended = race(meter.metered(call), kill).await;
             let fuel = meter.finish(&store);
             finish(ended, store.data().limiter.oom, fuel)
         }

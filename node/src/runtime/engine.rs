@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::limits::thread_cpu_ns;
 use super::{RuntimeConfig, RuntimeError};
 
 /// Epoch period: how often CPU use is charged to the limit's token bucket.
@@ -125,9 +126,10 @@ const CALIBRATION_WAT: &str = r#"(module
       (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
     (local.get $acc)))"#;
 
-/// Fuel a tight loop burns per second of one core. Timed with the thread's own CPU time
-/// (`/proc/thread-self/schedstat`) where available, so a busy machine at start does not
-/// skew it; the median of a few runs.
+/// Fuel a tight loop burns per second of one core, timed with the thread's own CPU
+/// clock so a busy machine at start does not skew it; the median of a few runs. Only an
+/// estimate (fuel per CPU second varies several-fold between guests): it sizes fuel
+/// slices and converts fuel figures; CPU limits are enforced on measured CPU time.
 pub(super) fn calibrate(engine: &Engine) -> Result<u64, RuntimeError> {
     let module = wasmtime::Module::new(engine, CALIBRATION_WAT).map_err(other("calibration module"))?;
     let mut store = wasmtime::Store::new(engine, ());
@@ -139,13 +141,9 @@ pub(super) fn calibrate(engine: &Engine) -> Result<u64, RuntimeError> {
     for _ in 0..12 {
         store.set_fuel(u64::MAX / 2).map_err(other("calibration"))?;
         let before = store.get_fuel().map_err(other("calibration"))?;
-        let (cpu0, wall0) = (thread_cpu_ns(), Instant::now());
+        let cpu0 = thread_cpu_ns();
         spin.call(&mut store, iterations).map_err(other("calibration"))?;
-        let wall = wall0.elapsed().as_secs_f64();
-        let secs = match (cpu0, thread_cpu_ns()) {
-            (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
-            _ => wall,
-        };
+        let secs = thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9;
         let used = before - store.get_fuel().map_err(other("calibration"))?;
         if secs < 0.008 {
             iterations = iterations.saturating_mul(2);
@@ -161,10 +159,4 @@ pub(super) fn calibrate(engine: &Engine) -> Result<u64, RuntimeError> {
         Some(&r) if r > 0.0 => Ok(r as u64),
         _ => Err(RuntimeError::Other("fuel calibration measured nothing".into())),
     }
-}
-
-/// CPU time this thread has run, in ns (Linux), if readable.
-fn thread_cpu_ns() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
 }

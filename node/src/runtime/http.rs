@@ -70,7 +70,7 @@ impl Drop for InFlight {
 
 impl HttpService {
     pub(super) fn new(rt: &Runtime, pre: ProxyPre<Host>, spec: InstanceSpec, out: Arc<dyn OutputSink>) -> HttpService {
-        let bucket = spec.limits.cpu_millis.map(|m| Arc::new(CpuBucket::new(m, rt.fuel_per_core_second)));
+        let bucket = spec.limits.cpu_millis.map(|m| Arc::new(CpuBucket::new(m)));
         let memory_limit = rt.memory_limit(&spec.limits);
         let timeout = spec.limits.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let inner = Inner {
@@ -133,7 +133,7 @@ impl HttpService {
             let raw = tokio::select! {
                 biased;
                 () = killed(kill) => None,
-                r = tokio::time::timeout(timeout, call) => Some(r),
+                r = tokio::time::timeout(timeout, meter.metered(call)) => Some(r),
             };
             let outcome = match raw {
                 None => Outcome::Killed,

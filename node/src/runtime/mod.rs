@@ -10,8 +10,10 @@
 //! Invariants: a guest only sees what its [`InstanceSpec`] grants (argv, env, preopened
 //! mounts; no sockets, no outgoing HTTP); every store carries the memory limiter and the
 //! fuel/epoch meter, so a guest that traps, loops, overflows its stack or hogs memory ends
-//! only itself; wasm yields to tokio at least every fuel slice (~2 ms of CPU), so a busy
-//! guest never starves a worker thread and can be killed (its future dropped) promptly.
+//! only itself; wasm yields to tokio at least every fuel slice (~2 ms of CPU) or epoch
+//! tick, so a busy guest never starves a worker thread and can be killed (its future
+//! dropped) promptly; CPU limits are enforced on the thread CPU time measured around
+//! every poll of the guest (see `limits.rs`), not on fuel.
 //!
 //! Files: `engine.rs` (Engine/pool config, ticker, fuel calibration), `limits.rs` (memory
 //! limiter, CPU token bucket, per-store meter), `host.rs` (store state, WASI context),
@@ -206,7 +208,8 @@ impl Runtime {
     }
 
     /// Fuel one core burns in one second of a tight loop (calibrated at start); divide
-    /// [`ExitStatus::fuel`] by it for core-seconds.
+    /// [`ExitStatus::fuel`] by it for a rough estimate of core-seconds (fuel per CPU
+    /// second varies between guests; CPU limits do not rely on it).
     pub fn fuel_per_core_second(&self) -> u64 {
         self.fuel_per_core_second
     }
@@ -311,7 +314,7 @@ impl Runtime {
 
     fn meter_for(&self, limits: &Limits) -> limits::Meter {
         limits::Meter::new(
-            limits.cpu_millis.map(|m| Arc::new(limits::CpuBucket::new(m, self.fuel_per_core_second))),
+            limits.cpu_millis.map(|m| Arc::new(limits::CpuBucket::new(m))),
             self.fuel_slice(),
         )
     }
