@@ -45,6 +45,42 @@ pub(crate) fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// Environment variable overriding [`DEFAULT_TOLERATION_SECONDS`].
+pub(crate) const DEFAULT_TOLERATION_ENV: &str = "FLOTILLA_DEFAULT_TOLERATION_SECONDS";
+/// Kubernetes' DefaultTolerationSeconds admission default (--default-not-ready-toleration-seconds
+/// and --default-unreachable-toleration-seconds).
+pub(crate) const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// The tolerationSeconds pods get for not-ready and unreachable nodes: 300, or
+/// `FLOTILLA_DEFAULT_TOLERATION_SECONDS` when it holds a non-negative integer.
+pub(crate) fn default_toleration_seconds() -> i64 {
+    std::env::var(DEFAULT_TOLERATION_ENV).ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|s| *s >= 0).unwrap_or(DEFAULT_TOLERATION_SECONDS)
+}
+
+/// DefaultTolerationSeconds admission, on Pods only (not templates): a pod without a
+/// NoExecute toleration for `node.kubernetes.io/not-ready` (or `unreachable`) gets one
+/// with `seconds`. A toleration with an empty key or empty effect counts as one.
+pub(crate) fn default_tolerations(spec: &mut Value, seconds: i64) {
+    if !spec.is_object() {
+        return;
+    }
+    let mut tolerations: Vec<Value> = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    let before = tolerations.len();
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = tolerations.iter().any(|t| {
+            let k = t["key"].as_str().unwrap_or("");
+            let e = t["effect"].as_str().unwrap_or("");
+            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+        });
+        if !covered {
+            tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+        }
+    }
+    if tolerations.len() != before {
+        spec["tolerations"] = Value::Array(tolerations);
+    }
+}
+
 fn template(spec: &mut Value) {
     if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
         pod_spec(ps);
@@ -57,6 +93,7 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);
+                default_tolerations(spec, default_toleration_seconds());
             }
             if !obj["status"].is_object() {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
@@ -154,5 +191,33 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_default_not_ready_and_unreachable_tolerations_once() {
+        let mut spec = json!({"containers": [], "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]});
+        default_tolerations(&mut spec, 300);
+        default_tolerations(&mut spec, 300);
+        assert_eq!(
+            spec["tolerations"],
+            json!([
+                {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // The pod's own tolerations win: an empty key covers both, an empty effect too.
+        let mut all = json!({"tolerations": [{"operator": "Exists"}]});
+        default_tolerations(&mut all, 300);
+        assert_eq!(all["tolerations"].as_array().map(Vec::len), Some(1));
+        let mut own = json!({"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 5}]});
+        default_tolerations(&mut own, 300);
+        assert_eq!(own["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(own["tolerations"].as_array().map(Vec::len), Some(2));
     }
 }

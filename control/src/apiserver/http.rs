@@ -317,6 +317,11 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             let obj = decode_body(&headers, &body)?;
             bind(&app, info, ns, name, obj).await
         }
+        (Some("eviction"), Some(name)) if method == Method::POST => {
+            let body = read_body(body).await?;
+            let eviction = decode_eviction(&headers, &body)?;
+            evict(&app, info, ns, name, &eviction, &query).await
+        }
         (Some(sub @ ("log" | "exec" | "attach" | "proxy" | "portforward")), Some(name)) => {
             // The raw URI (parts.uri) carries the proxy path, trailing slash included.
             let _ = &target.rest;
@@ -695,6 +700,62 @@ async fn bind(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, nam
     let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
     app.api.bind(info, ns, name, &node).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+}
+
+/// POST pods/NAME/eviction (policy/v1 Eviction): a graceful delete honouring the body's
+/// deleteOptions. PodDisruptionBudgets are not served, so every eviction is allowed.
+async fn evict(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, eviction: &Value, query: &Query) -> Result<Response, ApiError> {
+    if let Some(n) = eviction["metadata"]["name"].as_str().filter(|n| !n.is_empty())
+        && n != name
+    {
+        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
+    }
+    let mut opts = delete_options(query)?;
+    if eviction["deleteOptions"].is_object() {
+        opts.merge_body(&eviction["deleteOptions"]);
+    }
+    app.api.delete(info, ns, name, &opts).await?;
+    Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+}
+
+/// An Eviction body as JSON; kubectl's typed client sends it as protobuf.
+fn decode_eviction(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    use k8s_pb::api::policy::v1::Eviction;
+    use k8s_pb::apimachinery::pkg::runtime::Unknown;
+    use prost::Message;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.split(';').next().unwrap_or("").trim() != protobuf::CONTENT_TYPE {
+        return decode_body(headers, body);
+    }
+    let bad = |what: &str| ApiError::bad_request(format!("unable to decode protobuf Eviction: {what}"));
+    let envelope = body.strip_prefix(b"k8s\0".as_slice()).ok_or_else(|| bad("missing magic prefix"))?;
+    let unknown = Unknown::decode(envelope).map_err(|_| bad("malformed envelope"))?;
+    if unknown.type_meta.as_ref().and_then(|t| t.kind.as_deref()) != Some("Eviction") {
+        return Err(ApiError::new(415, "UnsupportedMediaType", "only an Eviction may be posted to pods/eviction; send JSON"));
+    }
+    let e = Eviction::decode(unknown.raw.unwrap_or_default().as_slice()).map_err(|_| bad("malformed message"))?;
+    let meta = e.metadata.unwrap_or_default();
+    let mut out = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": meta.name, "namespace": meta.namespace}});
+    if let Some(d) = e.delete_options {
+        let mut o = json!({});
+        if let Some(g) = d.grace_period_seconds {
+            o["gracePeriodSeconds"] = json!(g);
+        }
+        if let Some(p) = d.preconditions {
+            o["preconditions"] = json!({"uid": p.uid, "resourceVersion": p.resource_version});
+        }
+        if let Some(b) = d.orphan_dependents {
+            o["orphanDependents"] = json!(b);
+        }
+        if let Some(p) = d.propagation_policy {
+            o["propagationPolicy"] = json!(p);
+        }
+        if !d.dry_run.is_empty() {
+            o["dryRun"] = json!(d.dry_run);
+        }
+        out["deleteOptions"] = o;
+    }
+    Ok(out)
 }
 
 fn self_subject_access_review(app: &Arc<App>, user: &super::auth::User, mut review: Value) -> Response {

@@ -1,11 +1,16 @@
 //! Controllers that run on the control plane's leader. Each is a pure `plan` over the
 //! objects it observes plus this thin executor, which re-plans whenever the store changes.
 
+pub(crate) mod daemonset;
+pub(crate) mod cronjob;
 pub(crate) mod deployment;
 pub(crate) mod garbage_collector;
+pub(crate) mod job;
 pub(crate) mod namespace;
+pub(crate) mod node_lifecycle;
 pub(crate) mod replicaset;
 pub(crate) mod scheduler;
+pub(crate) mod statefulset;
 
 use std::time::Duration;
 
@@ -154,6 +159,11 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
     schedule_pending(api, &keyed).await?;
     deployment::reconcile_all(api, &keyed, api.clock.now()).await?;
     replicaset::reconcile_all(api, &keyed, api.clock.now()).await?;
+    node_lifecycle::reconcile_all(api, &keyed, api.clock.now()).await?;
+    statefulset::reconcile_all(api, &keyed, api.clock.now()).await?;
+    daemonset::reconcile_all(api, &keyed, api.clock.now()).await?;
+    job::reconcile_all(api, &keyed, api.clock.now()).await?;
+    cronjob::reconcile_all(api, &keyed, api.clock.now()).await?;
     Ok(())
 }
 

@@ -175,12 +175,17 @@ fn desired_taints(node: &Value, stale: bool, now: DateTime<Utc>) -> Vec<Value> {
             }
         }
     }
-    for t in &mut out {
+    stamp_no_execute(&mut out, now);
+    out
+}
+
+/// Gives every NoExecute taint without a timeAdded the time `now`.
+fn stamp_no_execute(taints: &mut [Value], now: DateTime<Utc>) {
+    for t in taints {
         if t["effect"] == "NoExecute" && parse_time(&t["timeAdded"]).is_none() && t.is_object() {
             t["timeAdded"] = json!(timestamp(now));
         }
     }
-    out
 }
 
 /// Whether `tol` tolerates `taint` (an empty effect matches all effects; an empty key
@@ -227,20 +232,15 @@ pub(crate) fn plan(o: &Observed<'_>, config: &NodeLifecycleConfig, now: DateTime
         steps.push(Step::MarkUnknown);
     }
     let from = o.node["spec"]["taints"].clone();
+    let current: Vec<Value> = from.as_array().cloned().unwrap_or_default();
     let to = if monitored {
         desired_taints(o.node, is_stale, now)
     } else {
-        // Unmonitored: only stamp NoExecute taints, as the taint manager needs a start time.
-        let keep_managed_as_is = o.node.clone();
-        let mut out: Vec<Value> = keep_managed_as_is["spec"]["taints"].as_array().cloned().unwrap_or_default();
-        for t in &mut out {
-            if t["effect"] == "NoExecute" && parse_time(&t["timeAdded"]).is_none() && t.is_object() {
-                t["timeAdded"] = json!(timestamp(now));
-            }
-        }
+        // Unmonitored: only stamp NoExecute taints, as evictions count from timeAdded.
+        let mut out = current.clone();
+        stamp_no_execute(&mut out, now);
         out
     };
-    let current: Vec<Value> = from.as_array().cloned().unwrap_or_default();
     if to != current {
         steps.push(Step::SetTaints { from: from.clone(), to });
     }
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn staleness_follows_the_grace_period() {
         // (lease renew, ready heartbeat, now, stale?)
-        let cases = [(100, 0, 140, false), (100, 0, 141, true), (100, 130, 171, false), (0, 0, 39, false), (10, 0, 60, true)];
+        let cases = [(100, 0, 140, false), (100, 0, 141, true), (100, 130, 170, false), (100, 130, 171, true), (0, 0, 39, false), (10, 0, 60, true)];
         for (renew, hb, now, want) in cases {
             let n = node("True", hb, Value::Null);
             assert_eq!(stale(&n, Some(&lease(renew)), &cfg(), t(now)), want, "renew {renew} heartbeat {hb} now {now}");

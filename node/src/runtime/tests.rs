@@ -536,6 +536,7 @@ fn measure_cpu(tag: &str, argv: &[&str], limits: Limits, wall: Duration) -> (f64
 }
 
 /// Real CPU time (not fuel) of a busy guest tracks its limit within ±25%.
+/// `CPU_MILLIS=250,1000` measures more limits.
 #[test]
 fn cpu_limit_holds_in_real_cpu_time() {
     let extra: Vec<u64> = std::env::var("CPU_MILLIS").map(|v| v.split(',').filter_map(|m| m.parse().ok()).collect()).unwrap_or_default();
@@ -557,4 +558,39 @@ fn cpu_limit_holds_for_memory_touching_guest() {
     let (cores, st) = measure_cpu("hog200", &["memory-hog"], limits, Duration::from_secs(2));
     println!("memory-hog at 200m: {cores:.3} cores of real CPU ({st:?})");
     assert!((0.15..0.25).contains(&cores), "memory-hog at 200m used {cores:.3} cores");
+}
+
+/// Concurrent busy requests of one HTTP container share its CPU limit.
+#[test]
+fn cpu_limit_is_shared_by_http_requests() {
+    let compiled = prepare("http-misbehave");
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cpu-http200")
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut s = InstanceSpec::default();
+    s.limits.cpu_millis = Some(200);
+    s.limits.request_timeout = Some(Duration::from_secs(2));
+    let svc = Arc::new(rt().serve(&compiled, s, Arc::new(Collect::default())).unwrap());
+    let cpu0 = threads_cpu_secs("cpu-http200");
+    let t0 = Instant::now();
+    let statuses = tokio_rt.block_on(async {
+        let loops: Vec<_> = (0..3)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.handle(request("GET", "/loop", b"")).await.status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for l in loops {
+            statuses.push(l.await.unwrap());
+        }
+        statuses
+    });
+    let cores = (threads_cpu_secs("cpu-http200") - cpu0) / t0.elapsed().as_secs_f64();
+    println!("3 looping requests sharing 200m: {cores:.3} cores of real CPU");
+    assert_eq!(statuses, [504, 504, 504]);
+    assert!((0.15..0.25).contains(&cores), "3 looping requests at 200m used {cores:.3} cores");
 }
