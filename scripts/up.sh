@@ -17,6 +17,7 @@ for _ in $(seq 1 300); do
 done
 cat "$log"
 ./target/release/flotilla push target/guests/hello.wasm hello:v1
+./target/release/flotilla push target/guests/primes.wasm primes:v1
 kubectl apply -f samples/hello/hello.yaml
 kubectl wait --for=condition=Ready pod/hello --timeout=60s
 kubectl get pods -o wide
