@@ -368,8 +368,13 @@ async fn heartbeat(ctx: Arc<Ctx>) {
         if let Err(e) = leases.patch(&ctx.config.name, &pp, &Patch::Apply(&lease)).await {
             tracing::warn!(error = %e, "lease renewal failed");
         }
-        // Node status heartbeat every 6th lease renewal (~1 min), as the kubelet does.
-        if tick % 6 == 5 {
+        // Node status heartbeat every 6th lease renewal (~1 min), as the kubelet does, and
+        // at once when the control plane no longer sees this node Ready (after an outage).
+        let seen_ready = match nodes.get_status(&ctx.config.name).await {
+            Ok(n) => n.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+            Err(_) => true,
+        };
+        if tick % 6 == 5 || !seen_ready {
             let status = node_status(&ctx, ctx.port.load(std::sync::atomic::Ordering::Relaxed));
             if let Err(e) = nodes.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
                 tracing::warn!(error = %e, "node status update failed");

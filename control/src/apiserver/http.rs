@@ -777,3 +777,36 @@ fn self_subject_access_review(app: &Arc<App>, user: &super::auth::User, mut revi
     review["kind"] = json!("SelfSubjectAccessReview");
     json_response(StatusCode::CREATED, &review)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_bodies_decode_from_json_and_protobuf() {
+        use k8s_pb::api::policy::v1::Eviction;
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        use prost::Message;
+        let e = Eviction {
+            metadata: Some(meta::ObjectMeta { name: Some("p".into()), namespace: Some("ns".into()), ..Default::default() }),
+            delete_options: Some(meta::DeleteOptions { grace_period_seconds: Some(7), ..Default::default() }),
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta { api_version: Some("policy/v1".into()), kind: Some("Eviction".into()) }),
+            raw: Some(e.encode_to_vec()),
+            ..Default::default()
+        };
+        let mut body = b"k8s\0".to_vec();
+        body.extend(envelope.encode_to_vec());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
+        let v = decode_eviction(&headers, &body).expect("decodes");
+        assert_eq!(v["metadata"]["name"], "p");
+        assert_eq!(v["deleteOptions"]["gracePeriodSeconds"], 7);
+        let mut json_headers = HeaderMap::new();
+        json_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let v = decode_eviction(&json_headers, br#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"q"},"deleteOptions":{}}"#).expect("json");
+        assert_eq!(v["metadata"]["name"], "q");
+    }
+}

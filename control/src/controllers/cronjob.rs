@@ -666,3 +666,286 @@ async fn execute(api: &Api, cj: &Value, steps: Vec<Step>, seen: &HashSet<(String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).expect("time")
+    }
+
+    fn utc() -> FixedOffset {
+        FixedOffset::east_opt(0).expect("utc")
+    }
+
+    fn cj(spec: Value, status: Value) -> Value {
+        let mut c = json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "tick", "namespace": "default", "uid": "cj-uid", "creationTimestamp": "2026-03-02T10:00:30Z"},
+            "spec": {
+                "schedule": "*/1 * * * *", "concurrencyPolicy": "Allow", "suspend": false,
+                "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
+                "jobTemplate": {"metadata": {"labels": {"team": "a"}}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x.wasm"}]}}}},
+            },
+            "status": status,
+        });
+        if let (Some(dst), Some(src)) = (c["spec"].as_object_mut(), spec.as_object()) {
+            for (k, v) in src {
+                dst.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
+    /// An owned Job: "" (running), "Complete" or "Failed", started at `start`.
+    fn job(name: &str, state: &str, start: &str) -> Value {
+        let mut j = json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"), "resourceVersion": "7",
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "tick", "uid": "cj-uid", "controller": true}]},
+            "status": {"startTime": start},
+        });
+        if !state.is_empty() {
+            j["status"]["conditions"] = json!([{"type": state, "status": "True"}]);
+            if state == "Complete" {
+                j["status"]["completionTime"] = json!(start);
+            }
+        }
+        j
+    }
+
+    fn active_ref(name: &str) -> Value {
+        job_ref("default", name, Some(&format!("{name}-uid")), Some("7"))
+    }
+
+    fn created(steps: &[Step]) -> Vec<&Value> {
+        steps.iter().filter_map(|s| if let Step::CreateJob { job } = s { Some(job) } else { None }).collect()
+    }
+
+    fn deleted(steps: &[Step]) -> Vec<&str> {
+        steps.iter().filter_map(|s| if let Step::DeleteJob { name, .. } = s { Some(name.as_str()) } else { None }).collect()
+    }
+
+    fn status(steps: &[Step]) -> Value {
+        steps.iter().find_map(|s| if let Step::Status { status } = s { Some(status.clone()) } else { None }).unwrap_or(Value::Null)
+    }
+
+    fn reasons(steps: &[Step]) -> Vec<&str> {
+        steps.iter().filter_map(|s| if let Step::Event { reason, .. } = s { Some(*reason) } else { None }).collect()
+    }
+
+    #[test]
+    fn next_times() {
+        // (schedule, after, next)
+        let table = [
+            ("*/15 * * * *", "2026-03-02T10:07:12Z", "2026-03-02T10:15:00Z"),
+            ("*/15 * * * *", "2026-03-02T10:15:00Z", "2026-03-02T10:30:00Z"),
+            ("* * * * *", "2026-03-02T10:07:00Z", "2026-03-02T10:08:00Z"),
+            ("0 9 * * MON-FRI", "2026-03-06T09:00:00Z", "2026-03-09T09:00:00Z"),
+            ("30 2 1,15 * *", "2026-03-02T00:00:00Z", "2026-03-15T02:30:00Z"),
+            ("0 0 1 JAN *", "2026-03-02T00:00:00Z", "2027-01-01T00:00:00Z"),
+            ("5-10/5 */6 * * *", "2026-03-02T06:07:00Z", "2026-03-02T06:10:00Z"),
+            // Day-of-month OR day-of-week when neither is a star: the 13th or a Friday.
+            ("0 0 13 * FRI", "2026-03-02T00:00:00Z", "2026-03-06T00:00:00Z"),
+            ("0 0 13 * fri", "2026-03-07T00:00:00Z", "2026-03-13T00:00:00Z"),
+            // "*/1" keeps the star: AND semantics, so only Sundays.
+            ("0 0 */1 * 0", "2026-03-02T00:00:00Z", "2026-03-08T00:00:00Z"),
+            ("@hourly", "2026-03-02T10:07:00Z", "2026-03-02T11:00:00Z"),
+            ("@daily", "2026-03-02T10:07:00Z", "2026-03-03T00:00:00Z"),
+            ("@midnight", "2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z"),
+            ("@weekly", "2026-03-02T10:07:00Z", "2026-03-08T00:00:00Z"),
+            ("@monthly", "2026-03-02T10:07:00Z", "2026-04-01T00:00:00Z"),
+            ("@yearly", "2026-03-02T10:07:00Z", "2027-01-01T00:00:00Z"),
+            ("@annually", "2026-03-02T10:07:00Z", "2027-01-01T00:00:00Z"),
+            ("@every 1m30s", "2026-03-02T10:07:00Z", "2026-03-02T10:08:30Z"),
+            ("0 0 29 2 *", "2026-03-02T00:00:00Z", "2028-02-29T00:00:00Z"),
+        ];
+        for (spec, after, want) in table {
+            let s = parse_schedule(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!(s.next(at(after), utc()), Some(at(want)), "{spec} after {after}");
+        }
+        assert_eq!(parse_schedule("0 0 30 2 *").map(|s| s.next(at("2026-01-01T00:00:00Z"), utc())), Ok(None));
+    }
+
+    #[test]
+    fn schedule_errors() {
+        let table = [
+            ("", "empty spec string"),
+            ("* * * *", "expected exactly 5 fields, found 4: [* * * *]"),
+            ("61 * * * *", "end of range (61) above maximum (59): 61"),
+            ("* * * * 7", "end of range (7) above maximum (6): 7"),
+            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
+            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            ("@fortnightly", "unrecognized descriptor: @fortnightly"),
+            ("x * * * *", "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"),
+        ];
+        for (spec, msg) in table {
+            assert_eq!(parse_schedule(spec), Err(msg.to_string()), "{spec}");
+        }
+    }
+
+    #[test]
+    fn time_zones() {
+        let ok = [("UTC", 0), ("Etc/UTC", 0), ("Etc/GMT+5", -5 * 3600), ("Etc/GMT-14", 14 * 3600), ("+05:30", 19800), ("-0800", -28800)];
+        for (name, secs) in ok {
+            assert_eq!(parse_time_zone(Some(name)).map(|z| z.local_minus_utc()), Ok(secs), "{name}");
+        }
+        assert_eq!(parse_time_zone(None).map(|z| z.local_minus_utc()), Ok(0));
+        for bad in ["America/New_York", "Etc/GMT+13", "Etc/GMT+05", "+5:30", "Mars/Base"] {
+            assert!(parse_time_zone(Some(bad)).is_err(), "{bad}");
+        }
+        // 09:00 at +05:30 is 03:30 UTC.
+        let z = parse_time_zone(Some("+05:30")).expect("zone");
+        let s = parse_schedule("0 9 * * *").expect("schedule");
+        assert_eq!(s.next(at("2026-03-02T04:00:00Z"), z), Some(at("2026-03-03T03:30:00Z")));
+    }
+
+    #[test]
+    fn creates_the_job_when_due() {
+        let c = cj(json!({}), Value::Null);
+        // Created 10:00:30; the first time is 10:01.
+        assert!(plan(&c, &[], at("2026-03-02T10:00:59Z")).is_empty());
+        let steps = plan(&c, &[], at("2026-03-02T10:01:07Z"));
+        let jobs = created(&steps);
+        assert_eq!(jobs.len(), 1);
+        let minutes = at("2026-03-02T10:01:00Z").timestamp() / 60;
+        assert_eq!(jobs[0]["metadata"]["name"], format!("tick-{minutes}"));
+        assert_eq!(jobs[0]["metadata"]["labels"], json!({"team": "a"}));
+        assert_eq!(jobs[0]["metadata"]["annotations"][SCHEDULED_TIMESTAMP], "2026-03-02T10:01:00Z");
+        assert_eq!(jobs[0]["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+        assert_eq!(jobs[0]["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        let st = status(&steps);
+        assert_eq!(st["lastScheduleTime"], "2026-03-02T10:01:00Z");
+        assert_eq!(st["active"][0]["name"], format!("tick-{minutes}"));
+        // Once recorded, the same time does not run again.
+        let c2 = cj(json!({}), json!({"lastScheduleTime": "2026-03-02T10:01:00Z", "active": [active_ref(&format!("tick-{minutes}"))]}));
+        let j = job(&format!("tick-{minutes}"), "", "2026-03-02T10:01:01Z");
+        assert!(plan(&c2, &[&j], at("2026-03-02T10:01:40Z")).is_empty());
+        // The annotation is written in the CronJob's zone.
+        let c3 = cj(json!({"timeZone": "+05:30"}), Value::Null);
+        let steps = plan(&c3, &[], at("2026-03-02T10:01:07Z"));
+        assert_eq!(created(&steps)[0]["metadata"]["annotations"][SCHEDULED_TIMESTAMP], "2026-03-02T15:31:00+05:30");
+    }
+
+    #[test]
+    fn a_job_left_by_an_interrupted_pass_is_adopted_not_recreated() {
+        let c = cj(json!({}), Value::Null);
+        let name = format!("tick-{}", at("2026-03-02T10:01:00Z").timestamp() / 60);
+        let j = job(&name, "", "2026-03-02T10:01:01Z");
+        let steps = plan(&c, &[&j], at("2026-03-02T10:01:30Z"));
+        assert!(created(&steps).is_empty());
+        assert_eq!(status(&steps)["active"], json!([active_ref(&name)]));
+    }
+
+    #[test]
+    fn forbid_and_replace() {
+        let running = job("tick-1", "", "2026-03-02T10:00:00Z");
+        let status_running = json!({"lastScheduleTime": "2026-03-02T10:00:00Z", "active": [active_ref("tick-1")]});
+        let now = at("2026-03-02T10:01:05Z");
+        let forbid = cj(json!({"concurrencyPolicy": "Forbid"}), status_running.clone());
+        let steps = plan(&forbid, &[&running], now);
+        assert!(created(&steps).is_empty());
+        assert_eq!(reasons(&steps), vec!["JobAlreadyActive"]);
+        let replace = cj(json!({"concurrencyPolicy": "Replace"}), status_running.clone());
+        let steps = plan(&replace, &[&running], now);
+        assert_eq!(deleted(&steps), vec!["tick-1"]);
+        assert_eq!(created(&steps).len(), 1);
+        assert_eq!(status(&steps)["active"].as_array().map(Vec::len), Some(1));
+        let allow = cj(json!({}), status_running);
+        let steps = plan(&allow, &[&running], now);
+        assert!(deleted(&steps).is_empty());
+        assert_eq!(status(&steps)["active"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn finished_jobs_leave_active_and_set_last_successful_time() {
+        let done = job("tick-1", "Complete", "2026-03-02T10:00:20Z");
+        let c = cj(json!({}), json!({"lastScheduleTime": "2026-03-02T10:00:00Z", "active": [active_ref("tick-1")]}));
+        let steps = plan(&c, &[&done], at("2026-03-02T10:00:40Z"));
+        let st = status(&steps);
+        assert!(st.get("active").is_none());
+        assert_eq!(st["lastSuccessfulTime"], "2026-03-02T10:00:20Z");
+        assert!(steps.contains(&Step::Event { type_: "Normal", reason: "SawCompletedJob", message: "Saw completed job: tick-1, condition: Complete".into() }));
+        // A Job in `active` that no longer exists is dropped.
+        let steps = plan(&c, &[], at("2026-03-02T10:00:40Z"));
+        assert!(status(&steps).get("active").is_none());
+        assert_eq!(reasons(&steps), vec!["MissingJob"]);
+    }
+
+    #[test]
+    fn history_limits_delete_the_oldest() {
+        let ok: Vec<Value> = (1..=5).map(|i| job(&format!("ok{i}"), "Complete", &format!("2026-03-02T10:0{i}:00Z"))).collect();
+        let bad: Vec<Value> = (1..=2).map(|i| job(&format!("bad{i}"), "Failed", &format!("2026-03-02T10:0{i}:00Z"))).collect();
+        let running = job("run", "", "2026-03-02T09:00:00Z");
+        let mut all: Vec<&Value> = ok.iter().chain(bad.iter()).collect();
+        all.push(&running);
+        let c = cj(json!({"suspend": true}), json!({"lastScheduleTime": "2026-03-02T10:05:00Z"}));
+        let steps = plan(&c, &all, at("2026-03-02T10:05:30Z"));
+        assert_eq!(deleted(&steps), vec!["ok1", "ok2", "bad1"]);
+        let c = cj(json!({"suspend": true, "successfulJobsHistoryLimit": 0, "failedJobsHistoryLimit": 5}), json!({}));
+        assert_eq!(deleted(&plan(&c, &all, at("2026-03-02T10:05:30Z"))).len(), 5);
+    }
+
+    #[test]
+    fn missed_starts_and_deadlines() {
+        // 200 missed minutes: a warning, and only the most recent time runs.
+        let c = cj(json!({}), json!({"lastScheduleTime": "2026-03-02T06:00:00Z"}));
+        let steps = plan(&c, &[], at("2026-03-02T09:20:30Z"));
+        assert!(reasons(&steps).contains(&"TooManyMissedTimes"));
+        assert_eq!(created(&steps).len(), 1);
+        assert_eq!(status(&steps)["lastScheduleTime"], "2026-03-02T09:20:00Z");
+        // 50 missed: no warning.
+        let c = cj(json!({}), json!({"lastScheduleTime": "2026-03-02T08:30:00Z"}));
+        let steps = plan(&c, &[], at("2026-03-02T09:20:30Z"));
+        assert!(!reasons(&steps).contains(&"TooManyMissedTimes"));
+        assert_eq!(status(&steps)["lastScheduleTime"], "2026-03-02T09:20:00Z");
+        // startingDeadlineSeconds: 10:05 missed by 45 s with a 30 s deadline: nothing runs.
+        let c = cj(json!({"schedule": "*/5 * * * *", "startingDeadlineSeconds": 30}), json!({"lastScheduleTime": "2026-03-02T10:00:00Z"}));
+        assert!(plan(&c, &[], at("2026-03-02T10:05:45Z")).is_empty());
+        // ...but within the deadline it does.
+        assert_eq!(created(&plan(&c, &[], at("2026-03-02T10:05:20Z"))).len(), 1);
+        // The deadline also bounds how far back missed times are counted.
+        let c = cj(json!({"startingDeadlineSeconds": 120}), json!({"lastScheduleTime": "2026-03-01T00:00:00Z"}));
+        let steps = plan(&c, &[], at("2026-03-02T09:20:30Z"));
+        assert!(!reasons(&steps).contains(&"TooManyMissedTimes"));
+        assert_eq!(created(&steps).len(), 1);
+    }
+
+    #[test]
+    fn most_recent_counts_missed_times() {
+        let s = parse_schedule("*/1 * * * *").expect("schedule");
+        let (t, missed) = most_recent(&s, utc(), at("2026-03-02T10:00:00Z"), at("2026-03-02T10:00:59Z")).expect("ok");
+        assert_eq!((t, missed), (None, 0));
+        let (t, missed) = most_recent(&s, utc(), at("2026-03-02T10:00:00Z"), at("2026-03-02T10:01:00Z")).expect("ok");
+        assert_eq!((t, missed), (Some(at("2026-03-02T10:01:00Z")), 1));
+        let (t, missed) = most_recent(&s, utc(), at("2026-03-02T10:00:00Z"), at("2026-03-02T10:03:10Z")).expect("ok");
+        assert_eq!((t, missed), (Some(at("2026-03-02T10:03:00Z")), 3));
+        // Irregular schedule: weekdays at 9, across a weekend.
+        let s = parse_schedule("0 9 * * 1-5").expect("schedule");
+        let (t, _) = most_recent(&s, utc(), at("2026-03-05T10:00:00Z"), at("2026-03-09T08:00:00Z")).expect("ok");
+        assert_eq!(t, Some(at("2026-03-06T09:00:00Z")));
+        let never = parse_schedule("0 0 30 2 *").expect("schedule");
+        assert!(most_recent(&never, utc(), at("2026-03-02T10:00:00Z"), at("2026-03-02T10:03:10Z")).is_err());
+    }
+
+    #[test]
+    fn suspended_or_unknown_zone_creates_nothing() {
+        let c = cj(json!({"suspend": true}), Value::Null);
+        assert!(plan(&c, &[], at("2026-03-02T11:00:00Z")).is_empty());
+        let c = cj(json!({"timeZone": "America/New_York"}), Value::Null);
+        let steps = plan(&c, &[], at("2026-03-02T11:00:00Z"));
+        assert!(created(&steps).is_empty());
+        assert_eq!(reasons(&steps), vec!["UnknownTimeZone"]);
+    }
+
+    #[test]
+    fn failed_create_keeps_the_run_pending() {
+        let mut st = json!({"active": [job_ref("default", "tick-9", None, None)], "lastScheduleTime": "2026-03-02T10:09:00Z"});
+        fix_created_ref(&mut st, &json!({"lastScheduleTime": "2026-03-02T10:08:00Z"}), "tick-9", None);
+        assert_eq!(st, json!({"lastScheduleTime": "2026-03-02T10:08:00Z"}));
+        let mut st = json!({"active": [job_ref("default", "tick-9", None, None)], "lastScheduleTime": "2026-03-02T10:09:00Z"});
+        let r = job_ref("default", "tick-9", Some("u9"), Some("3"));
+        fix_created_ref(&mut st, &Value::Null, "tick-9", Some(&r));
+        assert_eq!(st["active"], json!([{"kind": "Job", "namespace": "default", "name": "tick-9", "uid": "u9", "apiVersion": "batch/v1", "resourceVersion": "3"}]));
+    }
+}

@@ -565,7 +565,8 @@ mod tests {
     fn rolling_update_respects_max_unavailable() {
         let nodes: Vec<Value> = ["a", "b", "c", "d"].iter().map(|n| node(n)).collect();
         let revs = [revision("v1", 1), revision("v2", 2)];
-        let cases: &[(Value, &[(&str, bool)], Vec<&str>)] = &[
+        type Case<'a> = (Value, &'a [(&'a str, bool)], Vec<&'a str>);
+        let cases: &[Case<'_>] = &[
             // maxUnavailable, (image, ready) per node a..d, pods deleted
             (json!(1), &[("v1", true), ("v1", true), ("v1", true), ("v1", true)], vec!["p-a"]),
             (json!(2), &[("v1", true), ("v1", true), ("v1", true), ("v1", true)], vec!["p-a", "p-b"]),

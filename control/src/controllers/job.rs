@@ -272,7 +272,7 @@ fn generated_selector(job: &Value) -> Option<(Value, Value)> {
         Value::Object(o) => o.clone(),
         _ => Map::new(),
     };
-    if selector["matchLabels"].get(CONTROLLER_UID).is_none() {
+    if selector.get("matchLabels").and_then(|m| m.get(CONTROLLER_UID)).is_none() {
         let mut ml = selector.get("matchLabels").and_then(Value::as_object).cloned().unwrap_or_default();
         ml.insert(CONTROLLER_UID.into(), json!(u));
         selector.insert("matchLabels".into(), Value::Object(ml));
@@ -590,10 +590,6 @@ async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiErro
     let jobs = info("batch", "jobs");
     let ns = job["metadata"]["namespace"].as_str().unwrap_or("default");
     let job_uid = uid(job).to_string();
-    let ok = |r: Result<(), ApiError>| match r {
-        Err(e) if !transient(&e) => Err(e),
-        _ => Ok(()),
-    };
     for step in steps {
         match step {
             Step::SetSelector { selector, labels } => {
@@ -611,7 +607,11 @@ async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiErro
                         Some(new)
                     })
                     .await;
-                ok(r.map(|_| ()))?;
+                if let Err(e) = r
+                    && !transient(&e)
+                {
+                    return Err(e);
+                }
             }
             Step::Create { pod } => match api.create(pods, Some(ns), pod, &controller_write_options()).await {
                 Ok(w) => api.record_event(job, "Normal", "SuccessfulCreate", &format!("Created pod: {}", name(&w.object)), COMPONENT).await,
@@ -639,15 +639,345 @@ async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiErro
                         Some(new)
                     })
                     .await;
-                ok(r.map(|_| ()))?;
+                if let Err(e) = r
+                    && !transient(&e)
+                {
+                    return Err(e);
+                }
             }
             // Events come from transitions of the Job's status, so a plan repeats none.
             Step::Event { type_, reason, message } => api.record_event(job, type_, reason, &message, COMPONENT).await,
             Step::DeleteJob => {
                 let opts = DeleteOptions { uid: Some(job_uid.clone()), propagation: Some("Foreground".into()), ..Default::default() };
-                ok(api.delete(jobs, Some(ns), name(job), &opts).await.map(|_| ()))?;
+                if let Err(e) = api.delete(jobs, Some(ns), name(job), &opts).await
+                    && !transient(&e)
+                {
+                    return Err(e);
+                }
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + chrono::Duration::seconds(s)
+    }
+
+    /// A Job with its selector already generated.
+    fn job(spec: Value) -> Value {
+        let mut j = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "pi", "namespace": "default", "uid": "job-uid", "creationTimestamp": timestamp(t(0))},
+            "spec": {
+                "parallelism": 1, "backoffLimit": 6, "completionMode": "NonIndexed", "suspend": false,
+                "selector": {"matchLabels": {CONTROLLER_UID: "job-uid"}},
+                "template": {
+                    "metadata": {"labels": {CONTROLLER_UID: "job-uid", JOB_NAME: "pi", LEGACY_CONTROLLER_UID: "job-uid", LEGACY_JOB_NAME: "pi"}},
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "hello.wasm"}]},
+                },
+            },
+            "status": {"startTime": timestamp(t(0))},
+        });
+        if let (Some(dst), Some(src)) = (j["spec"].as_object_mut(), spec.as_object()) {
+            for (k, v) in src {
+                dst.insert(k.clone(), v.clone());
+            }
+        }
+        j
+    }
+
+    /// A pod of the Job: phase, finish time (seconds) and exit code for finished pods.
+    fn pod(name: &str, phase: &str, finished: i64, exit: i64) -> Value {
+        let mut p = json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"), "creationTimestamp": timestamp(t(0)),
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "pi", "uid": "job-uid", "controller": true}]},
+            "spec": {"nodeName": "n1"},
+            "status": {"phase": phase},
+        });
+        if matches!(phase, "Succeeded" | "Failed") {
+            p["status"]["containerStatuses"] = json!([{"name": "main", "state": {"terminated": {"exitCode": exit, "finishedAt": timestamp(t(finished))}}}]);
+        }
+        p
+    }
+
+    fn indexed_pod(i: i64, phase: &str) -> Value {
+        let mut p = pod(&format!("pi-{i}-abcde"), phase, 0, 0);
+        p["metadata"]["annotations"] = json!({COMPLETION_INDEX: i.to_string()});
+        p
+    }
+
+    fn creates(steps: &[Step]) -> Vec<&Value> {
+        steps.iter().filter_map(|s| if let Step::Create { pod } = s { Some(pod) } else { None }).collect()
+    }
+
+    fn deletes(steps: &[Step]) -> Vec<&str> {
+        steps.iter().filter_map(|s| if let Step::Delete { pod, .. } = s { Some(pod.as_str()) } else { None }).collect()
+    }
+
+    fn status(steps: &[Step]) -> Value {
+        steps.iter().find_map(|s| if let Step::Status { status } = s { Some(status.clone()) } else { None }).unwrap_or(Value::Null)
+    }
+
+    fn events(steps: &[Step]) -> Vec<(&str, &str)> {
+        steps.iter().filter_map(|s| if let Step::Event { reason, message, .. } = s { Some((*reason, message.as_str())) } else { None }).collect()
+    }
+
+    /// (type, reason) of the status's True conditions.
+    fn conds(st: &Value) -> Vec<(String, String)> {
+        st["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["status"] == "True")
+            .map(|c| (c["type"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+
+    fn refs(ps: &[Value]) -> Vec<&Value> {
+        ps.iter().collect()
+    }
+
+    #[test]
+    fn generates_selector_and_labels_as_kubernetes() {
+        let mut j = job(json!({}));
+        j["spec"].as_object_mut().map(|s| s.remove("selector"));
+        j["spec"]["template"]["metadata"]["labels"] = json!({"app": "x"});
+        let steps = plan(&j, &[], t(0));
+        assert_eq!(
+            steps,
+            vec![Step::SetSelector {
+                selector: json!({"matchLabels": {CONTROLLER_UID: "job-uid"}}),
+                labels: json!({"app": "x", CONTROLLER_UID: "job-uid", JOB_NAME: "pi", LEGACY_CONTROLLER_UID: "job-uid", LEGACY_JOB_NAME: "pi"}),
+            }]
+        );
+        // manualSelector: the user's selector and labels are used as they are.
+        j["spec"]["manualSelector"] = json!(true);
+        j["spec"]["selector"] = json!({"matchLabels": {"app": "x"}});
+        assert!(!plan(&j, &[], t(0)).iter().any(|s| matches!(s, Step::SetSelector { .. })));
+    }
+
+    #[test]
+    fn completions_and_parallelism() {
+        // (completions, parallelism, succeeded pods, running pods) -> pods to create
+        let cases: &[(Option<i64>, i64, usize, usize, usize)] = &[
+            (Some(5), 2, 0, 0, 2),
+            (Some(5), 2, 0, 1, 1),
+            (Some(5), 2, 4, 0, 1),
+            (Some(5), 10, 2, 0, 3),
+            (Some(3), 2, 2, 1, 0),
+            (None, 3, 0, 0, 3),
+            (None, 3, 1, 1, 0),
+        ];
+        for &(completions, parallelism, ok, running, want) in cases {
+            let mut pods: Vec<Value> = (0..ok).map(|i| pod(&format!("ok{i}"), "Succeeded", 1, 0)).collect();
+            pods.extend((0..running).map(|i| pod(&format!("run{i}"), "Running", 0, 0)));
+            let j = job(json!({"completions": completions, "parallelism": parallelism}));
+            let steps = plan(&j, &refs(&pods), t(5));
+            assert_eq!(creates(&steps).len(), want, "{completions:?} {parallelism} {ok} {running}");
+            assert_eq!(status(&steps)["succeeded"].as_u64().unwrap_or(0), ok as u64);
+        }
+        // Lowering parallelism deletes the excess, not-ready pods first.
+        let mut ready = pod("ready", "Running", 0, 0);
+        ready["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        let pods = [ready, pod("slow", "Running", 0, 0)];
+        let steps = plan(&job(json!({"completions": 5, "parallelism": 1})), &refs(&pods), t(5));
+        assert_eq!(deletes(&steps), vec!["slow"]);
+        assert_eq!(status(&steps)["ready"], 1);
+    }
+
+    #[test]
+    fn created_pod_is_owned_and_labeled() {
+        let steps = plan(&job(json!({"completions": 1})), &[], t(0));
+        let p = creates(&steps)[0];
+        assert_eq!(p["metadata"]["generateName"], "pi-");
+        assert_eq!(p["metadata"]["labels"][JOB_NAME], "pi");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Job");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(p["spec"]["restartPolicy"], "Never");
+    }
+
+    #[test]
+    fn completes_with_both_conditions_and_completion_time() {
+        let pods = [pod("a", "Succeeded", 3, 0), pod("b", "Succeeded", 4, 0)];
+        let steps = plan(&job(json!({"completions": 2, "parallelism": 2})), &refs(&pods), t(9));
+        let st = status(&steps);
+        assert_eq!(conds(&st), vec![("SuccessCriteriaMet".into(), "CompletionsReached".into()), ("Complete".into(), "CompletionsReached".into())]);
+        assert_eq!(st["conditions"][1]["message"], MSG_COMPLETIONS);
+        assert_eq!(st["completionTime"], timestamp(t(9)));
+        assert_eq!(st["succeeded"], 2);
+        assert_eq!(st["uncountedTerminatedPods"], json!({}));
+        assert_eq!(events(&steps), vec![("Completed", "Job completed")]);
+        // Once finished, nothing more happens (the pods are kept).
+        let mut done = job(json!({"completions": 2, "parallelism": 2}));
+        done["status"] = st;
+        assert!(plan(&done, &refs(&pods), t(100)).is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_to_six_minutes() {
+        let table = [(0, 0), (1, 10), (2, 20), (3, 40), (4, 80), (5, 160), (6, 320), (7, 360), (30, 360)];
+        for (failures, secs) in table {
+            assert_eq!(backoff_seconds(failures), secs, "{failures}");
+        }
+        let j = job(json!({"completions": 1}));
+        let one = [pod("f1", "Failed", 100, 1)];
+        assert!(creates(&plan(&j, &refs(&one), t(109))).is_empty());
+        assert_eq!(creates(&plan(&j, &refs(&one), t(110))).len(), 1);
+        let two = [pod("f1", "Failed", 100, 1), pod("f2", "Failed", 130, 1)];
+        assert!(creates(&plan(&j, &refs(&two), t(149))).is_empty());
+        assert_eq!(creates(&plan(&j, &refs(&two), t(150))).len(), 1);
+        // A success resets the count: only failures after it back off.
+        let mut reset = two.to_vec();
+        reset.push(pod("ok", "Succeeded", 140, 0));
+        let j5 = job(json!({"completions": 5}));
+        assert_eq!(creates(&plan(&j5, &refs(&reset), t(141))).len(), 1);
+    }
+
+    #[test]
+    fn backoff_limit_fails_the_job_after_pods_stop() {
+        let j = job(json!({"completions": 1, "backoffLimit": 1}));
+        let pods = [pod("f1", "Failed", 1, 3), pod("f2", "Failed", 20, 3)];
+        let steps = plan(&j, &refs(&pods), t(30));
+        let st = status(&steps);
+        assert_eq!(conds(&st), vec![("FailureTarget".into(), "BackoffLimitExceeded".into()), ("Failed".into(), "BackoffLimitExceeded".into())]);
+        assert_eq!(st["failed"], 2);
+        assert!(st["completionTime"].is_null());
+        assert_eq!(events(&steps), vec![("BackoffLimitExceeded", MSG_BACKOFF)]);
+        assert!(creates(&steps).is_empty());
+        // With a pod still running: FailureTarget now, the pod deleted, Failed later.
+        let pods = [pod("f1", "Failed", 1, 3), pod("f2", "Failed", 20, 3), pod("run", "Running", 0, 0)];
+        let steps = plan(&j, &refs(&pods), t(30));
+        assert_eq!(conds(&status(&steps)), vec![("FailureTarget".into(), "BackoffLimitExceeded".into())]);
+        assert_eq!(deletes(&steps), vec!["run"]);
+        // Within the limit the Job goes on.
+        let steps = plan(&j, &refs(&pods[..1]), t(30));
+        assert!(conds(&status(&steps)).is_empty());
+    }
+
+    #[test]
+    fn indexed_creates_pending_indexes_with_env() {
+        let j = job(json!({"completions": 3, "parallelism": 2, "completionMode": "Indexed"}));
+        let pods = [indexed_pod(0, "Succeeded")];
+        let steps = plan(&j, &refs(&pods), t(5));
+        let made = creates(&steps);
+        assert_eq!(made.len(), 2);
+        for (p, i) in made.iter().zip([1, 2]) {
+            assert_eq!(p["metadata"]["generateName"], format!("pi-{i}-"));
+            assert_eq!(p["metadata"]["annotations"][COMPLETION_INDEX], i.to_string());
+            assert_eq!(p["metadata"]["labels"][COMPLETION_INDEX], i.to_string());
+            assert_eq!(p["spec"]["hostname"], format!("pi-{i}"));
+            assert_eq!(
+                p["spec"]["containers"][0]["env"],
+                json!([{"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}])
+            );
+        }
+        assert_eq!(status(&steps)["completedIndexes"], "0");
+        // A duplicate of a running index is deleted; a finished index is not rerun.
+        let pods = [indexed_pod(0, "Succeeded"), indexed_pod(1, "Running"), indexed_pod(1, "Running"), indexed_pod(2, "Succeeded")];
+        let steps = plan(&j, &refs(&pods), t(5));
+        assert_eq!(deletes(&steps).len(), 1);
+        assert!(creates(&steps).is_empty());
+        assert_eq!(status(&steps)["completedIndexes"], "0,2");
+        // All indexes done: complete.
+        let pods = [indexed_pod(0, "Succeeded"), indexed_pod(1, "Succeeded"), indexed_pod(2, "Succeeded")];
+        let st = status(&plan(&j, &refs(&pods), t(5)));
+        assert_eq!(st["completedIndexes"], "0-2");
+        assert!(conds(&st).contains(&("Complete".into(), "CompletionsReached".into())));
+    }
+
+    #[test]
+    fn index_sets_format_and_parse() {
+        let set: BTreeSet<i64> = [0, 1, 2, 4, 6, 7].into_iter().collect();
+        assert_eq!(format_indexes(&set), "0-2,4,6-7");
+        assert_eq!(parse_indexes("0-2,4,6-7"), set);
+        assert!(parse_indexes("").is_empty());
+    }
+
+    #[test]
+    fn pod_failure_policy_fail_job_ignore_count() {
+        let policy = json!({"rules": [
+            {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [0]}},
+        ]});
+        let j = job(json!({"completions": 1, "backoffLimit": 3, "podFailurePolicy": policy}));
+        let steps = plan(&j, &refs(&[pod("f", "Failed", 1, 42)]), t(5));
+        let st = status(&steps);
+        assert_eq!(conds(&st), vec![("FailureTarget".into(), "PodFailurePolicy".into()), ("Failed".into(), "PodFailurePolicy".into())]);
+        assert_eq!(st["conditions"][1]["message"], "Container main for pod default/f failed with exit code 42 matching FailJob rule at index 0");
+        // Ignored failures neither count nor back off.
+        let steps = plan(&j, &refs(&[pod("f", "Failed", 1, 3)]), t(2));
+        assert!(status(&steps).get("failed").is_none());
+        assert_eq!(creates(&steps).len(), 1);
+        // Counted failures do.
+        let steps = plan(&j, &refs(&[pod("f", "Failed", 1, 7)]), t(2));
+        assert_eq!(status(&steps)["failed"], 1);
+        assert!(creates(&steps).is_empty());
+    }
+
+    #[test]
+    fn active_deadline_fails_with_deadline_exceeded() {
+        let j = job(json!({"completions": 1, "activeDeadlineSeconds": 30}));
+        let pods = [pod("run", "Running", 0, 0)];
+        assert!(conds(&status(&plan(&j, &refs(&pods), t(29)))).is_empty());
+        let steps = plan(&j, &refs(&pods), t(30));
+        assert_eq!(conds(&status(&steps)), vec![("FailureTarget".into(), "DeadlineExceeded".into())]);
+        assert_eq!(deletes(&steps), vec!["run"]);
+        let mut deleted = pods[0].clone();
+        deleted["metadata"]["deletionTimestamp"] = json!(timestamp(t(30)));
+        let mut j2 = j.clone();
+        j2["status"] = status(&steps);
+        // Still terminating: wait.
+        assert!(plan(&j2, &refs(&[deleted]), t(31)).iter().all(|s| matches!(s, Step::Status { .. })));
+        let steps = plan(&j2, &[], t(32));
+        assert!(conds(&status(&steps)).contains(&("Failed".into(), "DeadlineExceeded".into())));
+        assert_eq!(events(&steps), vec![("DeadlineExceeded", MSG_DEADLINE)]);
+    }
+
+    #[test]
+    fn suspend_and_resume() {
+        let mut j = job(json!({"completions": 2, "suspend": true}));
+        let pods = [pod("run", "Running", 0, 0)];
+        let steps = plan(&j, &refs(&pods), t(10));
+        assert_eq!(deletes(&steps), vec!["run"]);
+        assert!(creates(&steps).is_empty());
+        let st = status(&steps);
+        assert_eq!(conds(&st), vec![("Suspended".into(), "JobSuspended".into())]);
+        assert_eq!(events(&steps), vec![("Suspended", "Job suspended")]);
+        j["status"] = st;
+        j["spec"]["suspend"] = json!(false);
+        let steps = plan(&j, &[], t(50));
+        let st = status(&steps);
+        assert_eq!(st["conditions"][0]["status"], "False");
+        assert_eq!(st["conditions"][0]["reason"], "JobResumed");
+        assert_eq!(st["startTime"], timestamp(t(50)));
+        assert_eq!(creates(&steps).len(), 1);
+        // A Job created suspended has no startTime.
+        let mut fresh = job(json!({"suspend": true}));
+        fresh["status"] = Value::Null;
+        assert!(status(&plan(&fresh, &[], t(1))).get("startTime").is_none());
+    }
+
+    #[test]
+    fn ttl_after_finished_deletes_the_job() {
+        let mut j = job(json!({"completions": 1, "ttlSecondsAfterFinished": 10}));
+        j["status"] = json!({"completionTime": timestamp(t(100)), "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": timestamp(t(100))}]});
+        assert!(plan(&j, &[], t(109)).is_empty());
+        assert_eq!(plan(&j, &[], t(110)), vec![Step::DeleteJob]);
+    }
+
+    #[test]
+    fn steady_state_plans_nothing() {
+        let j = job(json!({"completions": 2}));
+        let pods = [pod("run", "Running", 0, 0)];
+        let mut j2 = j.clone();
+        j2["status"] = status(&plan(&j, &refs(&pods), t(1)));
+        let steps = plan(&j2, &refs(&pods), t(2));
+        assert!(steps.is_empty(), "{steps:?}");
+    }
 }

@@ -441,7 +441,7 @@ pub(crate) fn plan(sts: &Value, pods: &[&Value], claims: &[&Value], revisions: &
         }
     }
     let mut condemned: Vec<(i64, &Value)> = by_ordinal.iter().filter(|(o, _)| **o < start || **o >= start + replicas).map(|(o, p)| (*o, *p)).collect();
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
     let claim_by_name: HashMap<&str, &Value> = claims.iter().map(|c| (name(c), *c)).collect();
 
     let status = compute_status(sts, &claimed.owned, &current_rev, &update_rev, rolling, now);
@@ -760,7 +760,8 @@ mod tests {
     #[test]
     fn ordered_ready_waits_for_previous_pod() {
         let rev = revision("v1", 1);
-        let cases: &[(&[(i64, bool)], &[&str])] = &[
+        type Case<'a> = (&'a [(i64, bool)], &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
             (&[(0, false)], &[]),
             (&[(0, true)], &["db-1"]),
             (&[(0, true), (1, false)], &[]),
@@ -770,7 +771,7 @@ mod tests {
         ];
         for (have, want) in cases {
             let pods: Vec<Value> = have.iter().map(|(o, r)| pod(*o, "v1", *r)).collect();
-            let steps = run(&sts(3, "v1"), &pods, &[], &[rev.clone()]);
+            let steps = run(&sts(3, "v1"), &pods, &[], std::slice::from_ref(&rev));
             assert_eq!(created_pods(&steps), *want, "pods {have:?}");
             assert!(deleted_pods(&steps).is_empty());
         }
@@ -798,16 +799,16 @@ mod tests {
     fn scale_down_from_highest_one_at_a_time() {
         let rev = revision("v1", 1);
         let all: Vec<Value> = (0..4).map(|o| pod(o, "v1", true)).collect();
-        let steps = run(&sts(1, "v1"), &all, &[], &[rev.clone()]);
+        let steps = run(&sts(1, "v1"), &all, &[], std::slice::from_ref(&rev));
         assert_eq!(deleted_pods(&steps), vec!["db-3"]);
         // While db-3 terminates nothing else is deleted.
         let mut terminating = all.clone();
         terminating[3]["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        assert!(deleted_pods(&run(&sts(1, "v1"), &terminating, &[], &[rev.clone()])).is_empty());
+        assert!(deleted_pods(&run(&sts(1, "v1"), &terminating, &[], std::slice::from_ref(&rev))).is_empty());
         // Parallel deletes every condemned pod at once.
         let mut s = sts(1, "v1");
         s["spec"]["podManagementPolicy"] = json!("Parallel");
-        assert_eq!(deleted_pods(&run(&s, &all, &[], &[rev.clone()])), vec!["db-3", "db-2", "db-1"]);
+        assert_eq!(deleted_pods(&run(&s, &all, &[], std::slice::from_ref(&rev))), vec!["db-3", "db-2", "db-1"]);
         // An unready replica blocks an ordered scale-down.
         let mut unready = all.clone();
         unready[0] = pod(0, "v1", false);
@@ -900,7 +901,7 @@ mod tests {
         assert_eq!(p["spec"]["volumes"], json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-1"}}]));
         // An existing claim is reused, not recreated; a terminating one blocks the pod.
         let existing = json!({"metadata": {"name": "data-db-0", "uid": "c0"}});
-        let steps = run(&s, &[], &[existing.clone()], &[revision("v1", 1)]);
+        let steps = run(&s, &[], std::slice::from_ref(&existing), &[revision("v1", 1)]);
         assert!(!steps.iter().any(|s| matches!(s, Step::CreateClaim { .. })));
         assert_eq!(created_pods(&steps), vec!["db-0"]);
         let mut gone = existing;
