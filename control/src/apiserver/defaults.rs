@@ -169,6 +169,10 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "backoffLimit", json!(6));
                 set_default(spec, "completionMode", json!("NonIndexed"));
+                // Neither set: one pod to completion (Kubernetes defaults both to 1).
+                if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism").is_none_or(Value::is_null) {
+                    spec["completions"] = json!(1);
+                }
                 set_default(spec, "suspend", json!(false));
                 set_default(spec, "parallelism", json!(1));
                 if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {

@@ -555,7 +555,8 @@ fn pod_spec(s: &core::PodSpec) -> Result<Value> {
         !s.ephemeral_containers.is_empty(),
         "PodSpec.ephemeralContainers",
     )?;
-    reject(s.security_context.is_some(), "PodSpec.securityContext")?;
+    // An empty context (what a defaulted object read back carries) means nothing.
+    reject(s.security_context.as_ref().is_some_and(|c| *c != core::PodSecurityContext::default()), "PodSpec.securityContext")?;
     reject(s.affinity.is_some(), "PodSpec.affinity")?;
     reject(s.dns_config.is_some(), "PodSpec.dnsConfig")?;
     reject(
@@ -650,7 +651,7 @@ fn container(c: &core::Container) -> Result<Value> {
     reject(c.readiness_probe.is_some(), "Container.readinessProbe")?;
     reject(c.startup_probe.is_some(), "Container.startupProbe")?;
     reject(c.lifecycle.is_some(), "Container.lifecycle")?;
-    reject(c.security_context.is_some(), "Container.securityContext")?;
+    reject(c.security_context.as_ref().is_some_and(|c| *c != core::SecurityContext::default()), "Container.securityContext")?;
 
     let mut j = Json::default();
     j.str_req("name", &c.name);
@@ -1100,6 +1101,28 @@ mod tests {
     }
 
     // ---- round trips ----
+
+    fn deployment_with(spec: core::PodSpec) -> apps::Deployment {
+        apps::Deployment {
+            metadata: Some(meta::ObjectMeta { name: Some("d".to_string()), ..Default::default() }),
+            spec: Some(apps::DeploymentSpec {
+                template: Some(core::PodTemplateSpec { metadata: None, spec: Some(spec) }),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn empty_security_contexts_are_accepted() {
+        let t = deployment_with(core::PodSpec {
+            security_context: Some(core::PodSecurityContext::default()),
+            containers: vec![core::Container { name: s("c"), image: s("i"), security_context: Some(core::SecurityContext::default()), ..Default::default() }],
+            ..Default::default()
+        });
+        let v = decode(&envelope("apps/v1", "Deployment", &t)).expect("decodes");
+        assert_eq!(v["spec"]["template"]["spec"]["containers"][0]["name"], "c");
+    }
 
     #[test]
     fn secret_with_full_object_meta() {
