@@ -365,8 +365,18 @@ async fn prepare_volumes(run: &PodRun) -> Result<Vec<(String, PathBuf, bool)>, S
                 Err(e) => return Err(format!("volume {name}: {e}")),
             }
             out.push((name, dir, true));
+        } else if let Some(pvc) = v.get("persistentVolumeClaim") {
+            // Node-local storage for a claim: a directory that outlives the pod, so the
+            // replacement pod on this node (a StatefulSet's) gets the same data.
+            let claim = s(&pvc["claimName"]);
+            if claim.is_empty() || claim.contains('/') || claim.contains("..") {
+                return Err(format!("volume \"{name}\": invalid claimName {claim:?}"));
+            }
+            let claim_dir = run.ctx.config.data_dir.join("claims").join(&run.ns).join(&claim);
+            tokio::fs::create_dir_all(&claim_dir).await.map_err(|e| format!("volume {name}: {e}"))?;
+            out.push((name, claim_dir, pvc["readOnly"] == json!(true)));
         } else {
-            return Err(format!("volume \"{name}\": only emptyDir, configMap and secret volumes are supported"));
+            return Err(format!("volume \"{name}\": only emptyDir, configMap, secret and persistentVolumeClaim volumes are supported"));
         }
     }
     Ok(out)
