@@ -57,10 +57,16 @@ const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "
 
 /// Opens the store, seeds the default namespaces, starts the controllers and serves the API.
 pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<ControlPlaneHandle> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the clock timestamps and controllers use (tests run schedules faster
+/// with a [`apiserver::service::ScaledClock`]).
+pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserver::service::Clock>) -> anyhow::Result<ControlPlaneHandle> {
     let store_dir = config.data_dir.join("store");
     let store_cfg = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
-    let api = Api::new(store, Arc::new(SystemClock));
+    let api = Api::new(store, clock);
     let ns_info = apiserver::resources::find("", "v1", "namespaces").expect("namespaces served");
     for ns in DEFAULT_NAMESPACES {
         if api.get(ns_info, None, ns).is_err() {

@@ -22,6 +22,10 @@ pub(crate) struct ControlPlaneFlags {
     /// (made current) [default: first path of $KUBECONFIG, else ~/.kube/config]
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// Run the control plane's clock this many times faster than the wall clock (for
+    /// trying CronJob schedules and deadlines quickly; timestamps drift accordingly)
+    #[arg(long, value_name = "RATE", default_value_t = 1.0)]
+    pub clock_rate: f64,
 }
 
 impl ControlPlaneFlags {
@@ -58,7 +62,14 @@ impl ControlPlaneFlags {
     pub(crate) async fn start_quiet(&self) -> anyhow::Result<ControlPlaneHandle> {
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
-        let handle = flotilla_control::start(ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default() }).await?;
+        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default() };
+        let handle = if self.clock_rate == 1.0 {
+            flotilla_control::start(config).await?
+        } else {
+            anyhow::ensure!(self.clock_rate.is_finite() && self.clock_rate > 0.0, "--clock-rate must be a positive number");
+            let clock = std::sync::Arc::new(flotilla_control::apiserver::service::ScaledClock::new(self.clock_rate));
+            flotilla_control::start_with_clock(config, clock).await?
+        };
         kubeconfig::merge(&kubeconfig_path, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
         Ok(handle)
     }

@@ -159,7 +159,8 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
     schedule_pending(api, &keyed).await?;
     deployment::reconcile_all(api, &keyed, api.clock.now()).await?;
     replicaset::reconcile_all(api, &keyed, api.clock.now()).await?;
-    node_lifecycle::reconcile_all(api, &keyed, api.clock.now()).await?;
+    // Agents write heartbeats in wall-clock time, whatever clock the control plane runs.
+    node_lifecycle::reconcile_all(api, &keyed, chrono::Utc::now()).await?;
     statefulset::reconcile_all(api, &keyed, api.clock.now()).await?;
     daemonset::reconcile_all(api, &keyed, api.clock.now()).await?;
     job::reconcile_all(api, &keyed, api.clock.now()).await?;
