@@ -94,7 +94,8 @@ async fn reporter(run: Arc<PodRun>) {
     let mut last = Value::Null;
     loop {
         run.report.notified().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Coalesce a burst of changes (pulled, created, started) into one write.
+        tokio::time::sleep(Duration::from_millis(2)).await;
         let status = run.status_json();
         if strip_times(&status) == strip_times(&last) {
             continue;
@@ -184,8 +185,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, mut updates: watch::Receiver<
         dir,
         grace: AtomicU64::new(pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30)),
     });
-    run.push_status().await;
+    // The first status goes out with the next change rather than delaying the start.
     let reporter_task = tokio::spawn(reporter(run.clone()));
+    run.report.notify_one();
 
     let (kill_tx, kill_rx) = watch::channel(false);
     let mut containers = tokio::spawn(run_containers(run.clone(), kill_rx));

@@ -151,6 +151,8 @@ pub(crate) async fn serve_with(
                 }
             },
         };
+        // Small TLS records must not wait for the peer's delayed ACK (Nagle).
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();

@@ -72,13 +72,24 @@ impl Cluster {
 
     /// Starts `flotilla up` with the data dir inside `dir` and extra flags.
     pub fn start_in_with(dir: tempfile::TempDir, args: &[&str]) -> Cluster {
+        Self::spawn(dir, "up", args, &[])
+    }
+
+    /// Starts `flotilla SUBCOMMAND` (`up` or `server`) in a fresh temp dir with extra flags
+    /// and extra environment variables for the process (e.g. the node-lifecycle timings).
+    pub fn start_sub(subcommand: &str, args: &[&str], envs: &[(&str, &str)]) -> Cluster {
+        Self::spawn(tempfile::tempdir().expect("tempdir"), subcommand, args, envs)
+    }
+
+    fn spawn(dir: tempfile::TempDir, subcommand: &str, args: &[&str], envs: &[(&str, &str)]) -> Cluster {
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(flotilla_bin())
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -297,5 +308,96 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A separate `flotilla node` process joined to a cluster, SIGKILLed on drop.
+pub struct NodeProcess {
+    child: Option<Child>,
+    pub name: String,
+    /// The node's data directory (images, logs, volumes), removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Starts `flotilla node --name NAME` against `c` (admin token, cluster CA, file images
+    /// allowed) and waits for its ready line.
+    pub fn start(c: &Cluster, name: &str) -> NodeProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(flotilla_bin())
+            .args(["node", "--server", &c.url, "--token", &c.admin_token(), "--name", name, "--allow-file-images"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--certificate-authority")
+            .arg(c.path().join("data/pki/ca.crt"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn flotilla node");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if line.contains("ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let mut node = NodeProcess { child: Some(child), name: name.to_string(), _dir: dir };
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            node.kill();
+            panic!("flotilla node {name} printed no ready line")
+        });
+        assert!(line.starts_with(&format!("flotilla node {name} ready")), "{line}");
+        node
+    }
+
+    /// SIGKILLs the process (no goodbye to the control plane).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A long-running kubectl (e.g. `get pods -w`) whose stdout lines are collected as they
+/// arrive; killed on drop.
+pub struct KubectlStream {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl KubectlStream {
+    pub fn start(c: &Cluster, args: &[&str]) -> KubectlStream {
+        let mut child = c.kubectl_cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn kubectl");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lines lock").push(line);
+            }
+        });
+        KubectlStream { child, lines }
+    }
+
+    /// The lines printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+}
+
+impl Drop for KubectlStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

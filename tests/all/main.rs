@@ -12,3 +12,5 @@ mod kubectl_misc;
 mod node_pods;
 mod node_limits;
 mod node_images;
+mod workloads;
+mod workloads_batch;
