@@ -397,11 +397,11 @@ fn workloads_killed_node_pods_recreated_elsewhere() {
     for p in &on_b {
         assert!(!ps.iter().any(|q| &name(q) == p), "{p} still counted live");
     }
+    // READY/UP-TO-DATE/AVAILABLE catch up (availability waits minReadySeconds).
     let start = Instant::now();
     loop {
         let row = table_row(&c, &["get", "deploy", "web"], DEPLOY_HEADER);
         if row[1..4] == ["4/4", "4", "4"] {
-            eprintln!("LAG {:?}", start.elapsed());
             break;
         }
         if start.elapsed() > Duration::from_secs(30) {
@@ -409,7 +409,6 @@ fn workloads_killed_node_pods_recreated_elsewhere() {
             let all = c.kubectl(&["get", "pods", "-o", "wide"]).stdout;
             panic!("deploy web row {row:?} with 4 Ready pods on node-a\nreplicasets:\n{rs}\npods:\n{all}");
         }
-        eprintln!("ROW {row:?} {}", c.kubectl(&["get", "rs", "-l", "app=web", "-o=jsonpath={range .items[*]}{.status}{end}"]).stdout);
         std::thread::sleep(Duration::from_millis(200));
     }
 }

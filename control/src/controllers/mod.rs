@@ -168,18 +168,22 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
     Ok(())
 }
 
-/// Binds pending pods (no nodeName, default scheduler) to nodes; marks the others
-/// PodScheduled=False with the scheduler's reasons (retried on every change).
+/// Binds pending pods (no nodeName, default scheduler, no scheduling gates) to nodes;
+/// marks the others PodScheduled=False with the scheduler's reasons (retried on every
+/// change). Decisions are made in one pure sweep over the snapshot; the writes then go
+/// out concurrently so the store commits them in a few batches.
 async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::store::Stored>)]) -> Result<(), crate::apiserver::error::ApiError> {
-    let nodes: Vec<&serde_json::Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();
-    let pods: Vec<&serde_json::Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/pods/")).map(|(_, s)| &s.value).collect();
-    let pending: Vec<&serde_json::Value> = pods
+    use serde_json::{Value, json};
+    let nodes: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();
+    let pods: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/pods/")).map(|(_, s)| &s.value).collect();
+    let pending: Vec<&Value> = pods
         .iter()
         .copied()
         .filter(|p| {
             p["spec"]["nodeName"].as_str().unwrap_or("").is_empty()
                 && p["metadata"]["deletionTimestamp"].is_null()
                 && matches!(p["spec"]["schedulerName"].as_str(), None | Some("") | Some("default-scheduler"))
+                && p["spec"]["schedulingGates"].as_array().is_none_or(|g| g.is_empty())
                 && !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
         })
         .collect();
@@ -188,30 +192,50 @@ async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::sto
     }
     let info = resources::find("", "v1", "pods").expect("pods served");
     let mut infos = scheduler::snapshot(&nodes, &pods);
+    let index: std::collections::HashMap<String, usize> = infos.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
+    let mut binds: Vec<(&Value, String)> = Vec::new();
+    let mut unschedulable: Vec<(&Value, String)> = Vec::new();
     for pod in pending {
-        let ns = pod["metadata"]["namespace"].as_str();
-        let name = pod["metadata"]["name"].as_str().unwrap_or("");
         match scheduler::schedule(pod, &infos) {
-            Ok(node) => match api.bind(info, ns, name, &node).await {
-                Ok(_) => {
-                    if let Some(ni) = infos.iter_mut().find(|n| n.name() == node) {
-                        ni.add_pod(pod);
-                    }
+            Ok(node) => {
+                if let Some(&i) = index.get(&node) {
+                    infos[i].add_pod(pod);
                 }
-                Err(e) if e.code == 404 || e.code == 409 => {}
-                Err(e) => return Err(e),
-            },
-            Err(unschedulable) => {
+                binds.push((pod, node));
+            }
+            Err(u) => {
                 let current = pod["status"]["conditions"]
                     .as_array()
                     .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
                     .and_then(|c| c["message"].as_str())
                     .unwrap_or("");
-                if current == unschedulable.message {
-                    continue;
+                if current != u.message {
+                    unschedulable.push((pod, u.message));
                 }
-                let now = crate::apiserver::service::timestamp(api.clock.now());
-                let message = unschedulable.message.clone();
+            }
+        }
+    }
+    const IN_FLIGHT: usize = 256;
+    for chunk in binds.chunks(IN_FLIGHT) {
+        let results = futures::future::join_all(chunk.iter().map(|(pod, node)| {
+            api.bind(info, pod["metadata"]["namespace"].as_str(), pod["metadata"]["name"].as_str().unwrap_or(""), node)
+        }))
+        .await;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let now = crate::apiserver::service::timestamp(api.clock.now());
+    for chunk in unschedulable.chunks(IN_FLIGHT) {
+        futures::future::join_all(chunk.iter().map(|(pod, message)| {
+            let now = now.clone();
+            async move {
+                let ns = pod["metadata"]["namespace"].as_str();
+                let name = pod["metadata"]["name"].as_str().unwrap_or("");
                 let updated = api
                     .modify(info, ns, name, &|cur| {
                         if !cur["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
@@ -219,17 +243,18 @@ async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::sto
                         }
                         let mut new = cur.clone();
                         let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
-                        let mut conds: Vec<serde_json::Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-                        conds.push(serde_json::json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now}));
-                        new["status"]["conditions"] = serde_json::Value::Array(conds);
+                        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+                        conds.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now}));
+                        new["status"]["conditions"] = Value::Array(conds);
                         Some(new)
                     })
-                    .await?;
-                if let Some(p) = updated {
-                    api.record_event(&p, "Warning", "FailedScheduling", &unschedulable.message, "default-scheduler").await;
+                    .await;
+                if let Ok(Some(p)) = updated {
+                    api.record_event(&p, "Warning", "FailedScheduling", message, "default-scheduler").await;
                 }
             }
-        }
+        }))
+        .await;
     }
     Ok(())
 }
