@@ -267,7 +267,8 @@ fn disk_bytes(path: &std::path::Path) -> u64 {
 }
 
 /// Starts the node: registers it, serves, heartbeats and runs pods.
-pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    config.data_dir = std::path::absolute(&config.data_dir)?;
     std::fs::create_dir_all(&config.data_dir)?;
     let client = client(&config)?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: config.data_dir.join("compiled"), max_instances: 10_000 })?);

@@ -210,7 +210,6 @@ pub fn pod_status(rec: &mut PodRecord, restart_policy: &str, now: DateTime<Utc>)
         "hostIP": rec.host_ip,
         "hostIPs": [{"ip": rec.host_ip}],
         "containerStatuses": rec.main.iter().map(container_json).collect::<Vec<_>>(),
-        "qosClass": "BestEffort",
     });
     if !rec.pod_ip.is_empty() {
         status["podIP"] = json!(rec.pod_ip);

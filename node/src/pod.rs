@@ -578,11 +578,14 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
             mounts.push(Mount { host_path: host, guest_path: s(&m["mountPath"]), read_only: *ro || m["readOnly"] == json!(true) });
         }
     }
-    let mut argv: Vec<String> = c["command"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
+    let words = |field: &str| -> Vec<String> {
+        c[field].as_array().map(|a| a.iter().map(|w| flotilla_api::pod::expand(&s(w), &env)).collect()).unwrap_or_default()
+    };
+    let mut argv = words("command");
     if argv.is_empty() {
         argv.push(name.clone());
     }
-    argv.extend(c["args"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>()).unwrap_or_default());
+    argv.extend(words("args"));
     let limits = &c["resources"]["limits"];
     let limits = Limits {
         memory_bytes: limits["memory"].as_str().and_then(|q| flotilla_api::quantity::bytes(q).ok()),

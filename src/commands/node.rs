@@ -55,7 +55,7 @@ impl NodeCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let name = self.name.clone().unwrap_or_else(host_name);
         let data_dir = match self.data_dir.clone() {
-            Some(d) => d,
+            Some(d) => std::path::absolute(d)?,
             None => default_data_dir("node")?,
         };
         let mut config = flotilla_node::NodeConfig::new(self.server.clone(), self.token.clone(), name, data_dir);

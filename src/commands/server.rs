@@ -31,7 +31,8 @@ pub(crate) struct ControlPlaneFlags {
 impl ControlPlaneFlags {
     pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
-            return Ok(d.clone());
+            // Absolute, so every part of the process agrees on it (wasmtime's cache insists).
+            return Ok(std::path::absolute(d)?);
         }
         if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return Ok(PathBuf::from(x).join("flotilla"));

@@ -249,7 +249,6 @@ fn workloads_batch_cronjob_schedules_and_prunes() {
 /// Kubernetes expands `$(VAR)` in args from the container's env; the Indexed Job pattern
 /// `args: ["--shard=$(JOB_COMPLETION_INDEX)"]` relies on it.
 #[test]
-#[ignore = "the node does not expand $(VAR) references in command/args yet"]
 fn workloads_batch_indexed_job_args_expand_the_index() {
     let c = Cluster::start_with(&["--nodes", "2"]);
     c.apply(&format!(

@@ -96,7 +96,8 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
                 default_tolerations(spec, default_toleration_seconds());
             }
             if !obj["status"].is_object() {
-                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+                let qos = flotilla_api::pod::qos_class(&obj["spec"]);
+                obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
         }
         ("", "Namespace") => {

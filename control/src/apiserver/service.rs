@@ -389,7 +389,9 @@ impl Api {
         if name_of(&body).is_empty()
             && let Some(g) = meta(&body)["generateName"].as_str().filter(|g| !g.is_empty())
         {
-            let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().filter(|c| c.is_ascii_alphanumeric()).take(5).collect();
+            // Kubernetes' suffix alphabet: no vowels (no words), no look-alikes.
+            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            let suffix: String = uuid::Uuid::new_v4().as_bytes().iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
             let name = format!("{g}{suffix}");
             meta_mut(&mut body).insert("name".into(), json!(name));
         }

@@ -37,7 +37,7 @@ pub(crate) fn parse_key(key: &str) -> Option<(&'static ResourceInfo, Option<&str
 }
 
 /// Longest time between two controller passes.
-const RESYNC: Duration = Duration::from_secs(5);
+const RESYNC: Duration = Duration::from_secs(1);
 
 /// Events live this long after their last occurrence, as with Kubernetes' default --event-ttl.
 const EVENT_TTL_SECONDS: i64 = 3600;
