@@ -144,10 +144,6 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("data/pki/admin.token")).expect("token").trim().to_string()
     }
 
-    pub fn ca_pem(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("data/pki/ca.crt")).expect("ca")
-    }
-
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -176,6 +172,15 @@ impl Cluster {
     }
 
     /// `kubectl get pod NAME -o jsonpath=PATH` (empty string if the command fails).
+    /// `kubectl get WHAT… -o=jsonpath=PATH`, asserting success.
+    pub fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let arg = format!("-o=jsonpath={path}");
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(what);
+        args.push(&arg);
+        self.kubectl(&args).ok().to_string()
+    }
+
     pub fn pod_jsonpath(&self, pod: &str, path: &str) -> String {
         let arg = format!("-o=jsonpath={path}");
         let r = self.kubectl(&["get", "pod", pod, &arg]);

@@ -50,14 +50,6 @@ data:
   extra: "1"
 "#;
 
-fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
-    let arg = format!("-o=jsonpath={path}");
-    let mut args: Vec<&str> = vec!["get"];
-    args.extend_from_slice(what);
-    args.push(&arg);
-    c.kubectl(&args).ok().to_string()
-}
-
 fn apply(c: &Cluster, manifest: &str) -> Run {
     c.kubectl_stdin(&["apply", "-f", "-"], manifest)
 }
@@ -75,10 +67,10 @@ fn apply_multi_document_created_unchanged_configured() {
     let changed = MANIFEST.replace("replicas: 2", "replicas: 3").replace("mode: prod", "mode: dev");
     let r = apply(&c, &changed);
     assert_eq!(r.ok(), "deployment.apps/web configured\nservice/web unchanged\nconfigmap/web-config configured\n");
-    assert_eq!(jsonpath(&c, &["deployment", "web"], "{.spec.replicas}"), "3");
-    assert_eq!(jsonpath(&c, &["configmap", "web-config"], "{.data.mode}"), "dev");
+    assert_eq!(c.jsonpath(&["deployment", "web"], "{.spec.replicas}"), "3");
+    assert_eq!(c.jsonpath(&["configmap", "web-config"], "{.data.mode}"), "dev");
     // The last-applied annotation tracks the new manifest.
-    let last = jsonpath(&c, &["configmap", "web-config"], "{.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}");
+    let last = c.jsonpath(&["configmap", "web-config"], "{.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}");
     assert!(last.contains(r#""mode":"dev""#), "{last}");
     // Re-applying the changed manifest is a no-op again.
     let r = apply(&c, &changed);
@@ -89,7 +81,7 @@ fn apply_multi_document_created_unchanged_configured() {
 fn apply_removes_fields_dropped_from_the_manifest() {
     let c = Cluster::start();
     apply(&c, MANIFEST).ok();
-    assert_eq!(jsonpath(&c, &["deployment", "web"], "{.spec.template.spec.containers[*].name}"), "nginx sidecar");
+    assert_eq!(c.jsonpath(&["deployment", "web"], "{.spec.template.spec.containers[*].name}"), "nginx sidecar");
 
     // Drop the sidecar container, the tier label, a data key and the container port.
     let trimmed = MANIFEST
@@ -99,15 +91,15 @@ fn apply_removes_fields_dropped_from_the_manifest() {
         .replace("        ports:\n        - containerPort: 80\n", "");
     let r = apply(&c, &trimmed);
     assert_eq!(r.ok(), "deployment.apps/web configured\nservice/web unchanged\nconfigmap/web-config configured\n");
-    assert_eq!(jsonpath(&c, &["deployment", "web"], "{.spec.template.spec.containers[*].name}"), "nginx");
-    assert_eq!(jsonpath(&c, &["deployment", "web"], "{.spec.template.spec.containers[0].ports}"), "");
-    assert_eq!(jsonpath(&c, &["deployment", "web"], "{.metadata.labels}"), r#"{"app":"web"}"#);
-    assert_eq!(jsonpath(&c, &["configmap", "web-config"], "{.data}"), r#"{"mode":"prod"}"#);
+    assert_eq!(c.jsonpath(&["deployment", "web"], "{.spec.template.spec.containers[*].name}"), "nginx");
+    assert_eq!(c.jsonpath(&["deployment", "web"], "{.spec.template.spec.containers[0].ports}"), "");
+    assert_eq!(c.jsonpath(&["deployment", "web"], "{.metadata.labels}"), r#"{"app":"web"}"#);
+    assert_eq!(c.jsonpath(&["configmap", "web-config"], "{.data}"), r#"{"mode":"prod"}"#);
 
     // A field set by someone else (not in last-applied) survives a re-apply.
     c.kubectl(&["label", "configmap", "web-config", "owner=ops"]).ok();
     apply(&c, &trimmed).ok();
-    assert_eq!(jsonpath(&c, &["configmap", "web-config"], "{.metadata.labels.owner}"), "ops");
+    assert_eq!(c.jsonpath(&["configmap", "web-config"], "{.metadata.labels.owner}"), "ops");
 }
 
 #[test]
@@ -116,14 +108,14 @@ fn apply_server_side_create_update_conflict_force() {
     let cm = |v: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"{v}\"\n  b: keep\n");
     let r = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &cm("1"));
     assert_eq!(r.ok(), "configmap/ssa serverside-applied\n");
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.data.a}"), "1");
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"), "kubectl Apply");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.data.a}"), "1");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"), "kubectl Apply");
     // Server-side apply never writes the client-side annotation.
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.metadata.annotations}"), "");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.metadata.annotations}"), "");
 
     let r = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &cm("2"));
     assert_eq!(r.ok(), "configmap/ssa serverside-applied\n");
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.data.a}"), "2");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.data.a}"), "2");
 
     // Another manager setting the same field to a different value conflicts.
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"3\"\n";
@@ -131,13 +123,13 @@ fn apply_server_side_create_update_conflict_force() {
     let err = r.err();
     assert_eq!(err.lines().next(), Some(r#"error: Apply failed with 1 conflict: conflict with "kubectl": .data.a"#), "{err}");
     assert!(err.contains("--force-conflicts"), "{err}");
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.data.a}"), "2", "a failed apply changes nothing");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.data.a}"), "2", "a failed apply changes nothing");
 
     let r = c.kubectl_stdin(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], other);
     assert_eq!(r.ok(), "configmap/ssa serverside-applied\n");
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.data.a} {.data.b}"), "3 keep");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.data.a} {.data.b}"), "3 keep");
     // "other" now owns .data.a; kubectl still owns .data.b.
-    let mf = jsonpath(&c, &["cm", "ssa"], "{range .metadata.managedFields[*]}{.manager}={.fieldsV1}{\"\\n\"}{end}");
+    let mf = c.jsonpath(&["cm", "ssa"], "{range .metadata.managedFields[*]}{.manager}={.fieldsV1}{\"\\n\"}{end}");
     let kubectl_line = mf.lines().find(|l| l.starts_with("kubectl=")).unwrap_or_else(|| panic!("{mf}"));
     let other_line = mf.lines().find(|l| l.starts_with("other=")).unwrap_or_else(|| panic!("{mf}"));
     assert!(kubectl_line.contains("f:b") && !kubectl_line.contains("f:a"), "{mf}");
@@ -146,7 +138,7 @@ fn apply_server_side_create_update_conflict_force() {
     // kubectl re-applying its manifest without .data.a (now owned by other) drops nothing of other's.
     let r = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  b: keep\n");
     assert_eq!(r.ok(), "configmap/ssa serverside-applied\n");
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.data.a} {.data.b}"), "3 keep");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.data.a} {.data.b}"), "3 keep");
 }
 
 #[test]
@@ -156,8 +148,8 @@ fn apply_server_side_removes_fields_the_manager_stopped_applying() {
     c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], two).ok();
     let one = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n";
     c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], one).ok();
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.data}"), r#"{"a":"1"}"#);
-    assert_eq!(jsonpath(&c, &["cm", "ssa"], "{.metadata.labels.x}"), "");
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.data}"), r#"{"a":"1"}"#);
+    assert_eq!(c.jsonpath(&["cm", "ssa"], "{.metadata.labels.x}"), "");
 }
 
 #[test]
@@ -167,9 +159,9 @@ fn apply_server_side_deployment_then_client_side_sees_it() {
     let r = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], deploy);
     assert_eq!(r.ok(), "deployment.apps/web serverside-applied\n");
     // Defaults filled in by the server.
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.strategy.type} {.spec.template.spec.containers[0].imagePullPolicy}"), "RollingUpdate IfNotPresent");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.strategy.type} {.spec.template.spec.containers[0].imagePullPolicy}"), "RollingUpdate IfNotPresent");
     let r = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &deploy.replace("nginx:1.25", "nginx:1.27"));
     assert_eq!(r.ok(), "deployment.apps/web serverside-applied\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].image}"), "nginx:1.27 busybox:1.36");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.metadata.generation}"), "2");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].image}"), "nginx:1.27 busybox:1.36");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.metadata.generation}"), "2");
 }

@@ -8,14 +8,6 @@ use crate::harness::{Cluster, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
-fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
-    let arg = format!("-o=jsonpath={path}");
-    let mut args: Vec<&str> = vec!["get"];
-    args.extend_from_slice(what);
-    args.push(&arg);
-    c.kubectl(&args).ok().to_string()
-}
-
 fn exists(c: &Cluster, what: &[&str]) -> bool {
     let mut args = vec!["get"];
     args.extend_from_slice(what);
@@ -30,7 +22,7 @@ fn exists(c: &Cluster, what: &[&str]) -> bool {
 /// Creates Deployment `owner` and ConfigMap `dependent` owned by it; returns the owner's uid.
 fn owner_and_dependent(c: &Cluster, dependent_finalizer: bool) -> String {
     c.kubectl(&["create", "deployment", "owner", "--image=nginx"]).ok();
-    let uid = jsonpath(c, &["deploy", "owner"], "{.metadata.uid}");
+    let uid = c.jsonpath(&["deploy", "owner"], "{.metadata.uid}");
     assert_eq!(uid.len(), 36, "uid {uid:?}");
     let finalizers = if dependent_finalizer { "  finalizers: [\"example.com/hold\"]\n" } else { "" };
     let cm = format!(
@@ -61,9 +53,9 @@ fn delete_plain_and_no_wait() {
     let start = Instant::now();
     assert_eq!(c.kubectl(&["delete", "configmap", "held", "--wait=false"]).ok(), "configmap \"held\" deleted\n");
     assert!(start.elapsed() < Duration::from_secs(20), "--wait=false must not wait");
-    let ts = jsonpath(&c, &["cm", "held"], "{.metadata.deletionTimestamp}");
+    let ts = c.jsonpath(&["cm", "held"], "{.metadata.deletionTimestamp}");
     assert!(ts.ends_with('Z'), "deletionTimestamp {ts:?}");
-    assert_eq!(jsonpath(&c, &["cm", "held"], "{.metadata.finalizers}"), r#"["example.com/hold"]"#);
+    assert_eq!(c.jsonpath(&["cm", "held"], "{.metadata.finalizers}"), r#"["example.com/hold"]"#);
     // A finalizer cannot be added to an object being deleted; it can be removed.
     c.kubectl(&["patch", "configmap", "held", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]).ok();
     wait_for(T, "held configmap gone", || (!exists(&c, &["cm", "held"])).then_some(()));
@@ -97,8 +89,8 @@ fn cascade_orphan_keeps_dependents_and_strips_owner_reference() {
     assert_eq!(r.ok(), "deployment.apps \"owner\" deleted\n");
     // kubectl waited for the owner to go (the orphan finalizer was processed).
     assert!(!exists(&c, &["deploy", "owner"]));
-    assert_eq!(jsonpath(&c, &["cm", "dependent"], "{.metadata.ownerReferences}"), "", "owner reference stripped");
-    assert_eq!(jsonpath(&c, &["cm", "dependent"], "{.data.a}"), "b");
+    assert_eq!(c.jsonpath(&["cm", "dependent"], "{.metadata.ownerReferences}"), "", "owner reference stripped");
+    assert_eq!(c.jsonpath(&["cm", "dependent"], "{.data.a}"), "b");
     // And it stays: nothing collects it later.
     c.kubectl(&["create", "configmap", "tick"]).ok();
     c.kubectl(&["delete", "configmap", "tick"]).ok();
@@ -112,9 +104,9 @@ fn cascade_foreground_deletes_dependents_before_the_owner() {
     owner_and_dependent(&c, true);
     let r = c.kubectl(&["delete", "deployment", "owner", "--cascade=foreground", "--wait=false"]);
     assert_eq!(r.ok(), "deployment.apps \"owner\" deleted\n");
-    assert_eq!(jsonpath(&c, &["deploy", "owner"], "{.metadata.finalizers}"), r#"["foregroundDeletion"]"#);
-    assert!(jsonpath(&c, &["deploy", "owner"], "{.metadata.deletionTimestamp}").ends_with('Z'));
-    wait_for(T, "dependent marked for deletion", || jsonpath(&c, &["cm", "dependent"], "{.metadata.deletionTimestamp}").ends_with('Z').then_some(()));
+    assert_eq!(c.jsonpath(&["deploy", "owner"], "{.metadata.finalizers}"), r#"["foregroundDeletion"]"#);
+    assert!(c.jsonpath(&["deploy", "owner"], "{.metadata.deletionTimestamp}").ends_with('Z'));
+    wait_for(T, "dependent marked for deletion", || c.jsonpath(&["cm", "dependent"], "{.metadata.deletionTimestamp}").ends_with('Z').then_some(()));
     // The owner waits for its blocking dependent.
     assert!(exists(&c, &["deploy", "owner"]), "owner must outlive its blocking dependent");
 
@@ -191,7 +183,7 @@ fn terminating_namespace_refuses_new_content() {
     assert_eq!(c.kubectl(&["delete", "namespace", "tmp", "--wait=false"]).ok(), "namespace \"tmp\" deleted\n");
     assert!(exists(&c, &["ns", "tmp"]), "the namespace vanished although a held object remains in it");
 
-    wait_for(T, "namespace Terminating", || (jsonpath(&c, &["ns", "tmp"], "{.status.phase}") == "Terminating").then_some(()));
+    wait_for(T, "namespace Terminating", || (c.jsonpath(&["ns", "tmp"], "{.status.phase}") == "Terminating").then_some(()));
     let out = c.kubectl(&["get", "ns", "tmp"]).ok().to_string();
     assert_eq!(out.lines().next(), Some("NAME   STATUS        AGE"), "{out}");
     assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("tmp    Terminating   ")), "{out}");
@@ -200,7 +192,7 @@ fn terminating_namespace_refuses_new_content() {
         r.err().trim(),
         "error: failed to create configmap: configmaps \"late\" is forbidden: unable to create new content in namespace tmp because it is being terminated"
     );
-    wait_for(T, "held configmap marked for deletion", || jsonpath(&c, &["-n", "tmp", "cm", "held"], "{.metadata.deletionTimestamp}").ends_with('Z').then_some(()));
+    wait_for(T, "held configmap marked for deletion", || c.jsonpath(&["-n", "tmp", "cm", "held"], "{.metadata.deletionTimestamp}").ends_with('Z').then_some(()));
 
     c.kubectl(&["-n", "tmp", "patch", "configmap", "held", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]).ok();
     wait_for(T, "namespace gone", || (!exists(&c, &["ns", "tmp"])).then_some(()));

@@ -4,14 +4,6 @@
 
 use crate::harness::Cluster;
 
-fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
-    let arg = format!("-o=jsonpath={path}");
-    let mut args: Vec<&str> = vec!["get"];
-    args.extend_from_slice(what);
-    args.push(&arg);
-    c.kubectl(&args).ok().to_string()
-}
-
 const DEPLOY: &str = r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -41,17 +33,17 @@ fn label_add_overwrite_remove() {
     let c = Cluster::start();
     c.kubectl(&["create", "configmap", "cfg", "--from-literal=a=b"]).ok();
     assert_eq!(c.kubectl(&["label", "configmap", "cfg", "env=prod", "tier=be"]).ok(), "configmap/cfg labeled\n");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.labels}"), r#"{"env":"prod","tier":"be"}"#);
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.labels}"), r#"{"env":"prod","tier":"be"}"#);
 
     let r = c.kubectl(&["label", "configmap", "cfg", "env=dev"]);
     assert_eq!(r.err().trim(), "error: 'env' already has a value (prod), and --overwrite is false");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.labels.env}"), "prod");
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.labels.env}"), "prod");
 
     assert_eq!(c.kubectl(&["label", "configmap", "cfg", "env=dev", "--overwrite"]).ok(), "configmap/cfg labeled\n");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.labels.env}"), "dev");
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.labels.env}"), "dev");
 
     assert_eq!(c.kubectl(&["label", "configmap", "cfg", "env-"]).ok(), "configmap/cfg unlabeled\n");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.labels}"), r#"{"tier":"be"}"#);
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.labels}"), r#"{"tier":"be"}"#);
     // Same value again: nothing to change.
     assert_eq!(c.kubectl(&["label", "configmap", "cfg", "tier=be", "--overwrite"]).ok(), "configmap/cfg not labeled\n");
 
@@ -78,12 +70,12 @@ fn annotate_add_overwrite_remove() {
     assert_eq!(c.kubectl(&["annotate", "configmap", "cfg", "note=one"]).ok(), "configmap/cfg annotated\n");
     let r = c.kubectl(&["annotate", "configmap", "cfg", "note=two"]);
     assert_eq!(r.err().trim(), "error: --overwrite is false but found the following declared annotation(s): 'note' already has a value (one)");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.annotations.note}"), "one");
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.annotations.note}"), "one");
     assert_eq!(c.kubectl(&["annotate", "configmap", "cfg", "note=two", "--overwrite"]).ok(), "configmap/cfg annotated\n");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.annotations.note}"), "two");
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.annotations.note}"), "two");
     assert_eq!(c.kubectl(&["annotate", "configmap", "cfg", "note-"]).ok(), "configmap/cfg annotated\n");
     // The last annotation removed leaves no annotations map (Kubernetes omits empty maps).
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.metadata.annotations}"), "");
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.metadata.annotations}"), "");
     let y = c.kubectl(&["get", "cm", "cfg", "-o", "yaml"]).ok().to_string();
     assert!(!y.contains("annotations"), "{y}");
 }
@@ -96,37 +88,37 @@ fn patch_strategic_merge_json() {
     // Strategic (the default): containers merge by name, the others are kept.
     let r = c.kubectl(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}}}"#]);
     assert_eq!(r.ok(), "deployment.apps/web patched\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "nginx sidecar");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].image}"), "nginx:1.27 busybox:1.36");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "nginx sidecar");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].image}"), "nginx:1.27 busybox:1.36");
     // Fields of the merged item not in the patch survive.
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[0].env[0].value}"), "1");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.metadata.generation}"), "2");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[0].env[0].value}"), "1");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.metadata.generation}"), "2");
 
     // env merges by name too: adding B keeps A.
     c.kubectl(&["patch", "deployment", "web", "--type=strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","env":[{"name":"B","value":"2"}]}]}}}}"#]).ok();
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[0].env[*].name}"), "B A");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[0].env[*].name}"), "B A");
 
     // A new container is added to the list; $patch: delete removes one by name.
     c.kubectl(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"helper","image":"alpine:3"}]}}}}"#]).ok();
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "helper nginx sidecar");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "helper nginx sidecar");
     c.kubectl(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","$patch":"delete"}]}}}}"#]).ok();
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "helper nginx");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "helper nginx");
 
     // Merge patch replaces lists wholesale and null deletes keys.
     let r = c.kubectl(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"x":"1"}},"spec":{"replicas":5}}"#]);
     assert_eq!(r.ok(), "deployment.apps/web patched\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas} {.metadata.labels.x}"), "5 1");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas} {.metadata.labels.x}"), "5 1");
     c.kubectl(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"x":null}}}"#]).ok();
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.metadata.labels.x}"), "");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.metadata.labels.x}"), "");
     c.kubectl(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"only","image":"nginx"}]}}}}"#]).ok();
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "only");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].name}"), "only");
     // Defaults are re-applied to the replaced container.
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[0].imagePullPolicy}"), "Always");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[0].imagePullPolicy}"), "Always");
 
     // JSON patch.
     let r = c.kubectl(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":4},{"op":"add","path":"/metadata/annotations","value":{"a":"b"}}]"#]);
     assert_eq!(r.ok(), "deployment.apps/web patched\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas} {.metadata.annotations.a}"), "4 b");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas} {.metadata.annotations.a}"), "4 b");
     let r = c.kubectl(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":9}]"#]);
     assert!(r.err().starts_with("The request is invalid"), "{}", r.stderr);
 
@@ -143,13 +135,13 @@ fn scale_deployment() {
     let c = Cluster::start();
     c.kubectl_stdin(&["apply", "-f", "-"], DEPLOY).ok();
     assert_eq!(c.kubectl(&["scale", "deployment", "web", "--replicas=5"]).ok(), "deployment.apps/web scaled\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas}"), "5");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas}"), "5");
     assert_eq!(c.kubectl(&["scale", "deployment/web", "--current-replicas=5", "--replicas=3"]).ok(), "deployment.apps/web scaled\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas}"), "3");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas}"), "3");
 
     let r = c.kubectl(&["scale", "deployment", "web", "--current-replicas=2", "--replicas=4"]);
     assert_eq!(r.err().trim(), "error: Expected replicas to be 2, was 3");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas}"), "3");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas}"), "3");
     assert_eq!(c.kubectl(&["scale", "deployment", "web", "--replicas=0"]).ok(), "deployment.apps/web scaled\n");
 
     // The scale subresource reads as autoscaling/v1 Scale.
@@ -167,7 +159,7 @@ fn scale_deployment() {
     // means 0, so scaling to zero that way must work too.
     c.kubectl(&["scale", "deployment", "web", "--replicas=2"]).ok();
     assert_eq!(c.kubectl(&["scale", "deployment/web", "--current-replicas=2", "--replicas=0"]).ok(), "deployment.apps/web scaled\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas}"), "0");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas}"), "0");
 }
 
 #[test]
@@ -182,7 +174,7 @@ fn edit_with_a_scripted_editor() {
     };
     let (code, out, err) = edit("sed -i s/a:\\ one/a:\\ two/", &["edit", "configmap", "cfg"]);
     assert_eq!((code, out.as_str()), (0, "configmap/cfg edited\n"), "{err}");
-    assert_eq!(jsonpath(&c, &["cm", "cfg"], "{.data.a}"), "two");
+    assert_eq!(c.jsonpath(&["cm", "cfg"], "{.data.a}"), "two");
 
     let (code, _out, err) = edit("true", &["edit", "configmap", "cfg"]);
     assert_eq!(code, 0, "{err}");
@@ -196,7 +188,7 @@ fn edit_with_a_scripted_editor() {
     c.kubectl_stdin(&["apply", "-f", "-"], DEPLOY).ok();
     let (code, out, err) = edit("sed -i s/replicas:\\ 2/replicas:\\ 7/", &["edit", "deployment", "web"]);
     assert_eq!((code, out.as_str()), (0, "deployment.apps/web edited\n"), "{err}");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.replicas} {.metadata.generation}"), "7 2");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.replicas} {.metadata.generation}"), "7 2");
 }
 
 #[test]
@@ -204,8 +196,8 @@ fn set_image_and_rollout_restart() {
     let c = Cluster::start();
     c.kubectl_stdin(&["apply", "-f", "-"], DEPLOY).ok();
     assert_eq!(c.kubectl(&["set", "image", "deployment/web", "sidecar=busybox:1.37"]).ok(), "deployment.apps/web image updated\n");
-    assert_eq!(jsonpath(&c, &["deploy", "web"], "{.spec.template.spec.containers[*].image}"), "nginx:1.25 busybox:1.37");
+    assert_eq!(c.jsonpath(&["deploy", "web"], "{.spec.template.spec.containers[*].image}"), "nginx:1.25 busybox:1.37");
     assert_eq!(c.kubectl(&["rollout", "restart", "deployment/web"]).ok(), "deployment.apps/web restarted\n");
-    let at = jsonpath(&c, &["deploy", "web"], "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}");
+    let at = c.jsonpath(&["deploy", "web"], "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}");
     assert!(at.len() >= 20, "restartedAt {at:?}");
 }

@@ -9,14 +9,6 @@ use std::time::Duration;
 
 use crate::harness::Cluster;
 
-fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
-    let arg = format!("-o=jsonpath={path}");
-    let mut args: Vec<&str> = vec!["get"];
-    args.extend_from_slice(what);
-    args.push(&arg);
-    c.kubectl(&args).ok().to_string()
-}
-
 /// True if `s` is a kubectl AGE such as `0s`, `12s`, `2m3s`.
 fn is_age(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|ch| ch.is_ascii_digit() || "smhdy".contains(ch)) && s.starts_with(|ch: char| ch.is_ascii_digit())
@@ -331,27 +323,27 @@ fn create_secret_configmap_namespace_deployment() {
     let c = Cluster::start();
     let r = c.kubectl(&["create", "secret", "generic", "creds", "--from-literal=user=admin", "--from-literal=pass=p@ss w0rd"]);
     assert_eq!(r.ok(), "secret/creds created\n");
-    assert_eq!(jsonpath(&c, &["secret", "creds"], "{.type} {.data.user} {.data.pass}"), "Opaque YWRtaW4= cEBzcyB3MHJk");
+    assert_eq!(c.jsonpath(&["secret", "creds"], "{.type} {.data.user} {.data.pass}"), "Opaque YWRtaW4= cEBzcyB3MHJk");
     let r = c.kubectl(&["create", "secret", "generic", "tls-ish", "--type=example.com/custom", "--from-literal=k=v"]);
     assert_eq!(r.ok(), "secret/tls-ish created\n");
-    assert_eq!(jsonpath(&c, &["secret", "tls-ish"], "{.type} {.data.k}"), "example.com/custom dg==");
+    assert_eq!(c.jsonpath(&["secret", "tls-ish"], "{.type} {.data.k}"), "example.com/custom dg==");
 
     let file = c.path().join("app.properties");
     std::fs::write(&file, "color=blue\nsize=3\n").expect("write file");
     let from_file = format!("--from-file={}", file.display());
     let r = c.kubectl(&["create", "configmap", "settings", "--from-literal=k1=v1", &from_file]);
     assert_eq!(r.ok(), "configmap/settings created\n");
-    assert_eq!(jsonpath(&c, &["cm", "settings"], "{.data.k1}"), "v1");
-    assert_eq!(jsonpath(&c, &["cm", "settings"], "{.data.app\\.properties}"), "color=blue\nsize=3\n");
+    assert_eq!(c.jsonpath(&["cm", "settings"], "{.data.k1}"), "v1");
+    assert_eq!(c.jsonpath(&["cm", "settings"], "{.data.app\\.properties}"), "color=blue\nsize=3\n");
 
     let r = c.kubectl(&["create", "namespace", "team"]);
     assert_eq!(r.ok(), "namespace/team created\n");
-    assert_eq!(jsonpath(&c, &["ns", "team"], "{.status.phase} {.metadata.labels}"), r#"Active {"kubernetes.io/metadata.name":"team"}"#);
+    assert_eq!(c.jsonpath(&["ns", "team"], "{.status.phase} {.metadata.labels}"), r#"Active {"kubernetes.io/metadata.name":"team"}"#);
 
     let r = c.kubectl(&["-n", "team", "create", "deployment", "dd", "--image=nginx:1.27", "--replicas=3", "--port=8080"]);
     assert_eq!(r.ok(), "deployment.apps/dd created\n");
     assert_eq!(
-        jsonpath(&c, &["-n", "team", "deploy", "dd"], "{.spec.replicas} {.spec.template.spec.containers[0].name} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels} {.spec.template.metadata.labels}"),
+        c.jsonpath(&["-n", "team", "deploy", "dd"], "{.spec.replicas} {.spec.template.spec.containers[0].name} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels} {.spec.template.metadata.labels}"),
         r#"3 nginx nginx:1.27 8080 {"app":"dd"} {"app":"dd"}"#
     );
     // -o yaml on create prints the object the server stored.
@@ -359,7 +351,7 @@ fn create_secret_configmap_namespace_deployment() {
     assert!(y.contains("  uid: ") && y.contains("  resourceVersion: ") && y.contains("data:\n  a: b\n"), "{y}");
     // Defaults are filled in for protobuf-created objects too (their strategy arrives as {}).
     assert_eq!(
-        jsonpath(&c, &["-n", "team", "deploy", "dd"], "{.spec.strategy.type} {.spec.strategy.rollingUpdate.maxSurge} {.spec.template.spec.containers[0].ports[0].protocol}"),
+        c.jsonpath(&["-n", "team", "deploy", "dd"], "{.spec.strategy.type} {.spec.strategy.rollingUpdate.maxSurge} {.spec.template.spec.containers[0].ports[0].protocol}"),
         "RollingUpdate 25% TCP"
     );
 }
@@ -432,7 +424,7 @@ fn diff_exit_codes() {
     assert!(r.stdout.lines().any(|l| l == "+  a: \"2\""), "{}", r.stdout);
     // A dry-run update does not bump the resourceVersion.
     assert!(!r.stdout.lines().any(|l| l.starts_with("+  resourceVersion") || l.starts_with("-  resourceVersion")), "{}", r.stdout);
-    assert_eq!(jsonpath(&c, &["cm", "dcm"], "{.data.a}"), "1", "diff must not change the object");
+    assert_eq!(c.jsonpath(&["cm", "dcm"], "{.data.a}"), "1", "diff must not change the object");
 
     // A new object diffs against nothing.
     std::fs::write(&file, cm("3").replace("dcm", "fresh")).expect("write");
@@ -484,7 +476,7 @@ fn error_conflict_on_stale_replace() {
     // A fresh copy replaces fine.
     let fresh = c.kubectl(&["get", "configmap", "x", "-o", "yaml"]).ok().replace("a: \"1\"", "a: \"2\"");
     assert_eq!(c.kubectl_stdin(&["replace", "-f", "-"], &fresh).ok(), "configmap/x replaced\n");
-    assert_eq!(jsonpath(&c, &["cm", "x"], "{.data.a} {.metadata.labels.bump}"), "2 1");
+    assert_eq!(c.jsonpath(&["cm", "x"], "{.data.a} {.metadata.labels.bump}"), "2 1");
 }
 
 #[test]
@@ -499,7 +491,7 @@ fn error_unknown_field_strict_validation() {
     let r = c.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], unknown);
     assert_eq!(r.ok(), "deployment.apps/unk created\n");
     assert!(r.stderr.contains("Warning: unknown field \"spec.foo\""), "{}", r.stderr);
-    assert_eq!(jsonpath(&c, &["deploy", "unk"], "{.spec.foo}"), "");
+    assert_eq!(c.jsonpath(&["deploy", "unk"], "{.spec.foo}"), "");
 }
 
 #[test]
@@ -516,12 +508,12 @@ fn server_dry_run_changes_nothing() {
     assert_eq!(c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &cm("1")).ok(), "configmap/real created (server dry run)\n");
     assert_eq!(c.kubectl(&["get", "cm", "real"]).err().trim(), "Error from server (NotFound): configmaps \"real\" not found");
     c.kubectl_stdin(&["apply", "-f", "-"], &cm("1")).ok();
-    let rv = jsonpath(&c, &["cm", "real"], "{.metadata.resourceVersion}");
+    let rv = c.jsonpath(&["cm", "real"], "{.metadata.resourceVersion}");
     assert_eq!(c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &cm("2")).ok(), "configmap/real configured (server dry run)\n");
     assert_eq!(c.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &cm("3")).ok(), "configmap/real serverside-applied (server dry run)\n");
     assert_eq!(c.kubectl(&["label", "cm", "real", "x=y", "--dry-run=server"]).ok(), "configmap/real labeled (server dry run)\n");
     assert_eq!(c.kubectl(&["delete", "cm", "real", "--dry-run=server"]).ok(), "configmap \"real\" deleted (server dry run)\n");
-    assert_eq!(jsonpath(&c, &["cm", "real"], "{.data.a} {.metadata.labels} {.metadata.resourceVersion}"), format!("1  {rv}"));
+    assert_eq!(c.jsonpath(&["cm", "real"], "{.data.a} {.metadata.labels} {.metadata.resourceVersion}"), format!("1  {rv}"));
 }
 
 #[test]
