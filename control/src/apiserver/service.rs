@@ -843,7 +843,10 @@ impl Api {
             return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{}\"", pod["spec"]["nodeName"].as_str().unwrap_or(""))));
         }
         let message = format!("Successfully assigned {}/{} to {}", ns.unwrap_or("default"), name, node);
-        self.record_event(&pod, "Normal", "Scheduled", &message, "default-scheduler").await;
+        // The event is not part of the binding: don't make the binder wait for it.
+        let api = self.clone();
+        let event_pod = pod.clone();
+        tokio::spawn(async move { api.record_event(&event_pod, "Normal", "Scheduled", &message, "default-scheduler").await });
         Ok(pod)
     }
 

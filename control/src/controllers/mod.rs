@@ -58,6 +58,7 @@ fn expired_events(objects: &[(String, std::sync::Arc<crate::store::Stored>)], cu
 
 /// Runs the garbage collector and namespace controller until shutdown.
 pub(crate) async fn run(api: Api, shutdown: Shutdown) {
+    tokio::spawn(run_scheduler(api.clone(), shutdown.clone()));
     let mut last_seen = u64::MAX;
     let mut last_pass = std::time::Instant::now();
     loop {
@@ -75,6 +76,31 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown) {
             // A pass scans every object: under a stream of writes, keep its share of CPU
             // bounded by waiting several times as long as it took.
             pause = pause.max(started.elapsed() * 5);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The scheduler's own loop: it reads only nodes and pods, so it re-plans on every change
+/// without waiting behind the other controllers' full scans.
+async fn run_scheduler(api: Api, shutdown: Shutdown) {
+    let mut last_seen = u64::MAX;
+    loop {
+        let rev = api.store.revision();
+        let mut pause = Duration::from_millis(20);
+        if rev != last_seen {
+            last_seen = rev;
+            let started = std::time::Instant::now();
+            let mut keyed = api.store.list_keys("core/nodes/");
+            keyed.extend(api.store.list_keys("core/pods/"));
+            if let Err(e) = schedule_pending(&api, &keyed).await {
+                tracing::warn!(error = %e, "scheduling pass failed");
+            }
+            // Many unschedulable pods make every pass long: keep re-planning from eating the CPU.
+            pause = pause.max(started.elapsed() * 2);
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -156,7 +182,6 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
             }
         }
     }
-    schedule_pending(api, &keyed).await?;
     deployment::reconcile_all(api, &keyed, api.clock.now()).await?;
     replicaset::reconcile_all(api, &keyed, api.clock.now()).await?;
     // Agents write heartbeats in wall-clock time, whatever clock the control plane runs.
@@ -215,7 +240,7 @@ async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::sto
             }
         }
     }
-    const IN_FLIGHT: usize = 256;
+    const IN_FLIGHT: usize = 1024;
     for chunk in binds.chunks(IN_FLIGHT) {
         let results = futures::future::join_all(chunk.iter().map(|(pod, node)| {
             api.bind(info, pod["metadata"]["namespace"].as_str(), pod["metadata"]["name"].as_str().unwrap_or(""), node)
