@@ -641,21 +641,7 @@ async fn execute(api: &Api, cj: &Value, steps: Vec<Step>, seen: &HashSet<(String
                 if let Some((job_name, r)) = &created {
                     fix_created_ref(&mut status, &cj["status"], job_name, r.as_ref());
                 }
-                let r = api
-                    .modify(cronjobs, Some(ns), name(cj), &|cur| {
-                        if cur["metadata"]["uid"].as_str() != Some(cj_uid.as_str()) || cur["status"] == status {
-                            return None;
-                        }
-                        let mut new = cur.clone();
-                        new["status"] = status.clone();
-                        Some(new)
-                    })
-                    .await;
-                if let Err(e) = r
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
+                super::statefulset::write_status(api, cronjobs, cj, status).await?;
             }
             Step::Event { type_, reason, message } => {
                 if !seen.contains(&(cj_uid.clone(), reason.to_string(), message.clone())) {

@@ -995,17 +995,7 @@ async fn execute(api: &Api, d: &Value, steps: Vec<Step>) -> Result<(), ApiError>
                 })
                 .await?;
             }
-            Step::Status { status } => {
-                api.modify(deployments, Some(ns), name(d), &|cur| {
-                    if uid(cur) != d_uid || cur["status"] == status {
-                        return None;
-                    }
-                    let mut new = cur.clone();
-                    new["status"] = status.clone();
-                    Some(new)
-                })
-                .await?;
-            }
+            Step::Status { status } => super::statefulset::write_status(api, deployments, d, status).await?,
         }
     }
     Ok(())

@@ -628,23 +628,7 @@ async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiErro
                     Err(e) => api.record_event(job, "Warning", "FailedDelete", &format!("Error deleting: {}", e.message), COMPONENT).await,
                 }
             }
-            Step::Status { status } => {
-                let r = api
-                    .modify(jobs, Some(ns), name(job), &|cur| {
-                        if cur["metadata"]["uid"].as_str() != Some(job_uid.as_str()) || cur["status"] == status {
-                            return None;
-                        }
-                        let mut new = cur.clone();
-                        new["status"] = status.clone();
-                        Some(new)
-                    })
-                    .await;
-                if let Err(e) = r
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
-            }
+            Step::Status { status } => super::statefulset::write_status(api, jobs, job, status).await?,
             // Events come from transitions of the Job's status, so a plan repeats none.
             Step::Event { type_, reason, message } => api.record_event(job, type_, reason, &message, COMPONENT).await,
             Step::DeleteJob => {

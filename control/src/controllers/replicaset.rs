@@ -449,20 +449,7 @@ async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError
     {
         o.remove("conditions");
     }
-    let r = api
-        .modify(sets, Some(ns), name(rs), &|cur| {
-            if cur["metadata"]["uid"].as_str() != Some(rs_uid.as_str()) || cur["status"] == status {
-                return None;
-            }
-            let mut new = cur.clone();
-            new["status"] = status.clone();
-            Some(new)
-        })
-        .await;
-    match r {
-        Err(e) if !transient(&e) => Err(e),
-        _ => Ok(()),
-    }
+    super::statefulset::write_status(api, sets, rs, status).await
 }
 
 #[cfg(test)]
