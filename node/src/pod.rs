@@ -332,6 +332,9 @@ async fn prepare_volumes(run: &PodRun) -> Result<Vec<(String, PathBuf, bool)>, S
     let Some(vols) = run.pod["spec"]["volumes"].as_array() else { return Ok(out) };
     for v in vols {
         let name = s(&v["name"]);
+        if !safe_component(&name) {
+            return Err(format!("volume name {name:?} is not a valid path component"));
+        }
         let dir = run.dir.join("volumes").join(&name);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("volume {name}: {e}"))?;
         if v.get("emptyDir").is_some() {
@@ -342,10 +345,14 @@ async fn prepare_volumes(run: &PodRun) -> Result<Vec<(String, PathBuf, bool)>, S
             match api.get_opt(&cm_name).await {
                 Ok(Some(obj)) => {
                     for (k, val) in obj.data.unwrap_or_default() {
-                        tokio::fs::write(dir.join(&k), val).await.map_err(|e| format!("volume {name}: {e}"))?;
+                        if safe_component(&k) {
+                            tokio::fs::write(dir.join(&k), val).await.map_err(|e| format!("volume {name}: {e}"))?;
+                        }
                     }
                     for (k, val) in obj.binary_data.unwrap_or_default() {
-                        tokio::fs::write(dir.join(&k), val.0).await.map_err(|e| format!("volume {name}: {e}"))?;
+                        if safe_component(&k) {
+                            tokio::fs::write(dir.join(&k), val.0).await.map_err(|e| format!("volume {name}: {e}"))?;
+                        }
                     }
                 }
                 Ok(None) if cm["optional"] == json!(true) => {}
@@ -359,7 +366,9 @@ async fn prepare_volumes(run: &PodRun) -> Result<Vec<(String, PathBuf, bool)>, S
             match api.get_opt(&sec_name).await {
                 Ok(Some(obj)) => {
                     for (k, val) in obj.data.unwrap_or_default() {
-                        tokio::fs::write(dir.join(&k), val.0).await.map_err(|e| format!("volume {name}: {e}"))?;
+                        if safe_component(&k) {
+                            tokio::fs::write(dir.join(&k), val.0).await.map_err(|e| format!("volume {name}: {e}"))?;
+                        }
                     }
                 }
                 Ok(None) if sec["optional"] == json!(true) => {}
@@ -371,7 +380,7 @@ async fn prepare_volumes(run: &PodRun) -> Result<Vec<(String, PathBuf, bool)>, S
             // Node-local storage for a claim: a directory that outlives the pod, so the
             // replacement pod on this node (a StatefulSet's) gets the same data.
             let claim = s(&pvc["claimName"]);
-            if claim.is_empty() || claim.contains('/') || claim.contains("..") {
+            if !safe_component(&claim) {
                 return Err(format!("volume \"{name}\": invalid claimName {claim:?}"));
             }
             let claim_dir = run.ctx.config.data_dir.join("claims").join(&run.ns).join(&claim);
@@ -571,9 +580,18 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
     let mut mounts = Vec::new();
     for m in c["volumeMounts"].as_array().cloned().unwrap_or_default() {
         if let Some((_, dir, ro)) = volumes.iter().find(|(n, _, _)| *n == s(&m["name"])) {
-            let host = match m["subPath"].as_str() {
-                Some(sub) if !sub.is_empty() && !sub.contains("..") => dir.join(sub),
-                _ => dir.clone(),
+            let host = match m["subPath"].as_str().filter(|sub| !sub.is_empty()) {
+                None => dir.clone(),
+                Some(sub) => match contained(dir, sub) {
+                    Some(p) => p,
+                    None => {
+                        let msg = format!("volumeMount {}: subPath {sub:?} must be a relative path inside the volume", s(&m["name"]));
+                        run.set_state(&name, init, |r| r.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: msg.clone() });
+                        run.event("Warning", "Failed", &format!("Error: {msg}"));
+                        wait_killed(kill).await;
+                        return None;
+                    }
+                },
             };
             mounts.push(Mount { host_path: host, guest_path: s(&m["mountPath"]), read_only: *ro || m["readOnly"] == json!(true) });
         }
@@ -593,6 +611,10 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
         request_timeout: Some(REQUEST_TIMEOUT),
     };
     let ports = c["ports"].as_array().map(|a| a.iter().filter_map(|p| p["containerPort"].as_u64()).map(|p| p as u16).collect()).unwrap_or_default();
+    if !safe_component(&name) {
+        tracing::error!(container = %name, "container name is not a valid path component");
+        return None;
+    }
     let logs = match ContainerLogs::open(run.dir.join("logs").join(&name), run.ctx.config.max_log_bytes) {
         Ok(l) => l,
         Err(e) => {
@@ -603,6 +625,25 @@ async fn prepare_container(run: &Arc<PodRun>, c: &Value, init: bool, volumes: &[
     let spec = InstanceSpec { argv, env, mounts, limits };
     run.entry.set_container(Arc::new(ContainerEntry { name: name.clone(), compiled: Some(compiled.clone()), spec: spec.clone(), http: None, ports: Vec::clone(&ports), logs: logs.clone() }));
     Some(Prepared { name, init, compiled, spec, ports, logs, fuel: Arc::new(AtomicU64::new(0)) })
+}
+
+/// True for a name usable as one path component under a pod's directory.
+fn safe_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// `dir/sub` when `sub` is a relative path that stays inside `dir` once symlinks are
+/// resolved (a guest may have planted one in a writable volume); created if missing.
+fn contained(dir: &std::path::Path, sub: &str) -> Option<PathBuf> {
+    let rel = std::path::Path::new(sub);
+    if !rel.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+        return None;
+    }
+    let base = std::fs::canonicalize(dir).ok()?;
+    let joined = base.join(rel);
+    let _ = std::fs::create_dir_all(&joined);
+    let real = std::fs::canonicalize(&joined).ok()?;
+    real.starts_with(&base).then_some(real)
 }
 
 /// The repository part of an image reference (no tag, no digest), as imageIDs name it.
@@ -721,7 +762,20 @@ async fn run_command(run: &Arc<PodRun>, p: &Prepared, kill: &mut watch::Receiver
 
 #[cfg(test)]
 mod tests {
-    use super::repository;
+    use super::{contained, repository, safe_component};
+
+    #[test]
+    fn sub_paths_stay_inside_the_volume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::canonicalize(dir.path()).expect("canonical");
+        assert_eq!(contained(dir.path(), "a/b"), Some(base.join("a/b")));
+        for bad in ["/", "/etc", "../x", "a/../../x", "./a"] {
+            assert_eq!(contained(dir.path(), bad), None, "{bad}");
+        }
+        std::os::unix::fs::symlink("../../..", dir.path().join("esc")).expect("symlink");
+        assert_eq!(contained(dir.path(), "esc"), None);
+        assert!(!safe_component("..") && !safe_component("a/b") && safe_component("data"));
+    }
 
     #[test]
     fn repository_drops_tag_and_digest_but_not_port() {

@@ -214,6 +214,14 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
     }
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // No segment may climb: `.`/`..`, encoded or not, or an encoded separator.
+    if segments.iter().any(|seg| {
+        let lower = seg.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded == "." || decoded == ".." || lower.contains("%2f") || lower.contains("%5c")
+    }) {
+        return text(StatusCode::BAD_REQUEST, "path segments '.' and '..' are not allowed");
+    }
     match segments.as_slice() {
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => container_logs(&ctx, ns, pod, container, req.uri().query()).await,
         ["exec", ns, pod, container] => exec(&ctx, ns, pod, container, req),

@@ -283,10 +283,10 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             Method::DELETE => {
                 let mut opts = delete_options(&query)?;
                 let body = read_body(body).await?;
-                if !body.is_empty()
-                    && let Ok(v) = decode_body(&headers, &body)
-                {
-                    opts.merge_body(&v);
+                if !body.is_empty() {
+                    // DeleteOptions that cannot be read must not be ignored: they may carry
+                    // dryRun or preconditions.
+                    opts.merge_body(&decode_body(&headers, &body)?);
                 }
                 let obj = app.api.delete(info, ns, name, &opts).await?;
                 let code = if obj["metadata"]["deletionTimestamp"].is_null() || app.api.store.get(&service::key(info, ns, name)).is_none() {
@@ -573,10 +573,8 @@ async fn delete_collection(app: &Arc<App>, info: &'static ResourceInfo, ns: Opti
     let filter = Filter::parse(info, query)?;
     let mut opts = delete_options(query)?;
     let body = read_body(body).await?;
-    if !body.is_empty()
-        && let Ok(v) = decode_body(headers, &body)
-    {
-        opts.merge_body(&v);
+    if !body.is_empty() {
+        opts.merge_body(&decode_body(headers, &body)?);
     }
     let (items, _, _) = app.api.store.list(&service::prefix(info, ns), None, None, &|s| filter.matches(&s.value));
     let mut deleted = Vec::new();

@@ -467,6 +467,14 @@ fn proxy_rest(path: &str) -> String {
     }
 }
 
+/// True for a path segment that is, or decodes to, `.` or `..`, or hides a separator:
+/// forwarded to the node it could climb out of this pod's proxy path.
+fn unsafe_segment(seg: &str) -> bool {
+    let lower = seg.to_ascii_lowercase();
+    let decoded = lower.replace("%2e", ".");
+    decoded == "." || decoded == ".." || lower.contains("%2f") || lower.contains("%5c") || seg.contains('\\')
+}
+
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host"];
 
@@ -479,7 +487,11 @@ async fn proxy(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -
     let pod = app.api.get(info, Some(r.namespace), name)?;
     let port = proxy_port(&pod.value, name, port)?;
     let base = node_base(app, &pod.value, name)?;
-    let mut url = format!("{base}/proxy/{}/{}/{port}/{}", path_segment(r.namespace), path_segment(name), proxy_rest(r.uri.path()));
+    let rest = proxy_rest(r.uri.path());
+    if rest.split('/').any(unsafe_segment) {
+        return Err(ApiError::bad_request("the proxied path may not contain '.' or '..' segments or encoded separators"));
+    }
+    let mut url = format!("{base}/proxy/{}/{}/{port}/{}", path_segment(r.namespace), path_segment(name), rest);
     if let Some(query) = r.uri.query() {
         url.push('?');
         url.push_str(query);
@@ -549,6 +561,12 @@ mod tests {
         assert_eq!(proxy_rest("/api/v1/namespaces/default/pods/web:8080/proxy/a/b/"), "a/b/");
         assert_eq!(proxy_rest("/api/v1/namespaces/default/pods/web:8080/proxy"), "");
         assert_eq!(proxy_rest("/api/v1/namespaces/default/pods/web/proxy/"), "");
+        for bad in ["..", ".", "%2e%2e", "%2E.", ".%2e", "a%2fb", "a%5Cb"] {
+            assert!(unsafe_segment(bad), "{bad}");
+        }
+        for fine in ["a", "...", "a.b", "%2e%2e%2e"] {
+            assert!(!unsafe_segment(fine), "{fine}");
+        }
     }
 
     #[test]

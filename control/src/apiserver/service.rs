@@ -155,6 +155,36 @@ impl DeleteOptions {
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 const CONFLICT_RETRIES: usize = 16;
+/// Kubernetes' limit on JSON patch operations.
+const MAX_JSON_PATCH_OPS: usize = 10_000;
+/// Largest object stored (patches can grow one past the request-body limit).
+const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+
+/// Rejects objects too large to store, whatever write produced them.
+fn check_size(v: &Value) -> Result<(), ApiError> {
+    let mut counter = ByteCounter(0);
+    if serde_json::to_writer(&mut counter, v).is_err() || counter.0 > MAX_OBJECT_BYTES {
+        return Err(ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: the object exceeds {MAX_OBJECT_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Counts bytes written and stops early once over the limit.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        if self.0 > MAX_OBJECT_BYTES {
+            return Err(std::io::Error::other("object too large"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The object operations.
 #[derive(Clone)]
@@ -397,6 +427,7 @@ impl Api {
         }
         self.prepare_create(info, &mut body, &opts.field_manager);
         drop_empty_maps(&mut body);
+        check_size(&body)?;
         let name = name_of(&body).to_string();
         let causes = flotilla_api::validation::validate_create(info.group, info.kind, info.namespaced, &body);
         if !causes.is_empty() {
@@ -499,6 +530,7 @@ impl Api {
     /// Validates and stores `new` computed from `old` (resourceVersion precondition).
     async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, mut new: Value, dry_run: bool) -> Result<Value, ApiError> {
         drop_empty_maps(&mut new);
+        check_size(&new)?;
         let causes = flotilla_api::validation::validate_update(info.group, info.kind, &old.value, &new);
         if !causes.is_empty() {
             return Err(Self::invalid(info, name, causes));
@@ -539,7 +571,7 @@ impl Api {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
         }
         let wanted_rv = meta(&body)["resourceVersion"].as_str().map(str::to_string).filter(|s| !s.is_empty());
-        loop {
+        for _ in 0..CONFLICT_RETRIES {
             let old = self.get(info, ns, name)?;
             if let Some(rv) = &wanted_rv
                 && rv != &old.rv.to_string()
@@ -553,6 +585,7 @@ impl Api {
                 Ok(object) => return Ok(Written { object, warnings, created: false }),
             }
         }
+        Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
     }
 
     /// PATCH an object (or its status); server-side apply creates a missing object.
@@ -591,10 +624,28 @@ impl Api {
                 PatchType::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                    if ops.0.len() > MAX_JSON_PATCH_OPS {
+                        return Err(ApiError::new(422, "Invalid", format!("the allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPS}, got {}", ops.0.len())));
+                    }
                     let mut doc = old.value.clone();
-                    json_patch::patch(&mut doc, &ops).map_err(|e| {
-                        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
-                    })?;
+                    // Copies can double the document op after op: bound the bytes they copy
+                    // in all (Kubernetes' JSONPatchMaxCopyBytes) before anything is copied.
+                    let mut copied = 0usize;
+                    for op in &ops.0 {
+                        if let json_patch::PatchOperation::Copy(c) = op
+                            && let Some(v) = doc.pointer(c.from.as_str())
+                        {
+                            let mut counter = ByteCounter(copied);
+                            let fits = serde_json::to_writer(&mut counter, v).is_ok();
+                            copied = counter.0;
+                            if !fits {
+                                return Err(ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: the patch copies more than {MAX_OBJECT_BYTES} bytes")));
+                            }
+                        }
+                        json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+                            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                        })?;
+                    }
                     doc
                 }
                 PatchType::Merge => {

@@ -1046,6 +1046,14 @@ fn validate_container(
         if !mount_points.insert(mp.to_string()) {
             c.push(invalid(&child(&p, "mountPath"), s(mp), "must be unique"));
         }
+        // Kubernetes' validateLocalDescendingPath: relative, and no '..' element.
+        let sub = str_at(mnt, &["subPath"]);
+        if sub.starts_with('/') {
+            c.push(invalid(&child(&p, "subPath"), s(sub), "must be a relative path"));
+        }
+        if sub.split(['/', '\\']).any(|e| e == "..") {
+            c.push(invalid(&child(&p, "subPath"), s(sub), "must not contain '..'"));
+        }
     }
     if let Some(pp) = at(ctr, &["imagePullPolicy"]).map(text)
         && !matches!(pp.as_str(), "Always" | "IfNotPresent" | "Never")
