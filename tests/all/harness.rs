@@ -48,6 +48,21 @@ impl Run {
     }
 }
 
+/// Waits (up to a minute) for the line a flotilla process prints once it serves.
+fn ready_line(child: &mut Child) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains("ready") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+}
+
 pub fn flotilla_bin() -> &'static str {
     env!("CARGO_BIN_EXE_flotilla")
 }
@@ -94,17 +109,7 @@ impl Cluster {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn flotilla up");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if line.contains("ready") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("flotilla up printed no ready line");
+        let line = ready_line(&mut child).expect("flotilla up printed no ready line");
         let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("url in ready line").to_string();
         let pid = child.id();
         Cluster { child: Some(child), dir, url, kubeconfig, pid }
@@ -339,18 +344,9 @@ impl NodeProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn flotilla node");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if line.contains("ready") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
+        let ready = ready_line(&mut child);
         let mut node = NodeProcess { child: Some(child), name: name.to_string(), _dir: dir };
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        let line = ready.unwrap_or_else(|_| {
             node.kill();
             panic!("flotilla node {name} printed no ready line")
         });

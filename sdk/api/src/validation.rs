@@ -1327,12 +1327,10 @@ fn template_labels(tmpl: Option<&Value>) -> Option<&Map<String, Value>> {
     tmpl.and_then(|t| obj_at(t, &["metadata", "labels"]))
 }
 
-/// Selector `spec.selector` (required, non-empty) plus template checks for Deployment and ReplicaSet.
-fn validate_replica_set_like(c: &mut Vec<Cause>, obj: &Value, what: &str) {
-    nonneg(c, obj, &["spec", "replicas"]);
-    if what != "Deployment" {
-        nonneg(c, obj, &["spec", "minReadySeconds"]);
-    }
+/// `spec.selector` of a workload: required, valid, not empty (`empty selector is invalid
+/// for {kind_word}`) and selecting the template's labels. Returns the template and whether
+/// the selector could be parsed (`unparsable` is the detail when not).
+fn required_selector_of_template<'a>(c: &mut Vec<Cause>, obj: &'a Value, kind_word: &str, unparsable: &str) -> (Option<&'a Value>, bool) {
     let sel = at(obj, &["spec", "selector"]);
     match sel {
         None => c.push(required("spec.selector", "")),
@@ -1342,42 +1340,63 @@ fn validate_replica_set_like(c: &mut Vec<Cause>, obj: &Value, what: &str) {
                 c.push(invalid(
                     "spec.selector",
                     Bad::Raw(go_label_selector(sel)),
-                    "empty selector is invalid for deployment",
+                    &format!("empty selector is invalid for {kind_word}"),
                 ));
             }
         }
     }
     let tmpl = at(obj, &["spec", "template"]);
     match LabelSelector::from_label_selector_json(sel.unwrap_or(&Value::Null)) {
-        Err(_) => c.push(invalid(
-            "spec.selector",
-            Bad::Raw(go_label_selector(sel)),
-            "invalid label selector",
-        )),
+        Err(_) => {
+            c.push(invalid("spec.selector", Bad::Raw(go_label_selector(sel)), unparsable));
+            (tmpl, false)
+        }
         Ok(selector) => {
             if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
                 c.push(template_mismatch(tmpl, "spec.template"));
             }
-            let empty = Value::Object(Map::new());
-            let t = tmpl.unwrap_or(&empty);
-            validate_pod_template(c, t, "spec.template");
-            if let Some(rp) = at(t, &["spec", "restartPolicy"])
-                .map(text)
-                .filter(|r| r != "Always")
-            {
-                c.push(not_supported(
-                    "spec.template.spec.restartPolicy",
-                    Bad::Str(rp),
-                    &["Always"],
-                ));
-            }
-            if at(t, &["spec", "activeDeadlineSeconds"]).is_some() {
-                c.push(forbidden(
-                    "spec.template.spec.activeDeadlineSeconds",
-                    "activeDeadlineSeconds in ReplicaSet is not Supported",
-                ));
-            }
+            (tmpl, true)
         }
+    }
+}
+
+/// Pods of long-running workloads: restartPolicy Always only, no activeDeadlineSeconds
+/// (`activeDeadlineSeconds in {kind} is not Supported`).
+fn always_restarting_template(c: &mut Vec<Cause>, tmpl: Option<&Value>, kind: &str) {
+    if let Some(rp) = tmpl
+        .and_then(|t| at(t, &["spec", "restartPolicy"]))
+        .map(text)
+        .filter(|r| r != "Always")
+    {
+        c.push(not_supported(
+            "spec.template.spec.restartPolicy",
+            Bad::Str(rp),
+            &["Always"],
+        ));
+    }
+    if tmpl
+        .and_then(|t| at(t, &["spec", "activeDeadlineSeconds"]))
+        .is_some()
+    {
+        c.push(forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            &format!("activeDeadlineSeconds in {kind} is not Supported"),
+        ));
+    }
+}
+
+/// Selector plus template checks for Deployment and ReplicaSet.
+fn validate_replica_set_like(c: &mut Vec<Cause>, obj: &Value, what: &str) {
+    nonneg(c, obj, &["spec", "replicas"]);
+    if what != "Deployment" {
+        nonneg(c, obj, &["spec", "minReadySeconds"]);
+    }
+    let (tmpl, parsed) = required_selector_of_template(c, obj, "deployment", "invalid label selector");
+    if parsed {
+        let empty = Value::Object(Map::new());
+        validate_pod_template(c, tmpl.unwrap_or(&empty), "spec.template");
+        // Kubernetes says ReplicaSet here for Deployments too.
+        always_restarting_template(c, Some(tmpl.unwrap_or(&empty)), "ReplicaSet");
     }
     if what == "Deployment" {
         if str_at(obj, &["spec", "strategy", "type"]) == "Recreate"
@@ -1424,22 +1443,7 @@ fn validate_daemon_set(c: &mut Vec<Cause>, obj: &Value) {
     let empty = Value::Object(Map::new());
     let t = tmpl.unwrap_or(&empty);
     validate_pod_template(c, t, "spec.template");
-    if let Some(rp) = at(t, &["spec", "restartPolicy"])
-        .map(text)
-        .filter(|r| r != "Always")
-    {
-        c.push(not_supported(
-            "spec.template.spec.restartPolicy",
-            Bad::Str(rp),
-            &["Always"],
-        ));
-    }
-    if at(t, &["spec", "activeDeadlineSeconds"]).is_some() {
-        c.push(forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in DaemonSet is not Supported",
-        ));
-    }
+    always_restarting_template(c, Some(t), "DaemonSet");
     nonneg(c, obj, &["spec", "minReadySeconds"]);
     nonneg(c, obj, &["spec", "revisionHistoryLimit"]);
 }
@@ -1458,64 +1462,21 @@ fn validate_stateful_set(c: &mut Vec<Cause>, obj: &Value) {
     }
     nonneg(c, obj, &["spec", "replicas"]);
     nonneg(c, obj, &["spec", "minReadySeconds"]);
-    let sel = at(obj, &["spec", "selector"]);
-    match sel {
-        None => c.push(required("spec.selector", "")),
-        Some(sv) => {
-            validate_label_selector(c, sv, "spec.selector");
-            if selector_is_empty(sv) {
-                c.push(invalid(
-                    "spec.selector",
-                    Bad::Raw(go_label_selector(sel)),
-                    "empty selector is invalid for statefulset",
-                ));
-            }
-        }
+    let (tmpl, parsed) = required_selector_of_template(c, obj, "statefulset", "");
+    if parsed {
+        // Kubernetes checks only the template's labels and annotations for StatefulSets.
+        validate_labels(
+            c,
+            tmpl.and_then(|t| at(t, &["metadata", "labels"])),
+            "spec.template.labels",
+        );
+        validate_annotations(
+            c,
+            tmpl.and_then(|t| at(t, &["metadata", "annotations"])),
+            "spec.template.annotations",
+        );
     }
-    let tmpl = at(obj, &["spec", "template"]);
-    match LabelSelector::from_label_selector_json(sel.unwrap_or(&Value::Null)) {
-        Err(_) => c.push(invalid(
-            "spec.selector",
-            Bad::Raw(go_label_selector(sel)),
-            "",
-        )),
-        Ok(selector) => {
-            if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
-                c.push(template_mismatch(tmpl, "spec.template"));
-            }
-            // Kubernetes checks only the template's labels and annotations for StatefulSets.
-            validate_labels(
-                c,
-                tmpl.and_then(|t| at(t, &["metadata", "labels"])),
-                "spec.template.labels",
-            );
-            validate_annotations(
-                c,
-                tmpl.and_then(|t| at(t, &["metadata", "annotations"])),
-                "spec.template.annotations",
-            );
-        }
-    }
-    if let Some(rp) = tmpl
-        .and_then(|t| at(t, &["spec", "restartPolicy"]))
-        .map(text)
-        .filter(|r| r != "Always")
-    {
-        c.push(not_supported(
-            "spec.template.spec.restartPolicy",
-            Bad::Str(rp),
-            &["Always"],
-        ));
-    }
-    if tmpl
-        .and_then(|t| at(t, &["spec", "activeDeadlineSeconds"]))
-        .is_some()
-    {
-        c.push(forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in StatefulSet is not Supported",
-        ));
-    }
+    always_restarting_template(c, tmpl, "StatefulSet");
 }
 
 fn selector_immutable(c: &mut Vec<Cause>, old: &Value, new: &Value) {
