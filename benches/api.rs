@@ -4,6 +4,11 @@
 //! with 10,000 objects in a namespace (JSON and Table), and watch latency from write-ack
 //! to the event arriving on an open watch. Prints medians and p99s.
 
+
+/// The allocator the `flotilla` binary uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -207,6 +212,7 @@ async fn run() {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
         store: flotilla_control::store::StoreConfig::default(),
+        scheduler: true,
     })
     .await
     .expect("start control plane");

@@ -12,6 +12,11 @@
 //!    node process idle and per 1,000 idle HTTP pods.
 //! Prints medians and p99s.
 
+
+/// The allocator the `flotilla` binary uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -409,6 +414,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
         store: flotilla_control::store::StoreConfig::default(),
+        scheduler: true,
     })
     .await
     .expect("start control plane");

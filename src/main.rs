@@ -2,6 +2,12 @@
 
 mod commands;
 
+/// mimalloc instead of the system allocator: the control plane's hot paths build and drop
+/// JSON objects, and glibc's malloc/free took about a quarter of the CPU of the scheduler
+/// benchmark (`benches/*` use the same allocator, so they measure this binary's behaviour).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 /// Flotilla: Kubernetes, rebuilt for WebAssembly.

@@ -24,6 +24,9 @@ pub struct ControlPlaneConfig {
     /// Address the HTTPS API listens on (port 0 picks a free port).
     pub listen: SocketAddr,
     pub store: StoreConfig,
+    /// Run the default scheduler (off: pods stay pending until something else binds them,
+    /// as with a control plane whose kube-scheduler is not running).
+    pub scheduler: bool,
 }
 
 /// A running control plane.
@@ -36,6 +39,7 @@ pub struct ControlPlaneHandle {
     pub admin_token: String,
     trigger: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: Store,
 }
 
 impl ControlPlaneHandle {
@@ -44,12 +48,15 @@ impl ControlPlaneHandle {
         format!("https://{}", self.local_addr)
     }
 
-    /// Stops serving and waits for the tasks to end.
+    /// Stops serving, waits for the tasks to end and closes the store, so the data
+    /// directory can be opened again as soon as this returns.
     pub async fn shutdown(self) {
         self.trigger.trigger();
         for t in self.tasks {
             let _ = t.await;
         }
+        let store = self.store;
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
 }
 
@@ -66,7 +73,7 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let store_dir = config.data_dir.join("store");
     let store_cfg = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
-    let api = Api::new(store, clock);
+    let api = Api::new(store.clone(), clock);
     let ns_info = apiserver::resources::find("", "v1", "namespaces").expect("namespaces served");
     for ns in DEFAULT_NAMESPACES {
         if api.get(ns_info, None, ns).is_err() {
@@ -85,6 +92,6 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let router = apiserver::router(app).merge(registry::router(registry));
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
-    tasks.push(tokio::spawn(controllers::run(api, shutdown)));
-    Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks })
+    tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler)));
+    Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks, store })
 }

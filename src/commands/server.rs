@@ -63,7 +63,7 @@ impl ControlPlaneFlags {
     pub(crate) async fn start_quiet(&self) -> anyhow::Result<ControlPlaneHandle> {
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
-        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default() };
+        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default(), scheduler: true };
         let handle = if self.clock_rate == 1.0 {
             flotilla_control::start(config).await?
         } else {

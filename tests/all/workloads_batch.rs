@@ -164,12 +164,17 @@ fn cron_jobs(c: &Cluster, cron: &str) -> Vec<(String, bool)> {
 }
 
 fn cronjob(name: &str, suspend: bool) -> String {
+    cronjob_in(name, suspend, "null")
+}
+
+fn cronjob_in(name: &str, suspend: bool, time_zone: &str) -> String {
     format!(
         r#"apiVersion: batch/v1
 kind: CronJob
 metadata: {{name: {name}}}
 spec:
   schedule: "*/1 * * * *"
+  timeZone: {time_zone}
   suspend: {suspend}
   successfulJobsHistoryLimit: 2
   failedJobsHistoryLimit: 1
@@ -194,6 +199,14 @@ fn workloads_batch_cronjob_schedules_and_prunes() {
     let c = Cluster::start_with(&["--nodes", "2", "--clock-rate", "30"]);
     c.apply(&cronjob("tick", false));
     c.apply(&cronjob("once", true));
+    c.apply(&cronjob_in("zoned", false, "Asia/Kolkata"));
+    // Zone names are checked against the tz database, with Kubernetes' message.
+    let bad = c.kubectl_stdin(&["apply", "-f", "-"], &cronjob_in("bad", false, "Mars/Olympus"));
+    assert!(
+        bad.err().contains(r#"The CronJob "bad" is invalid: spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus"#),
+        "{}",
+        bad.stderr
+    );
     let mut created = BTreeSet::new();
     let mut max_finished = 0;
     let mut over_limit = Vec::new();
@@ -233,6 +246,15 @@ fn workloads_batch_cronjob_schedules_and_prunes() {
     let out = c.kubectl(&["get", "cronjob", "tick"]).ok().to_string();
     assert_eq!(out.lines().next().map(cells), Some(["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"].map(String::from).to_vec()), "{out}");
     assert_eq!(out.lines().nth(1).map(cells).map(|r| r[..4].to_vec()), Some(["tick", "*/1 * * * *", "<none>", "False"].map(String::from).to_vec()), "{out}");
+
+    // A zoned CronJob runs on its zone's clock: the scheduled time carries its offset.
+    let zoned = c.kubectl(&["get", "cronjob", "zoned"]).ok().to_string();
+    assert_eq!(zoned.lines().nth(1).map(cells).map(|r| r[..3].to_vec()), Some(["zoned", "*/1 * * * *", "Asia/Kolkata"].map(String::from).to_vec()), "{zoned}");
+    let stamp = wait_for(Duration::from_secs(60), "a job of the zoned CronJob", || {
+        let out = c.kubectl(&["get", "jobs", "-l", "cron=zoned", r#"-o=jsonpath={.items[0].metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}"#]);
+        (out.code == 0 && !out.stdout.is_empty()).then(|| out.stdout.clone())
+    });
+    assert!(stamp.ends_with(":00+05:30"), "{stamp}");
 
     // The suspended CronJob made nothing; a job created from it runs to completion.
     assert!(cron_jobs(&c, "once").is_empty());

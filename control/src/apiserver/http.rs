@@ -509,14 +509,23 @@ fn watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         let encode = |kind: &str, obj: &Value| -> Bytes {
+            let table;
             let object = if as_table {
                 let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
-                table::table(info, &[obj], include, chrono::Utc::now(), &rv, None)
+                table = table::table(info, &[obj], include, chrono::Utc::now(), &rv, None);
+                &table
             } else {
-                obj.clone()
+                obj
             };
-            let mut line = json!({"type": kind, "object": object}).to_string();
-            line.push('\n');
+            // {"type":KIND,"object":OBJECT}\n, written straight from the stored object.
+            let mut line = Vec::with_capacity(1024);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(kind.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            if serde_json::to_writer(&mut line, object).is_err() {
+                line.extend_from_slice(b"null");
+            }
+            line.extend_from_slice(b"}\n");
             Bytes::from(line)
         };
         let mut next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;

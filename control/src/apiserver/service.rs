@@ -902,25 +902,133 @@ impl Api {
     }
 
     /// Creates an Event about `involved` (best effort: failures are logged, not returned).
+    ///
+    /// Events are the busiest internal writes (one per binding), so they skip what the
+    /// HTTP path does for untrusted bodies (type and field checks, validation, size) and
+    /// reuse the managedFields field set computed once per event shape; debug builds still
+    /// validate every event.
     pub(crate) async fn record_event(&self, involved: &Value, type_: &str, reason: &str, message: &str, component: &str) {
         let Some(info) = resources::find("", "v1", "events") else { return };
         let ns = involved["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let iname = name_of(involved).to_string();
         let now = self.now();
-        let ev = json!({
+        let mut reference = serde_json::Map::new();
+        for (k, v) in [
+            ("kind", &involved["kind"]),
+            ("namespace", &involved["metadata"]["namespace"]),
+            ("name", &json!(iname)),
+            ("uid", &involved["metadata"]["uid"]),
+            ("apiVersion", &involved["apiVersion"]),
+            ("resourceVersion", &involved["metadata"]["resourceVersion"]),
+        ] {
+            if v.as_str().is_some_and(|s| !s.is_empty()) {
+                reference.insert(k.into(), v.clone());
+            }
+        }
+        let mut ev = json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": format!("{}.{}", iname, uuid::Uuid::new_v4().simple().to_string().get(..16).unwrap_or("0")), "namespace": ns},
-            "involvedObject": {
-                "apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": iname,
-                "namespace": involved["metadata"]["namespace"], "uid": involved["metadata"]["uid"],
-                "resourceVersion": involved["metadata"]["resourceVersion"],
-            },
+            "involvedObject": reference,
             "reason": reason, "message": message, "type": type_,
             "source": {"component": component}, "reportingComponent": component,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         });
-        if let Err(e) = self.create(info, Some(&ns), ev, &WriteOptions { field_manager: component.into(), ..Default::default() }).await {
+        if let Err(e) = self.create_event(info, &ns, &mut ev, component).await {
             tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+
+    async fn create_event(&self, info: &ResourceInfo, ns: &str, ev: &mut Value, manager: &str) -> Result<(), ApiError> {
+        // The event's fields depend only on which involvedObject fields are present.
+        let shape: String = ev["involvedObject"].as_object().map(|m| m.keys().map(String::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        let cached = event_field_sets().lock().expect("field set cache").get(&(shape.clone(), manager.to_string())).cloned();
+        match cached {
+            Some(fields) => {
+                let now = self.now();
+                uuid_and_time(ev, &now);
+                meta_mut(ev).insert(
+                    "managedFields".into(),
+                    json!([{"manager": manager, "operation": "Update", "apiVersion": "v1", "time": now, "fieldsType": "FieldsV1", "fieldsV1": fields}]),
+                );
+            }
+            None => {
+                self.prepare_create(info, ev, manager);
+                if let Some(fields) = ev.pointer("/metadata/managedFields/0/fieldsV1") {
+                    event_field_sets().lock().expect("field set cache").insert((shape, manager.to_string()), fields.clone());
+                }
+            }
+        }
+        let name = name_of(ev).to_string();
+        debug_assert!(
+            flotilla_api::validation::validate_create(info.group, info.kind, info.namespaced, ev).is_empty(),
+            "internal event is invalid: {ev}"
+        );
+        self.check_namespace_open(info, Some(ns), &name)?;
+        self.store
+            .write(Op::Create { key: key(info, Some(ns), &name), object: ev.take() })
+            .await
+            .map_err(|e| ApiError::from_store(e, info, &name))?;
+        Ok(())
+    }
+}
+
+/// fieldsV1 of events recorded by the control plane, by (involvedObject fields, manager).
+fn event_field_sets() -> &'static std::sync::Mutex<std::collections::HashMap<(String, String), Value>> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<(String, String), Value>>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The uid and creationTimestamp a create assigns.
+fn uuid_and_time(v: &mut Value, now: &str) {
+    let m = meta_mut(v);
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(now));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn recorded_events_carry_the_same_fields_as_created_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).expect("store");
+        let api = Api::new(store, std::sync::Arc::new(SystemClock));
+        let opts = WriteOptions { field_manager: "test".into(), ..Default::default() };
+        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces");
+        api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &opts).await.expect("ns");
+        let cm_info = resources::find("", "v1", "configmaps").expect("configmaps");
+        let cm = api.create(cm_info, Some("default"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}), &opts).await.expect("cm").object;
+        // The first event of a shape goes through the full create preparation, later ones
+        // reuse its field set: both must look like what the API's own create stores.
+        for reason in ["First", "Second"] {
+            api.record_event(&cm, "Normal", reason, "m", "unit-test").await;
+        }
+        let ev_info = resources::find("", "v1", "events").expect("events");
+        let (events, _, _) = api.store.list("core/events/default/", None, None, &|_| true);
+        assert_eq!(events.len(), 2);
+        for e in &events {
+            let mut expected = e.value.clone();
+            let m = expected["metadata"].as_object_mut().expect("meta");
+            for k in ["uid", "creationTimestamp", "managedFields", "resourceVersion"] {
+                m.remove(k);
+            }
+            m.insert("name".into(), json!("another"));
+            let mut created = api.create(ev_info, Some("default"), expected.clone(), &WriteOptions { field_manager: "unit-test".into(), dry_run: true, ..Default::default() }).await.expect("valid event").object;
+            assert_eq!(created["metadata"]["managedFields"][0]["fieldsV1"], e.value["metadata"]["managedFields"][0]["fieldsV1"], "{}", e.value);
+            assert_eq!(e.value["metadata"]["managedFields"][0]["manager"], "unit-test");
+            assert!(e.value["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+            assert_eq!(e.value["involvedObject"]["uid"], cm["metadata"]["uid"]);
+            // Same keys in the same order apart from server-set values.
+            for k in ["uid", "creationTimestamp", "managedFields", "resourceVersion"] {
+                created["metadata"].as_object_mut().expect("meta").remove(k);
+            }
+            let mut stored = e.value.clone();
+            for k in ["uid", "creationTimestamp", "managedFields", "resourceVersion"] {
+                stored["metadata"].as_object_mut().expect("meta").remove(k);
+            }
+            stored["metadata"]["name"] = json!("another");
+            assert_eq!(serde_json::to_string(&created).expect("json"), serde_json::to_string(&stored).expect("json"));
         }
     }
 }

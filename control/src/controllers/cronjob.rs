@@ -4,9 +4,11 @@
 //! - Schedules: robfig/cron's standard parser (5 fields with `*`, lists, ranges, steps,
 //!   JAN..DEC / SUN..SAT names; day-of-month and day-of-week are ORed unless either starts
 //!   with `*`), the descriptors @yearly/@annually/@monthly/@weekly/@daily/@midnight/@hourly
-//!   and `@every DURATION`. Times are evaluated in `spec.timeZone`: UTC, the IANA
-//!   fixed-offset zones (`Etc/GMT+5` is UTC−5) and `±HH:MM` offsets. Other zone names are
-//!   reported with an UnknownTimeZone event and nothing is scheduled (no tz database here).
+//!   and `@every DURATION`. Times are evaluated in `spec.timeZone`, any name of the IANA
+//!   time zone database (compiled in, as kube-controller-manager embeds Go's tzdata; UTC
+//!   when unset). Across a DST change a wall-clock time the change skips does not run and
+//!   one it repeats runs at both instants, as robfig/cron does. An unknown zone (possible
+//!   only for objects stored before validation) gets an UnknownTimeZone event.
 //! - The due time is the most recent schedule time after `lastScheduleTime` (or creation),
 //!   and after `now - startingDeadlineSeconds`; over 100 missed times adds a
 //!   TooManyMissedTimes warning but the most recent still runs, as in Kubernetes 1.32.
@@ -24,9 +26,9 @@
 //!   plan that repeats each pass (JobAlreadyActive, MissSchedule…) records it once.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
 use super::job::finished;
@@ -34,7 +36,6 @@ use super::replicaset::{by_namespace, controller_ref, controller_uid, controller
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
-use crate::store::Stored;
 
 const COMPONENT: &str = "cronjob-controller";
 pub(crate) const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -196,16 +197,46 @@ fn bit(set: u64, i: u32) -> bool {
 impl Schedule {
     /// The first schedule time strictly after `after`, evaluated in `zone`; None when there
     /// is none within five years (e.g. "0 0 30 2 *").
-    pub(crate) fn next(&self, after: DateTime<Utc>, zone: FixedOffset) -> Option<DateTime<Utc>> {
-        let (minute, hour, dom, month, dow, dom_star, dow_star) = match *self {
-            Schedule::Every(secs) => {
-                let whole = after - Duration::nanoseconds(i64::from(after.timestamp_subsec_nanos()));
-                return Some(whole + Duration::seconds(secs));
+    pub(crate) fn next(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        if let Schedule::Every(secs) = *self {
+            let whole = after - Duration::nanoseconds(i64::from(after.timestamp_subsec_nanos()));
+            return Some(whole + Duration::seconds(secs));
+        }
+        // Wall-clock times that match, mapped to the instants they name in the zone (none
+        // in a spring-forward gap, two in a fall-back hour). A repeated hour can put a
+        // later wall time at an earlier instant, so search from a little before `after`'s
+        // wall time and stop once wall times are well past the best instant found.
+        const SLACK: Duration = Duration::hours(3);
+        let mut wall = self.next_wall(after.with_timezone(&zone).naive_local() - SLACK)?;
+        let mut best: Option<DateTime<Utc>> = None;
+        loop {
+            let instants = match zone.from_local_datetime(&wall) {
+                LocalResult::Single(a) => vec![a],
+                LocalResult::Ambiguous(a, b) => vec![a, b],
+                LocalResult::None => vec![],
+            };
+            for t in instants.into_iter().map(|t| t.with_timezone(&Utc)) {
+                if t > after && best.is_none_or(|b| t < b) {
+                    best = Some(t);
+                }
             }
-            Schedule::Fields { minute, hour, dom, month, dow, dom_star, dow_star } => (minute, hour, dom, month, dow, dom_star, dow_star),
-        };
-        let local = after.with_timezone(&zone).naive_local();
-        let mut t: NaiveDateTime = local.date().and_hms_opt(local.hour(), local.minute(), 0)? + Duration::minutes(1);
+            if let Some(b) = best
+                && wall >= b.with_timezone(&zone).naive_local() + SLACK
+            {
+                return best;
+            }
+            match self.next_wall(wall) {
+                Some(w) => wall = w,
+                None => return best,
+            }
+        }
+    }
+
+    /// The first wall-clock minute strictly after `after` that the fields match; None
+    /// when there is none within five years.
+    fn next_wall(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
+        let Schedule::Fields { minute, hour, dom, month, dow, dom_star, dow_star } = *self else { return None };
+        let mut t: NaiveDateTime = after.date().and_hms_opt(after.hour(), after.minute(), 0)? + Duration::minutes(1);
         let limit = t.year() + 5;
         let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0);
         loop {
@@ -232,58 +263,23 @@ impl Schedule {
                 t += Duration::minutes(1);
                 continue;
             }
-            return zone.from_local_datetime(&t).single().map(|d| d.with_timezone(&Utc));
+            return Some(t);
         }
     }
 }
 
-/// `spec.timeZone` as a fixed offset: UTC and its aliases, IANA `Etc/GMT±N` (POSIX sign:
-/// `Etc/GMT+5` is five hours behind UTC) and `±HH:MM`/`±HHMM`.
-pub(crate) fn parse_time_zone(tz: Option<&str>) -> Result<FixedOffset, String> {
-    let utc = FixedOffset::east_opt(0).ok_or("offset")?;
-    let Some(name) = tz.filter(|t| !t.is_empty()) else { return Ok(utc) };
-    let unknown = || {
-        format!("unknown time zone {name} (this cluster has no time zone database: use UTC, Etc/GMT+N / Etc/GMT-N, or an offset such as +05:30)")
-    };
-    match name {
-        "UTC" | "Etc/UTC" | "UCT" | "Etc/UCT" | "Universal" | "Etc/Universal" | "Zulu" | "Etc/Zulu" | "GMT" | "Etc/GMT" | "GMT0" | "Etc/GMT0"
-        | "GMT+0" | "GMT-0" | "Etc/GMT+0" | "Etc/GMT-0" | "Greenwich" | "Etc/Greenwich" => return Ok(utc),
-        _ => {}
+/// `spec.timeZone` as a zone of the IANA database (UTC when unset), with Go's
+/// `time.LoadLocation` error text for a name it does not know.
+pub(crate) fn parse_time_zone(tz: Option<&str>) -> Result<Tz, String> {
+    match tz.filter(|t| !t.is_empty()) {
+        None => Ok(Tz::UTC),
+        Some(name) => flotilla_api::validation::time_zone(name).ok_or_else(|| format!("unknown time zone {name}")),
     }
-    if let Some(rest) = name.strip_prefix("Etc/GMT") {
-        let (sign, digits) = match rest.split_at_checked(1) {
-            Some(("+", d)) => (-1, d),
-            Some(("-", d)) => (1, d),
-            _ => return Err(unknown()),
-        };
-        let h: i32 = digits.parse().map_err(|_| unknown())?;
-        let ok = if sign < 0 { (1..=12).contains(&h) } else { (1..=14).contains(&h) };
-        if !ok || digits.starts_with('0') {
-            return Err(unknown());
-        }
-        return FixedOffset::east_opt(sign * h * 3600).ok_or_else(unknown);
-    }
-    let (sign, rest) = match name.split_at_checked(1) {
-        Some(("+", r)) => (1, r),
-        Some(("-", r)) => (-1, r),
-        _ => return Err(unknown()),
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    let well_formed = digits.len() == 4 && digits.chars().all(|c| c.is_ascii_digit()) && (rest.len() == 4 || rest.as_bytes().get(2) == Some(&b':'));
-    if !well_formed {
-        return Err(unknown());
-    }
-    let h: i32 = digits[..2].parse().map_err(|_| unknown())?;
-    let m: i32 = digits[2..].parse().map_err(|_| unknown())?;
-    if h > 14 || m > 59 {
-        return Err(unknown());
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(unknown)
 }
 
 /// The most recent schedule time in (earliest, now] and how many were missed (Kubernetes'
 /// `mostRecentScheduleTime`, counting with the interval of the first two times).
-pub(crate) fn most_recent(sched: &Schedule, zone: FixedOffset, earliest: DateTime<Utc>, now: DateTime<Utc>) -> Result<(Option<DateTime<Utc>>, i64), String> {
+pub(crate) fn most_recent(sched: &Schedule, zone: Tz, earliest: DateTime<Utc>, now: DateTime<Utc>) -> Result<(Option<DateTime<Utc>>, i64), String> {
     const TOO_CLOSE: &str = "time difference between two schedules is less than 1 second";
     let Some(t1) = sched.next(earliest, zone) else { return Err(TOO_CLOSE.into()) };
     if now < t1 {
@@ -345,7 +341,7 @@ fn job_ref(ns: &str, name: &str, uid: Option<&str>, rv: Option<&str>) -> Value {
 }
 
 /// The Job the CronJob runs at `scheduled`.
-pub(crate) fn job_from_template(cj: &Value, scheduled: DateTime<Utc>, zone: FixedOffset) -> Value {
+pub(crate) fn job_from_template(cj: &Value, scheduled: DateTime<Utc>, zone: Tz) -> Value {
     let t = &cj["spec"]["jobTemplate"];
     let mut meta = Map::new();
     meta.insert("name".into(), json!(job_name(cj, scheduled)));
@@ -491,7 +487,7 @@ pub(crate) fn plan(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Vec<Step>
 
 /// The schedule time due now, if any, with the zone it is evaluated in; problems with
 /// the zone or the schedule become warning events.
-fn due(cj: &Value, now: DateTime<Utc>, events: &mut Vec<Step>) -> Option<(DateTime<Utc>, FixedOffset)> {
+fn due(cj: &Value, now: DateTime<Utc>, events: &mut Vec<Step>) -> Option<(DateTime<Utc>, Tz)> {
     let mut schedule = cj["spec"]["schedule"].as_str().unwrap_or("").trim();
     let mut tz = cj["spec"]["timeZone"].as_str();
     // A legacy "TZ=zone" / "CRON_TZ=zone" prefix (refused for new objects by validation).
@@ -570,7 +566,7 @@ fn fix_created_ref(status: &mut Value, old: &Value, job_name: &str, created: Opt
 }
 
 /// (involved uid, reason, message) of every stored core/v1 event.
-fn recorded_events(objects: &[(String, Arc<Stored>)]) -> HashSet<(String, String, String)> {
+fn recorded_events(objects: &[crate::store::Keyed]) -> HashSet<(String, String, String)> {
     objects
         .iter()
         .filter(|(k, _)| k.starts_with("core/events/"))
@@ -583,7 +579,7 @@ fn recorded_events(objects: &[(String, Arc<Stored>)]) -> HashSet<(String, String
 }
 
 /// Plans every CronJob in `objects` and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     let jobs = by_namespace(objects, "batch/jobs");
     let none = Vec::new();
     let mut seen: Option<HashSet<(String, String, String)>> = None;
@@ -661,8 +657,8 @@ mod tests {
         DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).expect("time")
     }
 
-    fn utc() -> FixedOffset {
-        FixedOffset::east_opt(0).expect("utc")
+    fn utc() -> Tz {
+        Tz::UTC
     }
 
     fn cj(spec: Value, status: Value) -> Value {
@@ -772,18 +768,45 @@ mod tests {
 
     #[test]
     fn time_zones() {
-        let ok = [("UTC", 0), ("Etc/UTC", 0), ("Etc/GMT+5", -5 * 3600), ("Etc/GMT-14", 14 * 3600), ("+05:30", 19800), ("-0800", -28800)];
-        for (name, secs) in ok {
-            assert_eq!(parse_time_zone(Some(name)).map(|z| z.local_minus_utc()), Ok(secs), "{name}");
+        assert_eq!(parse_time_zone(None), Ok(Tz::UTC));
+        assert_eq!(parse_time_zone(Some("")), Ok(Tz::UTC));
+        for name in ["UTC", "Etc/GMT+5", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "US/Eastern"] {
+            assert_eq!(parse_time_zone(Some(name)).map(|z| z.name().to_string()), Ok(name.to_string()));
         }
-        assert_eq!(parse_time_zone(None).map(|z| z.local_minus_utc()), Ok(0));
-        for bad in ["America/New_York", "Etc/GMT+13", "Etc/GMT+05", "+5:30", "Mars/Base"] {
-            assert!(parse_time_zone(Some(bad)).is_err(), "{bad}");
+        for bad in ["america/new_york", "Etc/GMT+13", "+05:30", "Mars/Base", "Local", "../etc/passwd"] {
+            assert_eq!(parse_time_zone(Some(bad)), Err(format!("unknown time zone {bad}")), "{bad}");
         }
-        // 09:00 at +05:30 is 03:30 UTC.
-        let z = parse_time_zone(Some("+05:30")).expect("zone");
+        // 09:00 in Kolkata (+05:30) is 03:30 UTC; Etc/GMT+5 is five hours behind UTC.
         let s = parse_schedule("0 9 * * *").expect("schedule");
-        assert_eq!(s.next(at("2026-03-02T04:00:00Z"), z), Some(at("2026-03-03T03:30:00Z")));
+        assert_eq!(s.next(at("2026-03-02T04:00:00Z"), Tz::Asia__Kolkata), Some(at("2026-03-03T03:30:00Z")));
+        assert_eq!(s.next(at("2026-03-02T04:00:00Z"), Tz::Etc__GMTPlus5), Some(at("2026-03-02T14:00:00Z")));
+    }
+
+    #[test]
+    fn daylight_saving_changes_follow_robfig_cron() {
+        let ny = Tz::America__New_York;
+        // (schedule, after, next): 2012-03-11 02:00 EST jumps to 03:00 EDT; 2012-11-04 02:00
+        // EDT falls back to 01:00 EST.
+        let cases = [
+            // A time the spring-forward skips does not run that day.
+            ("30 2 11 3 *", "2012-03-11T05:00:00Z", "2013-03-11T06:30:00Z"),
+            ("0 * * * *", "2012-03-11T05:00:00Z", "2012-03-11T06:00:00Z"),
+            ("0 * * * *", "2012-03-11T06:00:00Z", "2012-03-11T07:00:00Z"),
+            // A time the fall-back repeats runs at both instants.
+            ("30 2 4 11 *", "2012-11-04T04:00:00Z", "2012-11-04T07:30:00Z"),
+            ("30 1 4 11 *", "2012-11-04T05:45:00Z", "2012-11-04T06:30:00Z"),
+            ("30 1 4 11 *", "2012-11-04T04:00:00Z", "2012-11-04T05:30:00Z"),
+            ("0 * * * *", "2012-11-04T04:00:00Z", "2012-11-04T05:00:00Z"),
+            ("0 * * * *", "2012-11-04T05:00:00Z", "2012-11-04T06:00:00Z"),
+            ("0 * * * *", "2012-11-04T06:00:00Z", "2012-11-04T07:00:00Z"),
+            // A later wall time inside the repeated hour can be the earlier instant.
+            ("0,55 1 4 11 *", "2012-11-04T05:50:00Z", "2012-11-04T05:55:00Z"),
+            ("0 9 * * *", "2026-03-07T15:00:00Z", "2026-03-08T13:00:00Z"),
+        ];
+        for (spec, after, want) in cases {
+            let s = parse_schedule(spec).expect(spec);
+            assert_eq!(s.next(at(after), ny), Some(at(want)), "{spec} after {after}");
+        }
     }
 
     #[test]
@@ -808,7 +831,7 @@ mod tests {
         let j = job(&format!("tick-{minutes}"), "", "2026-03-02T10:01:01Z");
         assert!(plan(&c2, &[&j], at("2026-03-02T10:01:40Z")).is_empty());
         // The annotation is written in the CronJob's zone.
-        let c3 = cj(json!({"timeZone": "+05:30"}), Value::Null);
+        let c3 = cj(json!({"timeZone": "Asia/Kolkata"}), Value::Null);
         let steps = plan(&c3, &[], at("2026-03-02T10:01:07Z"));
         assert_eq!(created(&steps)[0]["metadata"]["annotations"][SCHEDULED_TIMESTAMP], "2026-03-02T15:31:00+05:30");
     }
@@ -918,7 +941,7 @@ mod tests {
     fn suspended_or_unknown_zone_creates_nothing() {
         let c = cj(json!({"suspend": true}), Value::Null);
         assert!(plan(&c, &[], at("2026-03-02T11:00:00Z")).is_empty());
-        let c = cj(json!({"timeZone": "America/New_York"}), Value::Null);
+        let c = cj(json!({"timeZone": "Mars/Olympus_Mons"}), Value::Null);
         let steps = plan(&c, &[], at("2026-03-02T11:00:00Z"));
         assert!(created(&steps).is_empty());
         assert_eq!(reasons(&steps), vec!["UnknownTimeZone"]);

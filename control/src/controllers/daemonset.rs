@@ -20,7 +20,6 @@
 //!   computed from the pods observed in this pass.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -37,7 +36,6 @@ use super::statefulset::{
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
-use crate::store::Stored;
 
 const COMPONENT: &str = "daemonset-controller";
 const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -327,7 +325,7 @@ pub(crate) fn plan(ds: &Value, nodes: &[&Value], pods: &[&Value], revisions: &[&
 // ---- executor ----
 
 /// Plans every DaemonSet in `objects` and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     let pods = by_namespace(objects, "core/pods");
     let revisions = by_namespace(objects, "apps/controllerrevisions");
     let nodes: Vec<&Value> = objects.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();

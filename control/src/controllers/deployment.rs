@@ -24,7 +24,6 @@
 //!   so `kubectl rollout status` sees the same progression as on Kubernetes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -36,7 +35,6 @@ use super::replicaset::{
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::{DeleteOptions, Part, PatchType};
-use crate::store::Stored;
 
 pub(crate) const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -903,7 +901,7 @@ pub(crate) fn plan(d: &Value, replica_sets: &[&Value], pods: &[&Value], now: Dat
 // ---- executor ----
 
 /// Plans every Deployment in `objects` and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     use super::replicaset::by_namespace;
     let sets = by_namespace(objects, "apps/replicasets");
     let pods = by_namespace(objects, "core/pods");

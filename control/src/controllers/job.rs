@@ -25,7 +25,6 @@
 //!   resets startTime.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -37,7 +36,6 @@ use super::replicaset::{
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
-use crate::store::Stored;
 
 const COMPONENT: &str = "job-controller";
 pub(crate) const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
@@ -567,7 +565,7 @@ fn static_reason(reason: &str) -> &'static str {
 // ---- executor ----
 
 /// Plans every Job in `objects` and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     let pods = by_namespace(objects, "core/pods");
     let none = Vec::new();
     for (ns, jobs) in by_namespace(objects, "batch/jobs") {

@@ -43,7 +43,7 @@ const RESYNC: Duration = Duration::from_secs(1);
 const EVENT_TTL_SECONDS: i64 = 3600;
 
 /// Keys of core/v1 and events.k8s.io events last seen before `cutoff`.
-fn expired_events(objects: &[(String, std::sync::Arc<crate::store::Stored>)], cutoff: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+fn expired_events(objects: &[crate::store::Keyed], cutoff: chrono::DateTime<chrono::Utc>) -> Vec<String> {
     objects
         .iter()
         .filter(|(k, _)| k.starts_with("core/events/") || k.starts_with("events.k8s.io/events/"))
@@ -52,13 +52,15 @@ fn expired_events(objects: &[(String, std::sync::Arc<crate::store::Stored>)], cu
             let t = v["lastTimestamp"].as_str().or(v["eventTime"].as_str()).or(v["metadata"]["creationTimestamp"].as_str());
             t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t < cutoff)
         })
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k.to_string())
         .collect()
 }
 
 /// Runs the garbage collector and namespace controller until shutdown.
-pub(crate) async fn run(api: Api, shutdown: Shutdown) {
-    tokio::spawn(run_scheduler(api.clone(), shutdown.clone()));
+pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool) {
+    if scheduler {
+        tokio::spawn(run_scheduler(api.clone(), shutdown.clone()));
+    }
     let mut last_seen = u64::MAX;
     let mut last_pass = std::time::Instant::now();
     loop {
@@ -88,19 +90,21 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown) {
 /// without waiting behind the other controllers' full scans.
 async fn run_scheduler(api: Api, shutdown: Shutdown) {
     let mut last_seen = u64::MAX;
+    let mut state = SchedulerState::default();
     loop {
         let rev = api.store.revision();
         let mut pause = Duration::from_millis(20);
-        if rev != last_seen {
+        let retry_due = state.retry_at.is_some_and(|t| t <= std::time::Instant::now());
+        if rev != last_seen || retry_due {
             last_seen = rev;
-            let started = std::time::Instant::now();
             let mut keyed = api.store.list_keys("core/nodes/");
             keyed.extend(api.store.list_keys("core/pods/"));
-            if let Err(e) = schedule_pending(&api, &keyed).await {
-                tracing::warn!(error = %e, "scheduling pass failed");
+            match schedule_pending(&api, &keyed, &mut state).await {
+                // Many pending pods make planning long: keep re-planning from eating the CPU
+                // (waiting for the writes is not counted: it leaves the CPU to others).
+                Ok(planning) => pause = pause.max(planning * 2),
+                Err(e) => tracing::warn!(error = %e, "scheduling pass failed"),
             }
-            // Many unschedulable pods make every pass long: keep re-planning from eating the CPU.
-            pause = pause.max(started.elapsed() * 2);
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -108,6 +112,24 @@ async fn run_scheduler(api: Api, shutdown: Shutdown) {
         }
     }
 }
+
+/// What the scheduler remembers between passes.
+#[derive(Default)]
+struct SchedulerState {
+    /// Where the next pod's node search starts (kube-scheduler's nextStartNodeIndex).
+    next_start: usize,
+    /// Per pending pod (by uid): failed attempts written so far and when the next
+    /// PodScheduled=False update and FailedScheduling event may be written. Scheduling is
+    /// retried on every change; only these writes back off (1 s doubling to 10 s, as
+    /// kube-scheduler's podInitialBackoffSeconds/podMaxBackoffSeconds), so a stream of node
+    /// or pod changes can't rewrite every unschedulable pod on every pass.
+    failures: std::collections::HashMap<String, (u32, std::time::Instant)>,
+    /// The earliest moment a deferred failure write becomes due.
+    retry_at: Option<std::time::Instant>,
+}
+
+const FAILURE_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
     let keyed = api.store.list_keys("");
@@ -159,7 +181,7 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
     let contents: Vec<(&str, &serde_json::Value)> = keyed
         .iter()
         .filter(|(k, _)| parse_key(k).is_some_and(|(info, ns, _)| info.namespaced && ns.is_some()))
-        .map(|(k, s)| (k.as_str(), &s.value))
+        .map(|(k, s)| (&**k, &s.value))
         .collect();
     for step in namespace::plan(&namespaces, &contents) {
         match step {
@@ -195,10 +217,16 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
 
 /// Binds pending pods (no nodeName, default scheduler, no scheduling gates) to nodes;
 /// marks the others PodScheduled=False with the scheduler's reasons (retried on every
-/// change). Decisions are made in one pure sweep over the snapshot; the writes then go
-/// out concurrently so the store commits them in a few batches.
-async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::store::Stored>)]) -> Result<(), crate::apiserver::error::ApiError> {
+/// change; the writes back off per pod, see [`SchedulerState`]). Decisions are made in one
+/// pure sweep over the snapshot; the writes then go out concurrently so the store commits
+/// them in a few batches.
+async fn schedule_pending(
+    api: &Api,
+    keyed: &[crate::store::Keyed],
+    state: &mut SchedulerState,
+) -> Result<Duration, crate::apiserver::error::ApiError> {
     use serde_json::{Value, json};
+    let started = std::time::Instant::now();
     let nodes: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();
     let pods: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/pods/")).map(|(_, s)| &s.value).collect();
     let pending: Vec<&Value> = pods
@@ -212,47 +240,76 @@ async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::sto
                 && !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
         })
         .collect();
+    state.retry_at = None;
     if pending.is_empty() {
-        return Ok(());
+        state.failures.clear();
+        return Ok(started.elapsed());
     }
+    let uid = |p: &Value| p["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let pending_uids: std::collections::HashSet<String> = pending.iter().map(|p| uid(p)).collect();
+    state.failures.retain(|u, _| pending_uids.contains(u));
     let info = resources::find("", "v1", "pods").expect("pods served");
     let mut infos = scheduler::snapshot(&nodes, &pods);
-    let index: std::collections::HashMap<String, usize> = infos.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
-    let mut binds: Vec<(&Value, String)> = Vec::new();
+    let mut planning = started.elapsed();
     let mut unschedulable: Vec<(&Value, String)> = Vec::new();
-    for pod in pending {
-        match scheduler::schedule(pod, &infos) {
-            Ok(node) => {
-                if let Some(&i) = index.get(&node) {
-                    infos[i].add_pod(pod);
+    let now_instant = std::time::Instant::now();
+    // Plan a chunk, send its bindings off, plan the next while they are written.
+    const IN_FLIGHT: usize = 1024;
+    let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<Result<(), crate::apiserver::error::ApiError>>> = Default::default();
+    for chunk in pending.chunks(IN_FLIGHT) {
+        let planned = std::time::Instant::now();
+        let results = scheduler::schedule_all(chunk, &mut infos, &mut state.next_start);
+        planning += planned.elapsed();
+        let mut binds: Vec<(Option<String>, String, String)> = Vec::new();
+        for (pod, result) in chunk.iter().copied().zip(results) {
+            match result {
+                Ok(node) => {
+                    let ns = pod["metadata"]["namespace"].as_str().map(str::to_string);
+                    binds.push((ns, pod["metadata"]["name"].as_str().unwrap_or("").to_string(), node));
                 }
-                binds.push((pod, node));
-            }
-            Err(u) => {
-                let current = pod["status"]["conditions"]
-                    .as_array()
-                    .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
-                    .and_then(|c| c["message"].as_str())
-                    .unwrap_or("");
-                if current != u.message {
+                Err(u) => {
+                    let current = pod["status"]["conditions"]
+                        .as_array()
+                        .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+                        .and_then(|c| c["message"].as_str())
+                        .unwrap_or("");
+                    if current == u.message {
+                        continue;
+                    }
+                    let entry = state.failures.entry(uid(pod)).or_insert((0, now_instant));
+                    if entry.1 > now_instant {
+                        state.retry_at = Some(state.retry_at.map_or(entry.1, |t| t.min(entry.1)));
+                        continue;
+                    }
+                    let backoff = FAILURE_BACKOFF_INITIAL.saturating_mul(1 << entry.0.min(4)).min(FAILURE_BACKOFF_MAX);
+                    *entry = (entry.0 + 1, now_instant + backoff);
                     unschedulable.push((pod, u.message));
                 }
             }
         }
-    }
-    const IN_FLIGHT: usize = 1024;
-    for chunk in binds.chunks(IN_FLIGHT) {
-        let results = futures::future::join_all(chunk.iter().map(|(pod, node)| {
-            api.bind(info, pod["metadata"]["namespace"].as_str(), pod["metadata"]["name"].as_str().unwrap_or(""), node)
-        }))
-        .await;
-        for r in results {
-            match r {
-                Ok(_) => {}
-                Err(e) if e.code == 404 || e.code == 409 => {}
-                Err(e) => return Err(e),
+        if binds.is_empty() {
+            continue;
+        }
+        let api = api.clone();
+        writing.push_back(tokio::spawn(async move {
+            let results = futures::future::join_all(binds.iter().map(|(ns, name, node)| api.bind(info, ns.as_deref(), name, node))).await;
+            for r in results {
+                match r {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }));
+        while writing.len() > 2 {
+            if let Some(w) = writing.pop_front() {
+                w.await.map_err(|e| crate::apiserver::error::ApiError::internal(e.to_string()))??;
             }
         }
+    }
+    for w in writing {
+        w.await.map_err(|e| crate::apiserver::error::ApiError::internal(e.to_string()))??;
     }
     let now = crate::apiserver::service::timestamp(api.clock.now());
     for chunk in unschedulable.chunks(IN_FLIGHT) {
@@ -281,5 +338,5 @@ async fn schedule_pending(api: &Api, keyed: &[(String, std::sync::Arc<crate::sto
         }))
         .await;
     }
-    Ok(())
+    Ok(planning)
 }

@@ -28,7 +28,6 @@
 //! - Finished pods (Succeeded/Failed) are never evicted: Jobs count them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -37,7 +36,7 @@ use super::replicaset::{deleting, info, name, parse_time, timestamp, transient, 
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
-use crate::store::{Op, Precondition, Stored};
+use crate::store::{Op, Precondition};
 
 /// Environment variable overriding the node monitor grace period, in seconds.
 pub(crate) const GRACE_ENV: &str = "FLOTILLA_NODE_MONITOR_GRACE_SECONDS";
@@ -274,11 +273,11 @@ pub(crate) fn plan(o: &Observed<'_>, config: &NodeLifecycleConfig, now: DateTime
 // ---- executor ----
 
 /// Plans every node in `objects` (settings from the environment) and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     reconcile_with(api, objects, &NodeLifecycleConfig::from_env(), now).await
 }
 
-pub(crate) async fn reconcile_with(api: &Api, objects: &[(String, Arc<Stored>)], config: &NodeLifecycleConfig, now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_with(api: &Api, objects: &[crate::store::Keyed], config: &NodeLifecycleConfig, now: DateTime<Utc>) -> Result<(), ApiError> {
     let mut leases: HashMap<&str, &Value> = HashMap::new();
     let mut pods: HashMap<&str, Vec<&Value>> = HashMap::new();
     let mut nodes: Vec<&Value> = Vec::new();

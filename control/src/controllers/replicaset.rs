@@ -15,7 +15,6 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use flotilla_api::selector::LabelSelector;
@@ -25,7 +24,6 @@ use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resources::{self, ResourceInfo};
 use crate::apiserver::service::{DeleteOptions, WriteOptions};
-use crate::store::Stored;
 
 /// At most this many pods are created or deleted per ReplicaSet per pass (Kubernetes' burstReplicas).
 const BURST_REPLICAS: usize = 500;
@@ -123,7 +121,7 @@ pub(crate) fn set_condition(conds: &mut Vec<Value>, mut cond: Value) -> bool {
 }
 
 /// Every value of `kind` in `objects` ("apps/replicasets", "core/pods"…), grouped by namespace.
-pub(crate) fn by_namespace<'a>(objects: &'a [(String, Arc<Stored>)], store_prefix: &str) -> HashMap<&'a str, Vec<&'a Value>> {
+pub(crate) fn by_namespace<'a>(objects: &'a [crate::store::Keyed], store_prefix: &str) -> HashMap<&'a str, Vec<&'a Value>> {
     let prefix = format!("{store_prefix}/");
     let mut out: HashMap<&str, Vec<&Value>> = HashMap::new();
     for (k, s) in objects {
@@ -318,7 +316,7 @@ fn calculate_status(rs: &Value, active: &[&Value], now: DateTime<Utc>) -> Value 
 // ---- executor ----
 
 /// Plans every ReplicaSet in `objects` and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     let pods = by_namespace(objects, "core/pods");
     let none = Vec::new();
     for (ns, sets) in by_namespace(objects, "apps/replicasets") {

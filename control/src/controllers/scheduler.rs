@@ -25,12 +25,12 @@
 //!   locality, system-default topology spreading, `namespaceSelector` other than `{}`
 //!   (pod affinity terms; no namespace labels here), pod-level `spec.resources`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use flotilla_api::quantity;
 use flotilla_api::selector::LabelSelector;
 use serde_json::{Map, Value, json};
+use smallvec::SmallVec;
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
 const MAX_SCORE: i64 = 100;
@@ -143,10 +143,6 @@ impl<'a> NodeInfo<'a> {
         self.pods.push(pod);
     }
 
-    pub(crate) fn name(&self) -> &'a str {
-        self.name
-    }
-
     fn label(&self, key: &str) -> Option<&'a str> {
         self.labels.and_then(|l| l.get(key)).and_then(Value::as_str)
     }
@@ -180,9 +176,91 @@ pub(crate) fn snapshot<'a>(nodes: &[&'a Value], pods: &[&'a Value]) -> Vec<NodeI
 }
 
 /// Pick the node for `pod`: filter, then score; the highest total wins, ties go to the
-/// smallest node name.
+/// smallest node name. Filtering starts at the first node (see [`schedule_from`]).
+#[cfg(test)]
 pub(crate) fn schedule(pod: &Value, nodes: &[NodeInfo<'_>]) -> Result<String, Unschedulable> {
-    schedule_inner(pod, nodes)
+    schedule_from(pod, nodes, 0).result
+}
+
+/// The outcome of [`schedule_from`].
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub result: Result<String, Unschedulable>,
+    /// Nodes filtered: the caller's next `start` is `(start + processed) % nodes.len()`.
+    pub processed: usize,
+}
+
+/// kube-scheduler's numFeasibleNodesToFind with the default (adaptive)
+/// percentageOfNodesToScore: every node below 100 nodes, else 50% minus 1% per 125 nodes
+/// (at least 5%) and never fewer than 100.
+pub(crate) fn feasible_nodes_to_find(all: usize) -> usize {
+    const MIN_NODES: usize = 100;
+    if all < MIN_NODES {
+        return all;
+    }
+    let percentage = 50usize.saturating_sub(all / 125).max(5);
+    (all * percentage / 100).max(MIN_NODES)
+}
+
+/// [`schedule`] as kube-scheduler runs it on a large cluster: filter nodes in order from
+/// `start` (wrapping), stop once [`feasible_nodes_to_find`] nodes fit, and score only those.
+/// Rotating `start` between pods spreads the search over every node.
+pub(crate) fn schedule_from(pod: &Value, nodes: &[NodeInfo<'_>], start: usize) -> Attempt {
+    schedule_inner(pod, nodes, start)
+}
+
+/// Schedules `pending` in order, as one scheduling pass: each pod is placed with
+/// [`schedule_from`] (the search start rotating through `start`) and accounted on its node
+/// so later pods see it. Returns one result per pod.
+///
+/// A pod that fits nowhere is not filtered again for an equivalent pod later in the same
+/// pass (same namespace, labels and spec): binding only consumes node resources, ports and
+/// anti-affinity room, so the equivalent pod cannot fit either. Pods with required pod
+/// affinity or hard topology spread are always filtered, since a binding in the pass can
+/// make them fit.
+pub(crate) fn schedule_all<'a>(pending: &[&'a Value], nodes: &mut [NodeInfo<'a>], start: &mut usize) -> Vec<Result<String, Unschedulable>> {
+    let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.to_string(), i)).collect();
+    let mut failed: HashMap<String, Unschedulable> = HashMap::new();
+    let mut out = Vec::with_capacity(pending.len());
+    for pod in pending {
+        let key = if failed.is_empty() { None } else { equivalence_key(pod) };
+        if let Some(u) = key.as_ref().and_then(|k| failed.get(k)) {
+            out.push(Err(u.clone()));
+            continue;
+        }
+        let attempt = schedule_from(pod, nodes, *start);
+        if !nodes.is_empty() {
+            *start = (*start + attempt.processed) % nodes.len();
+        }
+        match &attempt.result {
+            Ok(node) => {
+                if let Some(&i) = index.get(node) {
+                    nodes[i].add_pod(pod);
+                }
+            }
+            Err(u) => {
+                if let Some(k) = key.or_else(|| equivalence_key(pod)) {
+                    failed.insert(k, u.clone());
+                }
+            }
+        }
+        out.push(attempt.result);
+    }
+    out
+}
+
+/// What makes two pods schedule alike, or None when a binding could make a failed pod fit
+/// (required pod affinity, DoNotSchedule topology spread).
+fn equivalence_key(pod: &Value) -> Option<String> {
+    let spec = &pod["spec"];
+    let required_affinity = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].as_array().is_some_and(|a| !a.is_empty());
+    let hard_spread = spec["topologySpreadConstraints"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| str_of(&c["whenUnsatisfiable"]) != "ScheduleAnyway"));
+    if required_affinity || hard_spread {
+        return None;
+    }
+    serde_json::to_string(&(namespace_of(pod), &pod["metadata"]["labels"], spec)).ok()
 }
 
 /// How a node suits a pod before any binding (the DaemonSet controller's question):
@@ -214,28 +292,40 @@ pub(crate) fn node_fit(pod: &Value, node: &Value) -> NodeFit {
     fit
 }
 
-fn schedule_inner<'x>(pod: &'x Value, nodes: &'x [NodeInfo<'x>]) -> Result<String, Unschedulable> {
+fn schedule_inner<'x>(pod: &'x Value, nodes: &'x [NodeInfo<'x>], start: usize) -> Attempt {
     if nodes.is_empty() {
-        return Err(Unschedulable { message: "no nodes available to schedule pods".to_string() });
+        return Attempt { result: Err(Unschedulable { message: "no nodes available to schedule pods".to_string() }), processed: 0 };
     }
     let p = Incoming::new(pod);
     let inter = InterPodState::new(&p, nodes);
     let spread = HardSpread::new(&p, nodes);
 
+    let wanted = feasible_nodes_to_find(nodes.len());
     let mut feasible: Vec<&NodeInfo<'x>> = Vec::new();
-    let mut rejections: Vec<Rejection> = Vec::new();
-    for n in nodes {
+    let mut rejections: Vec<Rejection<'_>> = Vec::new();
+    let mut processed = 0;
+    for i in 0..nodes.len() {
+        let n = &nodes[(start + i) % nodes.len()];
+        processed += 1;
         match filter(&p, n, &inter, &spread) {
             Ok(()) => feasible.push(n),
             Err(r) => rejections.push(r),
         }
+        if feasible.len() >= wanted {
+            break;
+        }
     }
+    let result = pick(&p, nodes, feasible, &rejections);
+    Attempt { result, processed }
+}
+
+fn pick<'x>(p: &Incoming<'x>, nodes: &'x [NodeInfo<'x>], feasible: Vec<&NodeInfo<'x>>, rejections: &[Rejection<'_>]) -> Result<String, Unschedulable> {
     match feasible.len() {
-        0 => return Err(fit_error(&p, nodes.len(), &rejections)),
+        0 => return Err(fit_error(p, nodes.len(), rejections)),
         1 => return Ok(feasible[0].name.to_string()),
         _ => {}
     }
-    let totals = score(&p, nodes, &feasible);
+    let totals = score(p, nodes, &feasible);
     let mut best: Option<(i64, &str)> = None;
     for (n, total) in feasible.iter().zip(totals) {
         let better = match best {
@@ -338,19 +428,44 @@ impl<'x> Incoming<'x> {
 // Filters
 // ---------------------------------------------------------------------------
 
-struct Rejection {
-    reasons: Vec<Cow<'static, str>>,
+struct Rejection<'a> {
+    reasons: SmallVec<[Reason<'a>; 2]>,
     /// kube-scheduler's UnschedulableAndUnresolvable: preemption cannot help.
     unresolvable: bool,
 }
 
-impl Rejection {
-    fn one(reason: impl Into<Cow<'static, str>>, unresolvable: bool) -> Rejection {
-        Rejection { reasons: vec![reason.into()], unresolvable }
+impl<'a> Rejection<'a> {
+    fn one(reason: impl Into<Reason<'a>>, unresolvable: bool) -> Rejection<'a> {
+        Rejection { reasons: smallvec::smallvec![reason.into()], unresolvable }
     }
 }
 
-fn filter(p: &Incoming<'_>, n: &NodeInfo<'_>, inter: &InterPodState<'_>, spread: &HardSpread<'_>) -> Result<(), Rejection> {
+/// Why a node was rejected, rendered only when a pod fits nowhere (a pass over many
+/// unschedulable pods and nodes must not format a string per node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Reason<'a> {
+    Text(&'static str),
+    Taint { key: &'a str, value: &'a str },
+    Insufficient(&'a str),
+}
+
+impl From<&'static str> for Reason<'_> {
+    fn from(s: &'static str) -> Self {
+        Reason::Text(s)
+    }
+}
+
+impl std::fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Text(s) => f.write_str(s),
+            Reason::Taint { key, value } => write!(f, "node(s) had untolerated taint {{{key}: {value}}}"),
+            Reason::Insufficient(name) => write!(f, "Insufficient {name}"),
+        }
+    }
+}
+
+fn filter<'n>(p: &'n Incoming<'_>, n: &'n NodeInfo<'_>, inter: &InterPodState<'_>, spread: &HardSpread<'_>) -> Result<(), Rejection<'n>> {
     // NodeUnschedulable
     if n.unschedulable {
         let cordon = Taint { key: "node.kubernetes.io/unschedulable", value: "", effect: "NoSchedule" };
@@ -360,7 +475,7 @@ fn filter(p: &Incoming<'_>, n: &NodeInfo<'_>, inter: &InterPodState<'_>, spread:
     }
     // TaintToleration
     if let Some(t) = p.untolerated_taint(n) {
-        return Err(Rejection::one(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value), true));
+        return Err(Rejection::one(Reason::Taint { key: t.key, value: t.value }, true));
     }
     // NodeAffinity
     if !p.matches_node_affinity(n) {
@@ -381,8 +496,8 @@ fn filter(p: &Incoming<'_>, n: &NodeInfo<'_>, inter: &InterPodState<'_>, spread:
     inter.filter(p, n)
 }
 
-fn insufficient(p: &Incoming<'_>, n: &NodeInfo<'_>) -> Vec<Cow<'static, str>> {
-    let mut reasons: Vec<Cow<'static, str>> = Vec::new();
+fn insufficient<'p>(p: &'p Incoming<'_>, n: &NodeInfo<'_>) -> SmallVec<[Reason<'p>; 2]> {
+    let mut reasons: SmallVec<[Reason<'p>; 2]> = SmallVec::new();
     if n.pods.len() as u64 + 1 > n.allowed_pods {
         reasons.push("Too many pods".into());
     }
@@ -392,17 +507,17 @@ fn insufficient(p: &Incoming<'_>, n: &NodeInfo<'_>) -> Vec<Cow<'static, str>> {
     }
     let (a, u) = (&n.allocatable, &n.requested);
     if r.milli_cpu > 0 && r.milli_cpu > a.milli_cpu.saturating_sub(u.milli_cpu) {
-        reasons.push("Insufficient cpu".into());
+        reasons.push(Reason::Insufficient("cpu"));
     }
     if r.memory > 0 && r.memory > a.memory.saturating_sub(u.memory) {
-        reasons.push("Insufficient memory".into());
+        reasons.push(Reason::Insufficient("memory"));
     }
     if r.ephemeral > 0 && r.ephemeral > a.ephemeral.saturating_sub(u.ephemeral) {
-        reasons.push("Insufficient ephemeral-storage".into());
+        reasons.push(Reason::Insufficient("ephemeral-storage"));
     }
     for (name, want) in &r.scalar {
         if *want > 0 && *want > a.scalar(name).saturating_sub(u.scalar(name)) {
-            reasons.push(format!("Insufficient {name}").into());
+            reasons.push(Reason::Insufficient(name));
         }
     }
     reasons
@@ -438,12 +553,12 @@ fn node_requirement_matches(req: &Value, value: Option<&str>) -> bool {
     }
 }
 
-fn fit_error(p: &Incoming<'_>, total: usize, rejections: &[Rejection]) -> Unschedulable {
-    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+fn fit_error(p: &Incoming<'_>, total: usize, rejections: &[Rejection<'_>]) -> Unschedulable {
+    let mut distinct: HashMap<Reason<'_>, usize> = HashMap::new();
     let mut preemption: BTreeMap<&str, usize> = BTreeMap::new();
     for r in rejections {
         for reason in &r.reasons {
-            *reasons.entry(reason.as_ref()).or_default() += 1;
+            *distinct.entry(*reason).or_default() += 1;
         }
         let why = if r.unresolvable {
             "Preemption is not helpful for scheduling"
@@ -451,6 +566,11 @@ fn fit_error(p: &Incoming<'_>, total: usize, rejections: &[Rejection]) -> Unsche
             "No preemption victims found for incoming pod"
         };
         *preemption.entry(why).or_default() += 1;
+    }
+    let rendered: Vec<(String, usize)> = distinct.into_iter().map(|(r, c)| (r.to_string(), c)).collect();
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for (r, c) in &rendered {
+        *reasons.entry(r.as_str()).or_default() += c;
     }
     let mut message = format!("0/{total} nodes are available: {}.", histogram(&reasons));
     if p.preempt_never {
@@ -829,7 +949,7 @@ impl<'x> InterPodState<'x> {
         s
     }
 
-    fn filter(&self, p: &Incoming<'_>, n: &NodeInfo<'_>) -> Result<(), Rejection> {
+    fn filter<'r>(&self, p: &Incoming<'_>, n: &NodeInfo<'_>) -> Result<(), Rejection<'r>> {
         let own = &p.affinity;
         if !own.req_aff.is_empty() {
             let mut pods_exist = true;
@@ -964,7 +1084,7 @@ impl<'x> HardSpread<'x> {
         HardSpread { counts, mins }
     }
 
-    fn filter(&self, p: &Incoming<'_>, n: &NodeInfo<'_>) -> Result<(), Rejection> {
+    fn filter<'r>(&self, p: &Incoming<'_>, n: &NodeInfo<'_>) -> Result<(), Rejection<'r>> {
         for (i, c) in p.hard_spread.iter().enumerate() {
             let Some(v) = n.topology(c.key) else {
                 return Err(Rejection::one(ERR_SPREAD_LABEL, true));
@@ -1268,6 +1388,40 @@ mod tests {
     }
 
     #[test]
+    fn feasible_nodes_to_find_follows_the_adaptive_percentage() {
+        // (nodes in the cluster, nodes to find): every node under 100, 50% - 1% per 125
+        // nodes, at least 5%, never fewer than 100.
+        for (all, want) in [(0, 0), (3, 3), (99, 99), (100, 100), (199, 100), (250, 120), (1_000, 420), (5_000, 500), (6_000, 300), (20_000, 1_000)] {
+            assert_eq!(feasible_nodes_to_find(all), want, "{all} nodes");
+        }
+    }
+
+    #[test]
+    fn large_clusters_filter_from_a_rotating_start_and_stop_early() {
+        // 200 nodes: 100 feasible nodes are enough. Every node but n060 already runs a pod,
+        // so n060 scores best whenever the search reaches it.
+        let names: Vec<String> = (0..200).map(|i| format!("n{i:03}")).collect();
+        let nodes: Vec<Value> = names.iter().map(|n| node(n, "4", "8Gi", 110)).collect();
+        let pods: Vec<Value> = names.iter().filter(|n| *n != "n060").map(|n| bound(pod(&format!("on-{n}"), "1", "1Gi"), n)).collect();
+        let (nodes, pods): (Vec<&Value>, Vec<&Value>) = (nodes.iter().collect(), pods.iter().collect());
+        let infos = snapshot(&nodes, &pods);
+        let p = pod("new", "100m", "100Mi");
+        let from0 = schedule_from(&p, &infos, 0);
+        assert_eq!((from0.result, from0.processed), (Ok("n060".to_string()), 100));
+        // From 150 the search covers n150..n199 and n000..n049: n060 is never looked at.
+        let from150 = schedule_from(&p, &infos, 150);
+        assert_eq!(from150.processed, 100);
+        let chosen = from150.result.expect("feasible");
+        let idx: usize = chosen[1..].parse().expect("index");
+        assert!(idx >= 150 || idx < 50, "{chosen} is outside the searched window");
+        // A pod that fits nowhere is checked against every node, and the message counts all.
+        let huge = pod("huge", "64", "");
+        let a = schedule_from(&huge, &infos, 150);
+        assert_eq!(a.processed, 200);
+        assert_eq!(a.result.map_err(|e| e.message), Err(msg(200, "200 Insufficient cpu", "200 No preemption victims found for incoming pod")));
+    }
+
+    #[test]
     fn quantity_forms() {
         // (pod cpu, pod memory, node cpu, node memory, fits)
         let cases = [
@@ -1537,7 +1691,7 @@ mod tests {
         for p in incoming {
             let name = schedule(p, &snap).unwrap_or_else(|e| panic!("{}", e.message));
             *placed.entry(name.clone()).or_insert(0) += 1;
-            if let Some(n) = snap.iter_mut().find(|n| n.name() == name) {
+            if let Some(n) = snap.iter_mut().find(|n| n.name == name) {
                 n.add_pod(p);
             }
         }
@@ -1595,6 +1749,39 @@ mod tests {
             json!({"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]})
         };
         with(pod("p", "100m", "100Mi"), &["spec", "affinity", kind], rules)
+    }
+
+    #[test]
+    fn a_pass_matches_pod_by_pod_scheduling() {
+        let nodes = [node("n1", "1", "8Gi", 110), node("n2", "1", "8Gi", 110)];
+        let big = |name: &str| with(pod(name, "900m", "100Mi"), &["metadata", "labels"], json!({"app": "big"}));
+        // Followers need a pod labelled app=lead on their node: none exists until the lead is bound.
+        let follower = |name: &str| with(pod_affinity("podAffinity", true, json!({"app": "lead"})), &["metadata", "name"], json!(name));
+        let lead = with(pod("lead", "", ""), &["metadata", "labels"], json!({"app": "lead"}));
+        let pending = [big("b1"), follower("f1"), big("b2"), big("b3"), lead, follower("f2"), big("b4")];
+        let refs: Vec<&Value> = pending.iter().collect();
+        let node_refs: Vec<&Value> = nodes.iter().collect();
+
+        let mut infos = snapshot(&node_refs, &[]);
+        let mut start = 0;
+        let pass = schedule_all(&refs, &mut infos, &mut start);
+
+        // The same pods one at a time, each against a fresh snapshot holding the earlier ones.
+        let mut placed: Vec<Value> = Vec::new();
+        let mut expected = Vec::new();
+        for p in &pending {
+            let placed_refs: Vec<&Value> = placed.iter().collect();
+            let r = schedule(p, &snapshot(&node_refs, &placed_refs));
+            if let Ok(n) = &r {
+                placed.push(bound(p.clone(), n));
+            }
+            expected.push(r);
+        }
+        assert_eq!(pass, expected);
+        let names: Vec<Result<&str, bool>> = pass.iter().map(|r| r.as_deref().map_err(|_| false)).collect();
+        // b1, b2 take both nodes; b3 and b4 fit nowhere; f1 waits for the lead, f2 follows it.
+        assert_eq!(names, vec![Ok("n1"), Err(false), Ok("n2"), Err(false), Ok("n1"), Ok("n1"), Err(false)]);
+        assert_eq!(infos[0].pods.len(), 3);
     }
 
     #[test]
@@ -1720,7 +1907,7 @@ mod tests {
         let snap = snapshot(&nrefs, &prefs);
         let names: Vec<(&str, Vec<&str>)> = snap
             .iter()
-            .map(|n| (n.name(), n.pods.iter().map(|p| str_of(&p["metadata"]["name"])).collect()))
+            .map(|n| (n.name, n.pods.iter().map(|p| str_of(&p["metadata"]["name"])).collect()))
             .collect();
         assert_eq!(names, vec![("n1", vec!["a"]), ("n2", vec!["b"])]);
         assert_eq!(snap[1].requested.milli_cpu, 1000);

@@ -26,7 +26,6 @@
 //! shares.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use flotilla_api::selector::LabelSelector;
@@ -41,7 +40,6 @@ use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resources::ResourceInfo;
 use crate::apiserver::service::DeleteOptions;
-use crate::store::Stored;
 
 const COMPONENT: &str = "statefulset-controller";
 pub(crate) const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -571,7 +569,7 @@ fn compute_status(sts: &Value, owned: &[&Value], current_rev: &str, update_rev: 
 // ---- executor ----
 
 /// Plans every StatefulSet in `objects` and carries out the steps.
-pub(crate) async fn reconcile_all(api: &Api, objects: &[(String, Arc<Stored>)], now: DateTime<Utc>) -> Result<(), ApiError> {
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
     let pods = by_namespace(objects, "core/pods");
     let claims = by_namespace(objects, "core/persistentvolumeclaims");
     let revisions = by_namespace(objects, "apps/controllerrevisions");

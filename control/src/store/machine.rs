@@ -60,7 +60,7 @@ pub(crate) enum EventType {
 #[derive(Debug)]
 pub(crate) struct Event {
     pub kind: EventType,
-    pub key: String,
+    pub key: Arc<str>,
     pub object: Arc<Stored>,
     /// The object before the change (None for Added).
     pub prev: Option<Arc<Stored>>,
@@ -70,11 +70,12 @@ pub(crate) struct Event {
 pub(crate) struct Applied {
     pub results: Vec<OpResult>,
     pub events: Vec<Arc<Event>>,
-    /// Keys to write to disk: Some = put, None = delete.
-    pub writes: Vec<(String, Option<Arc<Stored>>)>,
+    /// Keys to write to disk, each with the index of the op that wrote it: Some = put,
+    /// None = delete.
+    pub writes: Vec<(usize, String, Option<Arc<Stored>>)>,
 }
 
-fn stored(mut value: Value, rv: u64) -> Arc<Stored> {
+pub(crate) fn stored(mut value: Value, rv: u64) -> Arc<Stored> {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
     }
@@ -109,45 +110,50 @@ pub(crate) fn deletion_complete(value: &Value) -> bool {
 /// Applies a batch to the snapshot. Deterministic: same snapshot + ops → same result.
 pub(crate) fn apply(snap: &mut Snapshot, ops: Vec<Op>) -> Applied {
     let mut out = Applied { results: Vec::with_capacity(ops.len()), events: Vec::new(), writes: Vec::new() };
-    for op in ops {
+    for (i, op) in ops.into_iter().enumerate() {
         let result = match op {
             Op::Create { key, object } => {
-                if snap.objects.contains_key(&key) {
+                if snap.objects.contains_key(key.as_str()) {
                     Err(StoreError::AlreadyExists)
                 } else {
                     snap.revision += 1;
                     let s = stored(object, snap.revision);
-                    snap.objects.insert(key.clone(), s.clone());
-                    out.writes.push((key.clone(), Some(s.clone())));
-                    out.events.push(Arc::new(Event { kind: EventType::Added, key, object: s.clone(), prev: None }));
+                    let k = Arc::<str>::from(key.as_str());
+                    snap.objects.insert(k.clone(), s.clone());
+                    out.writes.push((i, key, Some(s.clone())));
+                    out.events.push(Arc::new(Event { kind: EventType::Added, key: k, object: s.clone(), prev: None }));
                     Ok(s)
                 }
             }
-            Op::Update { key, object, precondition } => match snap.objects.get(&key).cloned() {
+            Op::Update { key, object, precondition } => match snap.objects.get(key.as_str()).cloned() {
                 None => Err(StoreError::NotFound),
                 Some(cur) => check(&precondition, &cur).map(|()| {
                     snap.revision += 1;
                     let s = stored(object, snap.revision);
                     if deletion_complete(&s.value) {
-                        snap.objects.remove(&key);
-                        out.writes.push((key.clone(), None));
-                        out.events.push(Arc::new(Event { kind: EventType::Deleted, key, object: s.clone(), prev: Some(cur) }));
+                        let k = snap.objects.remove_entry(key.as_str()).map(|(k, _)| k).unwrap_or_else(|| Arc::<str>::from(key.as_str()));
+                        out.writes.push((i, key, None));
+                        out.events.push(Arc::new(Event { kind: EventType::Deleted, key: k, object: s.clone(), prev: Some(cur) }));
                     } else {
-                        snap.objects.insert(key.clone(), s.clone());
-                        out.writes.push((key.clone(), Some(s.clone())));
-                        out.events.push(Arc::new(Event { kind: EventType::Modified, key, object: s.clone(), prev: Some(cur) }));
+                        let k = match snap.objects.get_key_value(key.as_str()) {
+                            Some((k, _)) => k.clone(),
+                            None => Arc::<str>::from(key.as_str()),
+                        };
+                        snap.objects.insert(k.clone(), s.clone());
+                        out.writes.push((i, key, Some(s.clone())));
+                        out.events.push(Arc::new(Event { kind: EventType::Modified, key: k, object: s.clone(), prev: Some(cur) }));
                     }
                     s
                 }),
             },
-            Op::Delete { key, precondition } => match snap.objects.get(&key).cloned() {
+            Op::Delete { key, precondition } => match snap.objects.get(key.as_str()).cloned() {
                 None => Err(StoreError::NotFound),
                 Some(cur) => check(&precondition, &cur).map(|()| {
                     snap.revision += 1;
                     let s = stored(cur.value.clone(), snap.revision);
-                    snap.objects.remove(&key);
-                    out.writes.push((key.clone(), None));
-                    out.events.push(Arc::new(Event { kind: EventType::Deleted, key, object: s.clone(), prev: Some(cur) }));
+                    let k = snap.objects.remove_entry(key.as_str()).map(|(k, _)| k).unwrap_or_else(|| Arc::<str>::from(key.as_str()));
+                    out.writes.push((i, key, None));
+                    out.events.push(Arc::new(Event { kind: EventType::Deleted, key: k, object: s.clone(), prev: Some(cur) }));
                     s
                 }),
             },

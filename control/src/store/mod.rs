@@ -43,7 +43,11 @@ pub(crate) struct Stored {
     pub value: Value,
 }
 
-pub(crate) type Objects = BTreeMap<String, Arc<Stored>>;
+/// Keys are shared (`Arc<str>`): listing the store clones a pointer, not a string.
+pub(crate) type Objects = BTreeMap<Arc<str>, Arc<Stored>>;
+
+/// A listed object with its key.
+pub(crate) type Keyed = (Arc<str>, Arc<Stored>);
 
 /// Shared in-memory state, updated only by the raft driver after apply.
 pub(crate) struct Shared {
@@ -90,6 +94,12 @@ impl Store {
         self.proposer.propose(ops).await
     }
 
+    /// Stops the store and closes its database (blocking until it is closed); every
+    /// handle's later writes fail with Unavailable. Reads keep serving the last state.
+    pub fn close(&self) {
+        self.proposer.close();
+    }
+
     /// Proposes one op.
     pub(crate) async fn write(&self, op: Op) -> OpResult {
         match self.propose(vec![op]).await {
@@ -113,13 +123,13 @@ impl Store {
     ) -> (Vec<Arc<Stored>>, u64, Option<String>) {
         let snap = self.shared.objects.read().expect("store lock");
         let start = match after {
-            Some(a) => std::ops::Bound::Excluded(a.to_string()),
-            None => std::ops::Bound::Included(prefix.to_string()),
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Included(prefix),
         };
         let mut out = Vec::new();
         let mut more = None;
-        let mut last_key: Option<&String> = None;
-        for (k, v) in snap.objects.range((start, std::ops::Bound::Unbounded)) {
+        let mut last_key: Option<&Arc<str>> = None;
+        for (k, v) in snap.objects.range::<str, _>((start, std::ops::Bound::Unbounded)) {
             if !k.starts_with(prefix) {
                 break;
             }
@@ -129,7 +139,7 @@ impl Store {
             if let Some(l) = limit
                 && out.len() >= l
             {
-                more = last_key.cloned();
+                more = last_key.map(|k| k.to_string());
                 break;
             }
             out.push(v.clone());
@@ -139,9 +149,13 @@ impl Store {
     }
 
     /// Every object under `prefix` with its key.
-    pub(crate) fn list_keys(&self, prefix: &str) -> Vec<(String, Arc<Stored>)> {
+    pub(crate) fn list_keys(&self, prefix: &str) -> Vec<Keyed> {
         let snap = self.shared.objects.read().expect("store lock");
-        snap.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        snap.objects
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Oldest revision a watch (or a continued list) may start from.

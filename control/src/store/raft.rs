@@ -16,16 +16,74 @@ use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot as RaftSnapshot};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole, Storage};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
 use super::machine::{self, Op, OpResult, StoreError};
-use super::{Batch, Objects, Shared, StoreConfig, Stored};
+use super::{Batch, Objects, Shared, StoreConfig};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
-const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// key → (revision, the object's JSON as proposed; its metadata.resourceVersion is the
+/// revision, set when the object is loaded).
+const OBJECTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("objects.v2");
+/// The first layout: key → JSON with metadata.resourceVersion set (read once, then dropped).
+const OBJECTS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+
+/// Moves objects from the first layout into [`OBJECTS`].
+fn migrate_objects_v1(w: &redb::WriteTransaction) -> Result<(), StoreError> {
+    if !w.list_tables().map_err(io)?.any(|t| t.name() == OBJECTS_V1.name()) {
+        return Ok(());
+    }
+    {
+        let old = w.open_table(OBJECTS_V1).map_err(io)?;
+        let mut new = w.open_table(OBJECTS).map_err(io)?;
+        for item in old.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            let value: serde_json::Value = serde_json::from_slice(v.value()).map_err(io)?;
+            let rv = value.pointer("/metadata/resourceVersion").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()).unwrap_or(0);
+            new.insert(k.value(), (rv, v.value())).map_err(io)?;
+        }
+    }
+    w.delete_table(OBJECTS_V1).map_err(io)?;
+    Ok(())
+}
+
+/// One op as JSON (the serde form of [`Op`]), encoded by the proposer so the driver thread
+/// only concatenates bytes; `object` is where the object's own JSON sits inside `bytes`,
+/// which is also what the objects table stores.
+struct Encoded {
+    bytes: Vec<u8>,
+    object: Option<std::ops::Range<usize>>,
+}
+
+fn encode(op: &Op) -> Result<Encoded, StoreError> {
+    let (tag, key, object, pre) = match op {
+        Op::Create { key, object } => ("Create", key, Some(object), None),
+        Op::Update { key, object, precondition } => ("Update", key, Some(object), Some(precondition)),
+        Op::Delete { key, precondition } => ("Delete", key, None, Some(precondition)),
+    };
+    let mut bytes = Vec::with_capacity(256);
+    bytes.extend_from_slice(b"{\"");
+    bytes.extend_from_slice(tag.as_bytes());
+    bytes.extend_from_slice(b"\":{\"key\":");
+    serde_json::to_writer(&mut bytes, key).map_err(io)?;
+    let mut range = None;
+    if let Some(o) = object {
+        bytes.extend_from_slice(b",\"object\":");
+        let start = bytes.len();
+        serde_json::to_writer(&mut bytes, o).map_err(io)?;
+        range = Some(start..bytes.len());
+    }
+    if let Some(p) = pre {
+        bytes.extend_from_slice(b",\"precondition\":");
+        serde_json::to_writer(&mut bytes, p).map_err(io)?;
+    }
+    bytes.extend_from_slice(b"}}");
+    Ok(Encoded { bytes, object: range })
+}
+
 
 const NODE_ID: u64 = 1;
 const TICK: Duration = Duration::from_millis(100);
@@ -51,19 +109,16 @@ pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError>
         w.open_table(META).map_err(io)?;
         w.open_table(STATE).map_err(io)?;
         w.open_table(OBJECTS).map_err(io)?;
+        migrate_objects_v1(&w)?;
         w.commit().map_err(io)?;
     }
     let r = db.begin_read().map_err(io)?;
     let mut objects = Objects::new();
     for item in r.open_table(OBJECTS).map_err(io)?.iter().map_err(io)? {
         let (k, v) = item.map_err(io)?;
-        let value: serde_json::Value = serde_json::from_slice(v.value()).map_err(io)?;
-        let rv = value
-            .pointer("/metadata/resourceVersion")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        objects.insert(k.value().to_string(), Arc::new(Stored { rv, value }));
+        let (rv, bytes) = v.value();
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(io)?;
+        objects.insert(k.value().into(), machine::stored(value, rv));
     }
     let state = r.open_table(STATE).map_err(io)?;
     let revision = state.get("revision").map_err(io)?.map(|v| v.value()).unwrap_or(0);
@@ -114,22 +169,41 @@ pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError>
 
 struct Proposal {
     ops: Vec<Op>,
+    encoded: Vec<Encoded>,
     reply: oneshot::Sender<Result<Vec<OpResult>, StoreError>>,
+}
+
+enum Msg {
+    Propose(Proposal),
+    /// Commit what was received, then stop and close the database.
+    Stop,
 }
 
 /// Sends proposals to the driver thread.
 #[derive(Clone)]
 pub(super) struct Proposer {
-    tx: mpsc::Sender<Proposal>,
+    tx: mpsc::Sender<Msg>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Proposer {
     pub(super) async fn propose(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        let encoded = ops.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Proposal { ops, reply })
+            .send(Msg::Propose(Proposal { ops, encoded, reply }))
             .map_err(|_| StoreError::Unavailable("store stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("proposal dropped".into()))?
+    }
+
+    /// Stops the driver and waits until the database is closed (blocking). Later
+    /// proposals fail with Unavailable.
+    pub(super) fn close(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        let thread = self.thread.lock().expect("driver thread").take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 }
 
@@ -160,18 +234,22 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> R
             .unwrap_or(1),
         leader_signal: Some(ready_tx),
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("flotilla-raft".into())
         .spawn(move || driver.run(rx))
         .map_err(io)?;
     ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| StoreError::Unavailable("raft did not elect a leader".into()))??;
-    Ok(Proposer { tx })
+    Ok(Proposer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))) })
 }
 
 struct Waiting {
     replies: Vec<(oneshot::Sender<Result<Vec<OpResult>, StoreError>>, usize)>,
+    /// The proposed ops themselves: the entry that carries them is applied from these
+    /// instead of decoding its bytes again (the bytes are what the log keeps and what a
+    /// replay after a restart decodes).
+    ops: Option<(Vec<Op>, Vec<Encoded>)>,
 }
 
 struct Driver {
@@ -185,7 +263,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn run(&mut self, rx: mpsc::Receiver<Proposal>) {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
         if let Err(e) = self.node.campaign() {
             self.fail(io(e));
             return;
@@ -194,16 +272,22 @@ impl Driver {
         loop {
             let timeout = TICK.saturating_sub(last_tick.elapsed());
             let mut batch = Vec::new();
+            let mut stop = false;
             match rx.recv_timeout(timeout) {
-                Ok(p) => {
+                Ok(Msg::Propose(p)) => {
                     batch.push(p);
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
-                            Ok(p) => batch.push(p),
+                            Ok(Msg::Propose(p)) => batch.push(p),
+                            Ok(Msg::Stop) => {
+                                stop = true;
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
                 }
+                Ok(Msg::Stop) => stop = true,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -218,6 +302,10 @@ impl Driver {
                 // Storage failed: nothing can be trusted any more; stop answering.
                 tracing::error!(error = %e, "raft storage failed; store stopping");
                 self.fail(e);
+                return;
+            }
+            if stop {
+                self.fail(StoreError::Unavailable("store closed".into()));
                 return;
             }
         }
@@ -244,23 +332,27 @@ impl Driver {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let mut ops = Vec::new();
+        let mut encoded = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         for p in batch {
             replies.push((p.reply, p.ops.len()));
             ops.extend(p.ops);
+            encoded.extend(p.encoded);
         }
-        let data = match serde_json::to_vec(&Batch { id, ops }) {
-            Ok(d) => d,
-            Err(e) => {
-                for (r, _) in replies {
-                    let _ = r.send(Err(io(&e)));
-                }
-                return;
+        // The serde form of `Batch { id, ops }`, from the proposers' encodings.
+        let mut data = Vec::with_capacity(32 + encoded.iter().map(|e| e.bytes.len() + 1).sum::<usize>());
+        data.extend_from_slice(format!("{{\"id\":{id},\"ops\":[").as_bytes());
+        for (i, e) in encoded.iter().enumerate() {
+            if i > 0 {
+                data.push(b',');
             }
-        };
-        match self.node.propose(vec![], data) {
+            data.extend_from_slice(&e.bytes);
+        }
+        data.extend_from_slice(b"]}");
+        // The entry's context names the proposal, so apply finds the ops without decoding.
+        match self.node.propose(id.to_le_bytes().to_vec(), data) {
             Ok(()) => {
-                self.pending.insert(id, Waiting { replies });
+                self.pending.insert(id, Waiting { replies, ops: Some((ops, encoded)) });
             }
             Err(e) => {
                 for (r, _) in replies {
@@ -323,11 +415,33 @@ impl Driver {
                 if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
                     continue;
                 }
-                let batch: Batch = serde_json::from_slice(&e.data).map_err(io)?;
-                let applied = machine::apply(&mut snap, batch.ops);
-                writes.extend(applied.writes);
+                let local = <[u8; 8]>::try_from(&e.context[..])
+                    .ok()
+                    .map(u64::from_le_bytes)
+                    .and_then(|id| Some((id, self.pending.get_mut(&id)?.ops.take()?)));
+                let (id, ops, encoded) = match local {
+                    Some((id, (ops, encoded))) => (id, ops, Some(encoded)),
+                    None => {
+                        let batch: Batch = serde_json::from_slice(&e.data).map_err(io)?;
+                        (batch.id, batch.ops, None)
+                    }
+                };
+                let applied = machine::apply(&mut snap, ops);
+                for (op, key, value) in applied.writes {
+                    let row = match value {
+                        None => None,
+                        Some(s) => {
+                            let bytes = match encoded.as_ref().and_then(|enc| Some((&enc[op], enc[op].object.clone()?))) {
+                                Some((enc, range)) => enc.bytes[range].to_vec(),
+                                None => serde_json::to_vec(&s.value).map_err(io)?,
+                            };
+                            Some((s.rv, bytes))
+                        }
+                    };
+                    writes.push((key, row));
+                }
                 events.extend(applied.events);
-                results.push((batch.id, applied.results));
+                results.push((id, applied.results));
             }
             revision = snap.revision;
         }
@@ -337,9 +451,8 @@ impl Driver {
             let mut objects = w.open_table(OBJECTS).map_err(io)?;
             for (k, v) in &writes {
                 match v {
-                    Some(s) => {
-                        let bytes = serde_json::to_vec(&s.value).map_err(io)?;
-                        objects.insert(k.as_str(), bytes.as_slice()).map_err(io)?;
+                    Some((rv, bytes)) => {
+                        objects.insert(k.as_str(), (*rv, bytes.as_slice())).map_err(io)?;
                     }
                     None => {
                         objects.remove(k.as_str()).map_err(io)?;
@@ -385,5 +498,34 @@ impl Driver {
         w.commit().map_err(io)?;
         self.node.mut_store().wl().compact(upto).map_err(io)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Precondition;
+    use serde_json::json;
+
+    #[test]
+    fn encoded_ops_are_the_serde_form_and_locate_the_object() {
+        let pre = Precondition { resource_version: Some(7), uid: Some("u\"1".into()) };
+        let ops = vec![
+            Op::Create { key: "core/pods/ns/a\"b".into(), object: json!({"metadata": {"name": "a\"b"}, "n": [1, 2.5, null]}) },
+            Op::Update { key: "k".into(), object: json!({"x": "é\n"}), precondition: pre.clone() },
+            Op::Delete { key: "k".into(), precondition: Precondition::default() },
+        ];
+        for op in &ops {
+            let enc = encode(op).expect("encode");
+            let parsed: Op = serde_json::from_slice(&enc.bytes).expect("decodes as Op");
+            assert_eq!(serde_json::to_value(&parsed).expect("json"), serde_json::to_value(op).expect("json"));
+            match (op, enc.object) {
+                (Op::Create { object, .. } | Op::Update { object, .. }, Some(r)) => {
+                    assert_eq!(&serde_json::from_slice::<serde_json::Value>(&enc.bytes[r]).expect("object"), object);
+                }
+                (Op::Delete { .. }, None) => {}
+                _ => panic!("object range wrong for {op:?}"),
+            }
+        }
     }
 }

@@ -83,7 +83,7 @@ pub(crate) fn start(shared: &Arc<Shared>, prefix: &str, from: Option<u64>) -> Re
         }
         None => {
             let snap = shared.objects.read().expect("store lock");
-            for (k, v) in snap.objects.range(prefix.to_string()..) {
+            for (k, v) in snap.objects.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)) {
                 if !k.starts_with(prefix) {
                     break;
                 }

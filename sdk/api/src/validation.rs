@@ -1613,6 +1613,19 @@ fn validate_job_update(c: &mut Vec<Cause>, old: &Value, new: &Value) {
     }
 }
 
+/// A CronJob `spec.timeZone` name as Kubernetes resolves it: a zone of the IANA database
+/// (the copy compiled into chrono-tz), named case-sensitively, with every `/`-separated
+/// part 1-14 characters of `A-Za-z0-9._+-`, not `.`/`..` and not starting with `-`.
+pub fn time_zone(name: &str) -> Option<chrono_tz::Tz> {
+    let part_ok = |p: &str| {
+        p != "." && p != ".." && !p.starts_with('-') && (1..=14).contains(&p.len()) && p.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | '+'))
+    };
+    if !name.split('/').all(part_ok) {
+        return None;
+    }
+    name.parse().ok()
+}
+
 fn validate_cron_job(c: &mut Vec<Cause>, obj: &Value, old: Option<&Value>) {
     let schedule = str_at(obj, &["spec", "schedule"]);
     if schedule.is_empty() {
@@ -1635,6 +1648,19 @@ fn validate_cron_job(c: &mut Vec<Cause>, obj: &Value, old: Option<&Value>) {
                 s(schedule),
                 "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
             ));
+        }
+    }
+    if let Some(tz) = at(obj, &["spec", "timeZone"]).filter(|v| !v.is_null()).map(text) {
+        if tz.is_empty() {
+            c.push(invalid("spec.timeZone", s(""), "timeZone must be nil or non-empty string"));
+        } else {
+            if tz.eq_ignore_ascii_case("Local") {
+                c.push(invalid("spec.timeZone", s(&tz), "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"));
+            }
+            // Go's time.LoadLocation knows "Local" itself.
+            if tz != "Local" && time_zone(&tz).is_none() {
+                c.push(invalid("spec.timeZone", s(&tz), &format!("unknown time zone {tz}")));
+            }
         }
     }
     nonneg(c, obj, &["spec", "startingDeadlineSeconds"]);
@@ -2659,6 +2685,23 @@ mod tests {
         assert_eq!(
             msgs(&validate_create("batch", "CronJob", true, &cj("@often"))),
             vec!["spec.schedule: Invalid value: \"@often\": unrecognized descriptor: @often"]
+        );
+        let zoned = |tz: Value| {
+            let mut c = cj("0 9 * * *");
+            c["spec"]["timeZone"] = tz;
+            msgs(&validate_create("batch", "CronJob", true, &c))
+        };
+        for ok in ["America/New_York", "UTC", "Etc/GMT+5", "Asia/Kolkata"] {
+            assert!(zoned(json!(ok)).is_empty(), "{ok}");
+        }
+        assert!(zoned(Value::Null).is_empty());
+        assert_eq!(zoned(json!("")), vec!["spec.timeZone: Invalid value: \"\": timeZone must be nil or non-empty string"]);
+        assert_eq!(zoned(json!("Mars/Olympus")), vec!["spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"]);
+        assert_eq!(zoned(json!("america/new_york")), vec!["spec.timeZone: Invalid value: \"america/new_york\": unknown time zone america/new_york"]);
+        assert_eq!(zoned(json!("../zoneinfo")), vec!["spec.timeZone: Invalid value: \"../zoneinfo\": unknown time zone ../zoneinfo"]);
+        assert_eq!(
+            zoned(json!("Local")),
+            vec!["spec.timeZone: Invalid value: \"Local\": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"]
         );
         let mut long = cj("@daily");
         long["metadata"]["name"] = json!("a".repeat(53));
