@@ -27,7 +27,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
@@ -207,6 +207,15 @@ impl Schedule {
         // later wall time at an earlier instant, so search from a little before `after`'s
         // wall time and stop once wall times are well past the best instant found.
         const SLACK: Duration = Duration::hours(3);
+        let offset = |t: DateTime<Utc>| zone.offset_from_utc_datetime(&t.naive_utc()).fix();
+        if offset(after - SLACK) == offset(after) && offset(after) == offset(after + SLACK) {
+            // No offset change near `after`: the next matching wall time names the next
+            // instant, unless it falls in a later gap or repeated hour (searched below).
+            let wall = self.next_wall(after.with_timezone(&zone).naive_local())?;
+            if let LocalResult::Single(t) = zone.from_local_datetime(&wall) {
+                return Some(t.with_timezone(&Utc));
+            }
+        }
         let mut wall = self.next_wall(after.with_timezone(&zone).naive_local() - SLACK)?;
         let mut best: Option<DateTime<Utc>> = None;
         loop {

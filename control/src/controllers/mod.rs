@@ -103,7 +103,10 @@ async fn run_scheduler(api: Api, shutdown: Shutdown) {
                 // Many pending pods make planning long: keep re-planning from eating the CPU
                 // (waiting for the writes is not counted: it leaves the CPU to others).
                 Ok(planning) => pause = pause.max(planning * 2),
-                Err(e) => tracing::warn!(error = %e, "scheduling pass failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduling pass failed");
+                    state.retry_at = Some(std::time::Instant::now() + FAILURE_BACKOFF_INITIAL);
+                }
             }
         }
         tokio::select! {
@@ -126,6 +129,19 @@ struct SchedulerState {
     failures: std::collections::HashMap<String, (u32, std::time::Instant)>,
     /// The earliest moment a deferred failure write becomes due.
     retry_at: Option<std::time::Instant>,
+}
+
+/// Keeps the first error of a binding task.
+fn note_error(
+    first: &mut Option<crate::apiserver::error::ApiError>,
+    joined: Result<Result<(), crate::apiserver::error::ApiError>, tokio::task::JoinError>,
+) {
+    let e = match joined {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e,
+        Err(e) => crate::apiserver::error::ApiError::internal(e.to_string()),
+    };
+    first.get_or_insert(e);
 }
 
 const FAILURE_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
@@ -256,6 +272,7 @@ async fn schedule_pending(
     // Plan a chunk, send its bindings off, plan the next while they are written.
     const IN_FLIGHT: usize = 1024;
     let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<Result<(), crate::apiserver::error::ApiError>>> = Default::default();
+    let mut failed: Option<crate::apiserver::error::ApiError> = None;
     for chunk in pending.chunks(IN_FLIGHT) {
         let planned = std::time::Instant::now();
         let results = scheduler::schedule_all(chunk, &mut infos, &mut state.next_start);
@@ -304,16 +321,19 @@ async fn schedule_pending(
         }));
         while writing.len() > 2 {
             if let Some(w) = writing.pop_front() {
-                w.await.map_err(|e| crate::apiserver::error::ApiError::internal(e.to_string()))??;
+                note_error(&mut failed, w.await);
             }
         }
     }
+    // Every binding task is awaited, even after an error: the next pass must not plan
+    // while bindings of this one are still being written.
     for w in writing {
-        w.await.map_err(|e| crate::apiserver::error::ApiError::internal(e.to_string()))??;
+        note_error(&mut failed, w.await);
     }
     let now = crate::apiserver::service::timestamp(api.clock.now());
+    let mut write_failed = false;
     for chunk in unschedulable.chunks(IN_FLIGHT) {
-        futures::future::join_all(chunk.iter().map(|(pod, message)| {
+        let written = futures::future::join_all(chunk.iter().map(|(pod, message)| {
             let now = now.clone();
             async move {
                 let ns = pod["metadata"]["namespace"].as_str();
@@ -331,12 +351,26 @@ async fn schedule_pending(
                         Some(new)
                     })
                     .await;
-                if let Ok(Some(p)) = updated {
-                    api.record_event(&p, "Warning", "FailedScheduling", message, "default-scheduler").await;
+                match updated {
+                    Ok(Some(p)) => {
+                        api.record_event(&p, "Warning", "FailedScheduling", message, "default-scheduler").await;
+                        true
+                    }
+                    Ok(None) => true,
+                    Err(_) => false,
                 }
             }
         }))
         .await;
+        write_failed |= written.contains(&false);
+    }
+    if write_failed {
+        // Try again soon even if nothing else changes.
+        let soon = std::time::Instant::now() + FAILURE_BACKOFF_INITIAL;
+        state.retry_at = Some(state.retry_at.map_or(soon, |t| t.min(soon)));
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(planning)
 }

@@ -36,6 +36,8 @@ fn migrate_objects_v1(w: &redb::WriteTransaction) -> Result<(), StoreError> {
     if !w.list_tables().map_err(io)?.any(|t| t.name() == OBJECTS_V1.name()) {
         return Ok(());
     }
+    // The first layout exists only if the last binary to run wrote it: it is the truth.
+    w.delete_table(OBJECTS).map_err(io)?;
     {
         let old = w.open_table(OBJECTS_V1).map_err(io)?;
         let mut new = w.open_table(OBJECTS).map_err(io)?;

@@ -1650,7 +1650,10 @@ fn validate_cron_job(c: &mut Vec<Cause>, obj: &Value, old: Option<&Value>) {
             ));
         }
     }
-    if let Some(tz) = at(obj, &["spec", "timeZone"]).filter(|v| !v.is_null()).map(text) {
+    // An update that keeps the zone is not re-checked (an object stored before a zone
+    // became unknown stays editable and deletable).
+    let tz_kept = old.is_some_and(|o| at(o, &["spec", "timeZone"]) == at(obj, &["spec", "timeZone"]));
+    if let Some(tz) = at(obj, &["spec", "timeZone"]).filter(|v| !v.is_null() && !tz_kept).map(text) {
         if tz.is_empty() {
             c.push(invalid("spec.timeZone", s(""), "timeZone must be nil or non-empty string"));
         } else {
@@ -2699,6 +2702,14 @@ mod tests {
         assert_eq!(zoned(json!("Mars/Olympus")), vec!["spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"]);
         assert_eq!(zoned(json!("america/new_york")), vec!["spec.timeZone: Invalid value: \"america/new_york\": unknown time zone america/new_york"]);
         assert_eq!(zoned(json!("../zoneinfo")), vec!["spec.timeZone: Invalid value: \"../zoneinfo\": unknown time zone ../zoneinfo"]);
+        let mut stored = cj("0 9 * * *");
+        stored["spec"]["timeZone"] = json!("+05:30");
+        let mut relabelled = stored.clone();
+        relabelled["metadata"]["labels"] = json!({"a": "b"});
+        assert!(validate_update("batch", "CronJob", &stored, &relabelled).is_empty());
+        let mut rezoned = stored.clone();
+        rezoned["spec"]["timeZone"] = json!("+05:00");
+        assert_eq!(msgs(&validate_update("batch", "CronJob", &stored, &rezoned)), vec!["spec.timeZone: Invalid value: \"+05:00\": unknown time zone +05:00"]);
         assert_eq!(
             zoned(json!("Local")),
             vec!["spec.timeZone: Invalid value: \"Local\": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"]
