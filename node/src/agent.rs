@@ -282,13 +282,17 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let listener = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
     let server_addr = listener.local_addr()?;
-    let tls = crate::server::self_signed_tls(&[config.bind_address])?;
+    let (tls, cert) = crate::server::self_signed(&[config.bind_address])?;
+    let cert_sha256: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02x}")).collect()
+    };
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
 
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
-    register(&ctx, server_addr.port()).await?;
+    register(&ctx, server_addr.port(), &cert_sha256).await?;
     tasks.push(tokio::spawn(heartbeat(ctx.clone())));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
@@ -330,12 +334,14 @@ fn node_status(ctx: &Ctx, port: u16) -> Value {
     })
 }
 
-async fn register(ctx: &Arc<Ctx>, port: u16) -> anyhow::Result<()> {
+/// Creates (or takes over) the Node object, publishes this run's serving certificate and
+/// reports status.
+async fn register(ctx: &Arc<Ctx>, port: u16, cert_sha256: &str) -> anyhow::Result<()> {
     let api: Api<Node> = Api::all(ctx.client.clone());
     let cidr = ctx.ips.lock().expect("ip lock").cidr();
     let node = json!({
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": ctx.config.name, "labels": {
+        "metadata": {"name": ctx.config.name, "annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}, "labels": {
             "kubernetes.io/hostname": ctx.config.name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
             "node.kubernetes.io/instance-type": "flotilla",
@@ -345,7 +351,11 @@ async fn register(ctx: &Arc<Ctx>, port: u16) -> anyhow::Result<()> {
     let node: Node = serde_json::from_value(node)?;
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // A restart serves a new certificate: publish it.
+            let annotate = json!({"metadata": {"annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}}});
+            api.patch(&ctx.config.name, &PatchParams::default(), &Patch::Merge(annotate)).await?;
+        }
         Err(e) => return Err(e.into()),
     }
     let status = node_status(ctx, port);

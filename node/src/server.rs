@@ -50,12 +50,9 @@ pub async fn serve(
     serve_with(listener, tls, token, pods, Arc::new(RuntimeRunner(runtime)), shutdown).await;
 }
 
-/// A self-signed serving certificate for `hosts` (plus `localhost`), ALPN http/1.1.
-pub fn self_signed_tls(hosts: &[IpAddr]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    Ok(self_signed(hosts)?.0)
-}
-
-fn self_signed(hosts: &[IpAddr]) -> anyhow::Result<(Arc<rustls::ServerConfig>, rustls::pki_types::CertificateDer<'static>)> {
+/// A self-signed serving certificate for `hosts` (plus `localhost`), ALPN http/1.1, and
+/// the certificate (DER) clients pin.
+pub fn self_signed(hosts: &[IpAddr]) -> anyhow::Result<(Arc<rustls::ServerConfig>, rustls::pki_types::CertificateDer<'static>)> {
     let mut names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     names.push("localhost".to_string());
     let key = rcgen::generate_simple_self_signed(names)?;
@@ -883,7 +880,7 @@ mod tests {
     fn certificate_names_the_hosts() {
         let (config, _) = self_signed(&["10.1.2.3".parse().expect("ip"), "::1".parse().expect("ip")]).expect("tls");
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
-        assert!(self_signed_tls(&[]).is_ok());
+        assert!(self_signed(&[]).is_ok());
     }
 
     #[tokio::test]

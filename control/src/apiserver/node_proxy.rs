@@ -49,20 +49,30 @@ struct Clients {
     upgrade: reqwest::Client,
 }
 
-/// Accepts any server certificate but still checks handshake signatures.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+use flotilla_api::SERVING_CERT_ANNOTATION;
 
-impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+/// Accepts exactly the certificate whose SHA-256 is pinned, and checks handshake signatures.
+#[derive(Debug)]
+struct PinnedCert {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    sha256: [u8; 32],
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
     fn verify_server_cert(
         &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
         _intermediates: &[rustls::pki_types::CertificateDer<'_>],
         _server_name: &rustls::pki_types::ServerName<'_>,
         _ocsp_response: &[u8],
         _now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        use sha2::Digest as _;
+        if sha2::Sha256::digest(end_entity.as_ref()).as_slice() == self.sha256 {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
     }
 
     fn verify_tls12_signature(
@@ -71,7 +81,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -80,42 +90,59 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
-fn tls_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig, rustls::Error> {
+fn tls_config(alpn: &[&[u8]], sha256: [u8; 32]) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_custom_certificate_verifier(Arc::new(PinnedCert { provider, sha256 }))
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
 }
 
-fn build_clients() -> Result<Clients, String> {
+fn build_clients(sha256: [u8; 32]) -> Result<Clients, String> {
     let base = || reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(10)).tcp_nodelay(true);
     let http = base()
-        .tls_backend_preconfigured(tls_config(&[b"h2", b"http/1.1"]).map_err(|e| e.to_string())?)
+        .tls_backend_preconfigured(tls_config(&[b"h2", b"http/1.1"], sha256).map_err(|e| e.to_string())?)
         .build()
         .map_err(|e| e.to_string())?;
     let upgrade = base()
         .http1_only()
-        .tls_backend_preconfigured(tls_config(&[b"http/1.1"]).map_err(|e| e.to_string())?)
+        .tls_backend_preconfigured(tls_config(&[b"http/1.1"], sha256).map_err(|e| e.to_string())?)
         .build()
         .map_err(|e| e.to_string())?;
     Ok(Clients { http, upgrade })
 }
 
-fn clients() -> Result<&'static Clients, ApiError> {
-    static CLIENTS: OnceLock<Result<Clients, String>> = OnceLock::new();
-    CLIENTS.get_or_init(build_clients).as_ref().map_err(|e| ApiError::internal(format!("building the node client: {e}")))
+/// The clients for a node's pinned certificate (kept per certificate: connections pool).
+fn clients(sha256: [u8; 32]) -> Result<Arc<Clients>, ApiError> {
+    static CLIENTS: OnceLock<Mutex<HashMap<[u8; 32], Arc<Clients>>>> = OnceLock::new();
+    let mut map = CLIENTS.get_or_init(Default::default).lock().expect("node clients");
+    if let Some(c) = map.get(&sha256) {
+        return Ok(c.clone());
+    }
+    if map.len() >= 1024 {
+        // Certificates of nodes long gone: start over rather than grow without bound.
+        map.clear();
+    }
+    let c = Arc::new(build_clients(sha256).map_err(|e| ApiError::internal(format!("building the node client: {e}")))?);
+    map.insert(sha256, c.clone());
+    Ok(c)
+}
+
+/// Where a pod's node serves, and the certificate it registered.
+struct NodeTarget {
+    base: String,
+    sha256: [u8; 32],
 }
 
 /// Entry point from the router.
@@ -171,7 +198,7 @@ fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> Result<St
 }
 
 /// `https://ADDR:PORT` of the node running `pod`.
-fn node_base(app: &App, pod: &Value, name: &str) -> Result<String, ApiError> {
+fn node_base(app: &App, pod: &Value, name: &str) -> Result<NodeTarget, ApiError> {
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node.is_empty() {
         return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
@@ -185,8 +212,23 @@ fn node_base(app: &App, pod: &Value, name: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node} reports no address")))?;
     let port = obj.value["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().filter(|p| *p > 0 && *p < 65536);
     let port = port.ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node} reports no kubelet endpoint port")))?;
+    let sha256 = obj.value["metadata"]["annotations"][SERVING_CERT_ANNOTATION]
+        .as_str()
+        .and_then(parse_sha256)
+        .ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node} has not registered its serving certificate ({SERVING_CERT_ANNOTATION})")))?;
     let host = if address.contains(':') { format!("[{address}]") } else { address.to_string() };
-    Ok(format!("https://{host}:{port}"))
+    Ok(NodeTarget { base: format!("https://{host}:{port}"), sha256 })
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn encode_query(pairs: &[(&str, &str)]) -> String {
@@ -274,14 +316,15 @@ async fn logs(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
     if q(r.query, "sinceSeconds").is_some() && q(r.query, "sinceTime").is_some() {
         return Err(ApiError::new(422, "Invalid", "at most one of `sinceTime` or `sinceSeconds` may be specified"));
     }
-    let base = node_base(app, &pod.value, r.name)?;
+    let target = node_base(app, &pod.value, r.name)?;
+    let base = &target.base;
     let params: Vec<(&str, &str)> = LOG_PARAMS.iter().filter_map(|k| q(r.query, k).map(|v| (*k, v))).collect();
     let mut url = format!("{base}/containerLogs/{}/{}/{}", path_segment(r.namespace), path_segment(r.name), path_segment(&container));
     if !params.is_empty() {
         url.push('?');
         url.push_str(&encode_query(&params));
     }
-    let resp = clients()?.http.get(&url).bearer_auth(app.authn.admin_token()).send().await.map_err(|e| unreachable_node(&e))?;
+    let resp = clients(target.sha256)?.http.get(&url).bearer_auth(app.authn.admin_token()).send().await.map_err(|e| unreachable_node(&e))?;
     let status = resp.status();
     if !status.is_success() {
         let body = read_limited(resp, 64 * 1024).await;
@@ -353,7 +396,8 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
     let Some(on_upgrade) = r.on_upgrade else {
         return Err(ApiError::bad_request("Upgrade request required (WebSocket needs HTTP/1.1)"));
     };
-    let base = node_base(app, &pod.value, r.name)?;
+    let target = node_base(app, &pod.value, r.name)?;
+    let base = &target.base;
     let params: Vec<(&str, &str)> = r.query.iter().filter(|(k, _)| k != "container").map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let url = format!(
         "{base}/exec/{}/{}/{}?{}",
@@ -362,7 +406,7 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
         path_segment(&container),
         encode_query(&params)
     );
-    let mut req = clients()?
+    let mut req = clients(target.sha256)?
         .upgrade
         .get(&url)
         .bearer_auth(app.authn.admin_token())
@@ -486,7 +530,8 @@ async fn proxy(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -
     }
     let pod = app.api.get(info, Some(r.namespace), name)?;
     let port = proxy_port(&pod.value, name, port)?;
-    let base = node_base(app, &pod.value, name)?;
+    let target = node_base(app, &pod.value, name)?;
+    let base = &target.base;
     let rest = proxy_rest(r.uri.path());
     if rest.split('/').any(unsafe_segment) {
         return Err(ApiError::bad_request("the proxied path may not contain '.' or '..' segments or encoded separators"));
@@ -504,7 +549,7 @@ async fn proxy(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -
         headers.append(k.clone(), v.clone());
     }
     let has_body = r.headers.contains_key(header::CONTENT_LENGTH) || r.headers.contains_key(header::TRANSFER_ENCODING);
-    let mut req = clients()?.http.request(r.method.clone(), &url).headers(headers).bearer_auth(app.authn.admin_token());
+    let mut req = clients(target.sha256)?.http.request(r.method.clone(), &url).headers(headers).bearer_auth(app.authn.admin_token());
     if has_body || !matches!(r.method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
         req = req.body(reqwest::Body::wrap_stream(r.body.into_data_stream()));
     }
@@ -642,7 +687,11 @@ mod tests {
         let pods = resources::find("", "v1", "pods").expect("pods");
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces");
         api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &opts).await.expect("ns");
-        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+        let pin = |der: &[u8]| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "annotations": {SERVING_CERT_ANNOTATION: pin(cert.der())}}});
         let mut node = api.create(nodes, None, node, &opts).await.expect("node").object;
         node["status"] = json!({"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}], "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}});
         api.update(nodes, None, "n1", node, super::super::service::Part::Status, &opts).await.expect("node status");
@@ -655,7 +704,7 @@ mod tests {
             let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec});
             api.create(pods, Some("default"), pod, &opts).await.expect("pod");
         }
-        let app = super::super::app(api, TOKEN.to_string(), "127.0.0.1:6443".to_string(), shutdown);
+        let app = super::super::app(api.clone(), TOKEN.to_string(), "127.0.0.1:6443".to_string(), shutdown);
         let router = super::super::router(app);
         let call = |method: Method, uri: &str, body: &'static str| {
             let req = axum::http::Request::builder()
@@ -695,6 +744,27 @@ mod tests {
         let (status, body) = call(Method::GET, "/api/v1/namespaces/default/pods/one/exec?command=ls", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("Upgrade request required"), "{body}");
+
+        // The credential only goes to the certificate the node registered.
+        let repin = |value: Value| {
+            let api = api.clone();
+            async move {
+                let mut node = api.get(nodes, None, "n1").expect("node").value.clone();
+                node["metadata"]["annotations"] = value;
+                api.update(nodes, None, "n1", node, super::super::service::Part::Main, &super::super::service::WriteOptions::default()).await.expect("annotate");
+            }
+        };
+        let other = rcgen::CertificateParams::new(vec!["node".to_string()]).expect("params").self_signed(&rcgen::KeyPair::generate().expect("key")).expect("cert");
+        repin(json!({SERVING_CERT_ANNOTATION: pin(other.der())})).await;
+        let (status, body) = call(Method::GET, "/api/v1/namespaces/default/pods/one/log", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("error dialing backend") && body.contains("certificate"), "{body}");
+        let (status, _) = call(Method::GET, "/api/v1/namespaces/default/pods/one/proxy/", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        repin(json!({})).await;
+        let (status, body) = call(Method::GET, "/api/v1/namespaces/default/pods/one/log", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("node n1 has not registered its serving certificate"), "{body}");
         trigger.trigger();
     }
 }

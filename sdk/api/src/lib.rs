@@ -6,3 +6,9 @@ pub mod pod;
 pub mod quantity;
 pub mod selector;
 pub mod validation;
+
+/// The Node annotation in which a node publishes the SHA-256 (lowercase hex) of the
+/// certificate its HTTPS server presents. Nodes serve a self-signed certificate; the API
+/// server connects to a node for logs, exec and proxy only if the node presents exactly
+/// this certificate, so its credential never reaches another server.
+pub const SERVING_CERT_ANNOTATION: &str = "node.flotilla.dev/serving-cert-sha256";
