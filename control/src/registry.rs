@@ -32,6 +32,11 @@ use tokio::io::AsyncWriteExt as _;
 
 /// Largest manifest accepted (distribution's limit is 4 MiB).
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Largest blob accepted (components are megabytes; this bounds what one push can store).
+const MAX_BLOB: u64 = 512 * 1024 * 1024;
+/// Chunked uploads open at once, and how long an idle one is kept.
+const MAX_UPLOADS: usize = 64;
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 const API_VERSION: &str = "registry/2.0";
 
 /// Failures, as the distribution spec's error codes.
@@ -61,6 +66,10 @@ enum RegistryError {
     TagInvalid,
     #[error("requested range not satisfiable")]
     RangeInvalid,
+    #[error("blob larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("too many uploads in progress; finish or cancel some first")]
+    TooManyUploads,
     #[error("the operation is unsupported")]
     Unsupported,
     #[error("storage error: {0}")]
@@ -82,6 +91,8 @@ impl RegistryError {
             RegistryError::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
             RegistryError::TagInvalid => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             RegistryError::RangeInvalid => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            RegistryError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            RegistryError::TooManyUploads => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             RegistryError::Unsupported => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             RegistryError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
@@ -111,6 +122,8 @@ struct Upload {
     repo: String,
     size: u64,
     hasher: Sha256,
+    /// Last time a request worked on it (idle uploads are dropped).
+    touched: std::time::Instant,
 }
 
 /// The registry's storage and credentials.
@@ -118,12 +131,21 @@ pub struct Registry {
     root: PathBuf,
     token: String,
     uploads: Mutex<HashMap<String, Upload>>,
+    max_blob: u64,
+    max_uploads: usize,
 }
 
 impl Registry {
     /// A registry storing under `root` and accepting `token`.
     pub fn new(root: PathBuf, token: String) -> Self {
-        Registry { root, token, uploads: Mutex::new(HashMap::new()) }
+        Registry { root, token, uploads: Mutex::new(HashMap::new()), max_blob: MAX_BLOB, max_uploads: MAX_UPLOADS }
+    }
+
+    #[cfg(test)]
+    fn with_limits(mut self, max_blob: u64, max_uploads: usize) -> Self {
+        self.max_blob = max_blob;
+        self.max_uploads = max_uploads;
+        self
     }
 
     fn blob_path(&self, hex: &str) -> PathBuf {
@@ -512,11 +534,14 @@ fn upload_response(status: StatusCode, repo: &str, uuid: &str, size: u64) -> Res
 }
 
 /// Appends a request body to the upload file, hashing as it goes.
-async fn append(path: &Path, up: &mut Upload, body: Body) -> Result<()> {
+async fn append(path: &Path, up: &mut Upload, body: Body, max_blob: u64) -> Result<()> {
     let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| RegistryError::BlobUploadInvalid(format!("reading the request body: {e}")))?;
+        if up.size + chunk.len() as u64 > max_blob {
+            return Err(RegistryError::TooLarge(max_blob));
+        }
         f.write_all(&chunk).await?;
         up.hasher.update(&chunk);
         up.size += chunk.len() as u64;
@@ -574,16 +599,30 @@ async fn start_upload(reg: &Registry, repo: &str, req: Request) -> Result<Respon
     let digest = query_param(&req, "digest");
     let uuid = uuid::Uuid::new_v4().to_string();
     tokio::fs::create_dir_all(reg.root.join("uploads")).await?;
-    let mut up = Upload { repo: repo.to_string(), size: 0, hasher: Sha256::new() };
+    let mut up = Upload { repo: repo.to_string(), size: 0, hasher: Sha256::new(), touched: std::time::Instant::now() };
     let path = reg.upload_path(&uuid);
     if let Some(digest) = digest {
         // Monolithic upload: the whole blob is this request's body.
-        if let Err(e) = append(&path, &mut up, req.into_body()).await {
+        if let Err(e) = append(&path, &mut up, req.into_body(), reg.max_blob).await {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(e);
         }
         commit(reg, &uuid, up, &digest).await?;
         return Ok(blob_created(repo, &digest));
+    }
+    let idle: Vec<String> = {
+        let mut uploads = lock(&reg.uploads);
+        let idle: Vec<String> = uploads.iter().filter(|(_, u)| u.touched.elapsed() > UPLOAD_IDLE).map(|(k, _)| k.clone()).collect();
+        for k in &idle {
+            uploads.remove(k);
+        }
+        if uploads.len() >= reg.max_uploads {
+            return Err(RegistryError::TooManyUploads);
+        }
+        idle
+    };
+    for k in idle {
+        let _ = tokio::fs::remove_file(reg.upload_path(&k)).await;
     }
     tokio::fs::write(&path, b"").await?;
     lock(&reg.uploads).insert(uuid.clone(), up);
@@ -634,12 +673,13 @@ async fn patch_upload(reg: &Registry, repo: &str, uuid: &str, req: Request) -> R
         }
     }
     let path = reg.upload_path(uuid);
-    if let Err(e) = append(&path, &mut up, req.into_body()).await {
+    if let Err(e) = append(&path, &mut up, req.into_body(), reg.max_blob).await {
         // Partial data may have been written: the upload cannot continue.
         let _ = tokio::fs::remove_file(&path).await;
         return Err(e);
     }
     let size = up.size;
+    up.touched = std::time::Instant::now();
     lock(&reg.uploads).insert(uuid.to_string(), up);
     Ok(upload_response(StatusCode::ACCEPTED, repo, uuid, size))
 }
@@ -650,7 +690,7 @@ async fn finish_upload(reg: &Registry, repo: &str, uuid: &str, req: Request) -> 
     };
     let mut up = take_upload(reg, repo, uuid)?;
     let path = reg.upload_path(uuid);
-    if let Err(e) = append(&path, &mut up, req.into_body()).await {
+    if let Err(e) = append(&path, &mut up, req.into_body(), reg.max_blob).await {
         let _ = tokio::fs::remove_file(&path).await;
         return Err(e);
     }
@@ -804,6 +844,33 @@ mod tests {
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _, _) = send(&app, req(Method::GET, "/v2/other/tags/list", &[], Body::empty())).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn oversized_blobs_and_upload_floods_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = router(Arc::new(Registry::new(dir.path().join("registry"), TOKEN.to_string()).with_limits(8, 2)));
+        // Monolithic and chunked uploads stop at the size limit; nothing is stored.
+        let big = b"123456789".to_vec();
+        let (status, _, body) = send(&app, req(Method::POST, &format!("/v2/x/blobs/uploads/?digest={}", digest_of(&big)), &[], big.clone())).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(String::from_utf8_lossy(&body).contains("blob larger than 8 bytes"), "{body:?}");
+        assert!(!dir.path().join("registry/blobs/sha256").join(digest_of(&big).trim_start_matches("sha256:")).exists());
+        let (status, headers, _) = send(&app, req(Method::POST, "/v2/x/blobs/uploads/", &[], Body::empty())).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let location = hdr(&headers, "location").to_string();
+        let (status, _, _) = send(&app, req(Method::PATCH, &location, &[], b"12345".to_vec())).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, _, _) = send(&app, req(Method::PATCH, &location, &[("content-range", "5-9")], b"6789".to_vec())).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Two uploads may be open at once; a third waits until one ends.
+        for _ in 0..2 {
+            let (status, _, _) = send(&app, req(Method::POST, "/v2/x/blobs/uploads/", &[], Body::empty())).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+        }
+        let (status, _, body) = send(&app, req(Method::POST, "/v2/x/blobs/uploads/", &[], Body::empty())).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(String::from_utf8_lossy(&body).contains("TOOMANYREQUESTS"));
     }
 
     #[tokio::test]
