@@ -90,6 +90,8 @@ fn encode(op: &Op) -> Result<Encoded, StoreError> {
 const NODE_ID: u64 = 1;
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BATCH: usize = 4096;
+/// A log entry stops taking proposals once it holds this many bytes (plus the last one's).
+const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
 
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Io(e.to_string())
@@ -173,6 +175,12 @@ struct Proposal {
     ops: Vec<Op>,
     encoded: Vec<Encoded>,
     reply: oneshot::Sender<Result<Vec<OpResult>, StoreError>>,
+}
+
+impl Proposal {
+    fn bytes(&self) -> usize {
+        self.encoded.iter().map(|e| e.bytes.len()).sum()
+    }
 }
 
 enum Msg {
@@ -277,10 +285,14 @@ impl Driver {
             let mut stop = false;
             match rx.recv_timeout(timeout) {
                 Ok(Msg::Propose(p)) => {
+                    let mut bytes = p.bytes();
                     batch.push(p);
-                    while batch.len() < MAX_BATCH {
+                    while batch.len() < MAX_BATCH && bytes < MAX_ENTRY_BYTES {
                         match rx.try_recv() {
-                            Ok(Msg::Propose(p)) => batch.push(p),
+                            Ok(Msg::Propose(p)) => {
+                                bytes += p.bytes();
+                                batch.push(p);
+                            }
                             Ok(Msg::Stop) => {
                                 stop = true;
                                 break;
