@@ -397,6 +397,11 @@ fn workloads_killed_node_pods_recreated_elsewhere() {
     for p in &on_b {
         assert!(!ps.iter().any(|q| &name(q) == p), "{p} still counted live");
     }
+    // Before their eviction the pods on node-b were marked not Ready.
+    let events = c.kubectl(&["get", "events", r#"-o=jsonpath={range .items[?(@.reason=="NodeNotReady")]}{.involvedObject.kind}/{.involvedObject.name}: {.message}{"\n"}{end}"#]).ok().to_string();
+    for p in &on_b {
+        assert!(events.contains(&format!("Pod/{p}: Node is not ready")), "{p}: {events}");
+    }
     // READY/UP-TO-DATE/AVAILABLE catch up (availability waits minReadySeconds).
     let start = Instant::now();
     loop {

@@ -26,6 +26,9 @@
 //!   controller recreates it elsewhere. Kubernetes leaves such pods Terminating; this is a
 //!   deliberate difference (unsafe for at-most-one workloads if the node is only partitioned).
 //! - Finished pods (Succeeded/Failed) are never evicted: Jobs count them.
+//! - While a monitored node's Ready condition is not True, the Ready condition of its
+//!   running pods is set False with a NodeNotReady warning (Kubernetes' MarkPodsNotReady),
+//!   so readiness consumers stop counting them before they are evicted.
 
 use std::collections::HashMap;
 
@@ -87,6 +90,8 @@ pub(crate) enum Step {
     Evict { namespace: String, pod: String, uid: String },
     /// Remove the terminating pod from the store: its node cannot finish the deletion.
     ForceRemove { namespace: String, pod: String, uid: String },
+    /// Set the pod's Ready condition False: its node is not ready.
+    MarkPodNotReady { namespace: String, pod: String, uid: String },
 }
 
 /// A node with what the plan reads about it.
@@ -257,6 +262,11 @@ pub(crate) fn plan(o: &Observed<'_>, config: &NodeLifecycleConfig, now: DateTime
             }
             continue;
         }
+        let node_ready = condition(o.node, "Ready").is_some_and(|c| c["status"] == "True");
+        let pod_ready = pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        if monitored && !node_ready && pod_ready {
+            steps.push(Step::MarkPodNotReady { namespace: ns.clone(), pod: name(pod).to_string(), uid: uid(pod).to_string() });
+        }
         if no_execute.is_empty() {
             continue;
         }
@@ -354,6 +364,31 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
                     && !transient(&e)
                 {
                     return Err(e);
+                }
+            }
+            Step::MarkPodNotReady { namespace, pod, uid: pod_uid } => {
+                let now_s = timestamp(now);
+                let wrote = std::sync::atomic::AtomicBool::new(false);
+                let r = api
+                    .modify(pods, Some(&namespace), &pod, &|cur| {
+                        if uid(cur) != pod_uid || cur["spec"]["nodeName"].as_str() != Some(node_name) {
+                            return None;
+                        }
+                        let mut new = cur.clone();
+                        let cond = new["status"]["conditions"].as_array_mut()?.iter_mut().find(|c| c["type"] == "Ready" && c["status"] == "True")?;
+                        cond["status"] = json!("False");
+                        cond["lastTransitionTime"] = json!(now_s);
+                        wrote.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Some(new)
+                    })
+                    .await;
+                match r {
+                    Ok(Some(p)) if wrote.load(std::sync::atomic::Ordering::Relaxed) => {
+                        api.record_event(&p, "Warning", "NodeNotReady", "Node is not ready", NODE_COMPONENT).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Err(e),
                 }
             }
             Step::Evict { namespace, pod, uid: pod_uid } => {
@@ -493,6 +528,34 @@ mod tests {
                 json!({"key": TAINT_UNREACHABLE, "effect": "NoExecute", "timeAdded": timestamp(t(100))}),
             ]
         );
+    }
+
+    #[test]
+    fn pods_on_a_node_that_is_not_ready_are_marked_not_ready() {
+        let ready = |name: &str, status: &str| {
+            let mut p = pod(name, default_tolerations(300));
+            p["status"]["conditions"] = json!([{"type": "Ready", "status": status}]);
+            p
+        };
+        let (a, b, plain) = (ready("a", "True"), ready("b", "False"), pod("c", default_tolerations(300)));
+        let mut done = ready("d", "True");
+        done["status"]["phase"] = json!("Succeeded");
+        let marked = |n: &Value, l: Option<&Value>, now: i64| -> Vec<String> {
+            plan(&Observed { node: n, lease: l, pods: vec![&a, &b, &plain, &done] }, &cfg(), t(now))
+                .into_iter()
+                .filter_map(|s| match s {
+                    Step::MarkPodNotReady { pod, .. } => Some(pod),
+                    _ => None,
+                })
+                .collect()
+        };
+        let l = lease(100);
+        // (node Ready status, pods marked): only a Ready pod that is still running.
+        for (status, want) in [("True", vec![]), ("Unknown", vec!["a".to_string()]), ("False", vec!["a".to_string()])] {
+            assert_eq!(marked(&node(status, 100, Value::Null), Some(&l), 110), want, "node {status}");
+        }
+        // A node without a Lease is not monitored: its creator owns its pods' status.
+        assert!(marked(&node("Unknown", 100, Value::Null), None, 110).is_empty());
     }
 
     #[test]
