@@ -3,8 +3,9 @@
 //!
 //! 1. Throughput (the goal's figure): nodes and pods are created with the scheduler off,
 //!    the control plane is restarted on the same data with the scheduler on, and the time
-//!    from the restart until a watch has seen every pod bound gives pods bound per second.
-//!    Every write a binding costs is included (the binding and its Scheduled event).
+//!    from the restart until a watch has seen every pod bound gives pods bound per second
+//!    (median of three rounds, each on fresh data). Every write a binding costs is
+//!    included (the binding and its Scheduled event), and so is the watch that observes it.
 //! 2. Nodes joining: 10,000 pods are pending (marked unschedulable) before any node
 //!    exists; then 1,000 nodes are created and made Ready. Time from the first node create
 //!    until every pod is bound, node creation included.
@@ -194,7 +195,28 @@ fn main() {
     });
 }
 
+/// Rounds of the throughput scenario; the median is the figure.
+const ROUNDS: usize = 3;
+
 async fn throughput() {
+    let mut rates = Vec::new();
+    for round in 1..=ROUNDS {
+        let (total, first) = throughput_round().await;
+        let rate = PODS as f64 / total;
+        println!("1. throughput round {round}: all {PODS} pods bound {total:.2} s after the restart (first seen bound at {first:.3} s): {rate:.0} pods/s");
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "1. throughput: {PODS} pending pods and {NODES} Ready nodes when the scheduler starts: median {:.0} pods/s over {ROUNDS} rounds (min {:.0}, max {:.0}; goal >= 5,000 pods/s)",
+        rates[ROUNDS / 2],
+        rates[0],
+        rates[ROUNDS - 1]
+    );
+}
+
+/// Seconds from the restart until every pod was seen bound, and until the first was.
+async fn throughput_round() -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let handle = control_plane(dir.path(), false).await;
     let t = Target::connect(&handle).await;
@@ -210,14 +232,8 @@ async fn throughput() {
     let bound = t.watch_bound(None);
     let (first, last) = tokio::time::timeout(Duration::from_secs(600), bound).await.expect("all pods bound within 10 minutes").expect("watch");
     let (first, last) = (first.expect("a pod was bound"), last.expect("a pod was bound"));
-    let total = last.duration_since(started).as_secs_f64();
-    println!(
-        "1. throughput: {PODS} pending pods and {NODES} Ready nodes when the scheduler starts: all bound {total:.2} s after the restart \
-         (first seen {:.3} s, last {total:.2} s): {:.0} pods/s (goal >= 5,000 pods/s)",
-        first.duration_since(started).as_secs_f64(),
-        PODS as f64 / total
-    );
     handle.shutdown().await;
+    (last.duration_since(started).as_secs_f64(), first.duration_since(started).as_secs_f64())
 }
 
 async fn nodes_joining() {
