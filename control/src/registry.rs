@@ -138,6 +138,8 @@ pub struct Registry {
 impl Registry {
     /// A registry storing under `root` and accepting `token`.
     pub fn new(root: PathBuf, token: String) -> Self {
+        // Uploads live in memory: files of a previous run's unfinished ones are garbage.
+        let _ = std::fs::remove_dir_all(root.join("uploads"));
         Registry { root, token, uploads: Mutex::new(HashMap::new()), max_blob: MAX_BLOB, max_uploads: MAX_UPLOADS }
     }
 
@@ -610,19 +612,19 @@ async fn start_upload(reg: &Registry, repo: &str, req: Request) -> Result<Respon
         commit(reg, &uuid, up, &digest).await?;
         return Ok(blob_created(repo, &digest));
     }
-    let idle: Vec<String> = {
+    let (idle, full) = {
         let mut uploads = lock(&reg.uploads);
         let idle: Vec<String> = uploads.iter().filter(|(_, u)| u.touched.elapsed() > UPLOAD_IDLE).map(|(k, _)| k.clone()).collect();
         for k in &idle {
             uploads.remove(k);
         }
-        if uploads.len() >= reg.max_uploads {
-            return Err(RegistryError::TooManyUploads);
-        }
-        idle
+        (idle, uploads.len() >= reg.max_uploads)
     };
     for k in idle {
         let _ = tokio::fs::remove_file(reg.upload_path(&k)).await;
+    }
+    if full {
+        return Err(RegistryError::TooManyUploads);
     }
     tokio::fs::write(&path, b"").await?;
     lock(&reg.uploads).insert(uuid.clone(), up);

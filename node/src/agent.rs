@@ -293,7 +293,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     register(&ctx, server_addr.port(), &cert_sha256).await?;
-    tasks.push(tokio::spawn(heartbeat(ctx.clone())));
+    tasks.push(tokio::spawn(heartbeat(ctx.clone(), cert_sha256)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
 }
@@ -363,7 +363,7 @@ async fn register(ctx: &Arc<Ctx>, port: u16, cert_sha256: &str) -> anyhow::Resul
     Ok(())
 }
 
-async fn heartbeat(ctx: Arc<Ctx>) {
+async fn heartbeat(ctx: Arc<Ctx>, cert_sha256: String) {
     let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let mut tick = 0u64;
@@ -381,10 +381,20 @@ async fn heartbeat(ctx: Arc<Ctx>) {
         }
         // Node status heartbeat every 6th lease renewal (~1 min), as the kubelet does, and
         // at once when the control plane no longer sees this node Ready (after an outage).
-        let seen_ready = match nodes.get_status(&ctx.config.name).await {
-            Ok(n) => n.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+        let seen = nodes.get_status(&ctx.config.name).await;
+        let seen_ready = match &seen {
+            Ok(n) => n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
             Err(_) => true,
         };
+        // Keep the certificate pin published (the Node may have been edited or recreated).
+        if let Ok(n) = &seen
+            && n.metadata.annotations.as_ref().and_then(|a| a.get(flotilla_api::SERVING_CERT_ANNOTATION)) != Some(&cert_sha256)
+        {
+            let annotate = json!({"metadata": {"annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}}});
+            if let Err(e) = nodes.patch(&ctx.config.name, &PatchParams::default(), &Patch::Merge(annotate)).await {
+                tracing::warn!(error = %e, "publishing the serving certificate failed");
+            }
+        }
         if tick % 6 == 5 || !seen_ready {
             let status = node_status(&ctx, ctx.port.load(std::sync::atomic::Ordering::Relaxed));
             if let Err(e) = nodes.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {

@@ -35,6 +35,10 @@ struct PodRun {
     restart_policy: String,
     rec: Mutex<PodRecord>,
     report: Notify,
+    /// Write the status even if it did not change since the last write: the API's copy
+    /// was changed by someone else (the node lifecycle controller marks pods not Ready
+    /// while this node is not Ready; the agent restores what it observes).
+    force_report: std::sync::atomic::AtomicBool,
     entry: Arc<PodEntry>,
     dir: PathBuf,
     /// Grace period of the current termination, in seconds.
@@ -97,12 +101,18 @@ async fn reporter(run: Arc<PodRun>) {
         // Coalesce a burst of changes (pulled, created, started) into one write.
         tokio::time::sleep(Duration::from_millis(2)).await;
         let status = run.status_json();
-        if strip_times(&status) == strip_times(&last) {
+        let forced = run.force_report.swap(false, Ordering::Relaxed);
+        if !forced && strip_times(&status) == strip_times(&last) {
             continue;
         }
         last = status;
         run.push_status().await;
     }
+}
+
+/// The status of a pod status's Ready condition.
+fn ready_condition(status: &Value) -> Option<&str> {
+    status["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].as_str()
 }
 
 fn strip_times(v: &Value) -> Value {
@@ -181,6 +191,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, mut updates: watch::Receiver<
         restart_policy: pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string(),
         rec: Mutex::new(rec),
         report: Notify::new(),
+        force_report: std::sync::atomic::AtomicBool::new(false),
         entry,
         dir,
         grace: AtomicU64::new(pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30)),
@@ -206,7 +217,13 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, mut updates: watch::Receiver<
                         run.grace.store(grace, Ordering::Relaxed);
                         break false;
                     }
-                    Some(_) => {}
+                    Some(p) => {
+                        // The API says Ready differently from what this agent observes.
+                        if ready_condition(&p["status"]).is_some_and(|r| Some(r) != ready_condition(&run.status_json())) {
+                            run.force_report.store(true, Ordering::Relaxed);
+                            run.report.notify_one();
+                        }
+                    }
                 }
             }
             _ = async { match deadline { Some(d) if !deadline_hit => tokio::time::sleep_until(d).await, _ => std::future::pending().await } } => {

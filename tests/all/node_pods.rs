@@ -69,6 +69,14 @@ spec:
     ));
     c.wait_ready("web");
 
+    // Someone else marks the pod not Ready (as the node lifecycle controller does while
+    // a node is unreachable): the node puts back what it observes.
+    let ready_status = r#"-o=jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
+    let cond_index = c.kubectl(&["get", "pod", "web", "-o=jsonpath={range .status.conditions[*]}{.type}{\" \"}{end}"]).ok().split_whitespace().position(|t| t == "Ready").expect("a Ready condition");
+    let patch = format!(r#"[{{"op": "replace", "path": "/status/conditions/{cond_index}/status", "value": "False"}}]"#);
+    c.kubectl(&["patch", "pod", "web", "--subresource=status", "--type=json", "-p", &patch]).ok();
+    wait_for(Duration::from_secs(10), "the node to restore Ready=True", || (c.kubectl(&["get", "pod", "web", ready_status]).ok() == "True").then_some(()));
+
     let out = c.kubectl(&["get", "pods"]).ok().to_string();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");

@@ -28,7 +28,8 @@
 //! - Finished pods (Succeeded/Failed) are never evicted: Jobs count them.
 //! - While a monitored node's Ready condition is not True, the Ready condition of its
 //!   running pods is set False with a NodeNotReady warning (Kubernetes' MarkPodsNotReady),
-//!   so readiness consumers stop counting them before they are evicted.
+//!   so readiness consumers stop counting them before they are evicted. A node agent that
+//!   comes back writes the readiness it observes again (node/src/pod.rs).
 
 use std::collections::HashMap;
 
@@ -371,7 +372,13 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
                 let wrote = std::sync::atomic::AtomicBool::new(false);
                 let r = api
                     .modify(pods, Some(&namespace), &pod, &|cur| {
+                        wrote.store(false, std::sync::atomic::Ordering::Relaxed);
                         if uid(cur) != pod_uid || cur["spec"]["nodeName"].as_str() != Some(node_name) {
+                            return None;
+                        }
+                        // Re-checked on the current node: it may just have become Ready.
+                        let current = api.get(nodes, None, node_name).ok()?;
+                        if uid(&current.value) != node_uid || condition(&current.value, "Ready").is_some_and(|c| c["status"] == "True") {
                             return None;
                         }
                         let mut new = cur.clone();
