@@ -455,8 +455,7 @@ impl Api {
         for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
             m.remove(k);
         }
-        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        m.insert("creationTimestamp".into(), json!(now));
+        uuid_and_time(body, &now);
         if body.get("spec").is_some() {
             meta_mut(body).insert("generation".into(), json!(1));
         } else {

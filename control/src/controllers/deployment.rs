@@ -949,13 +949,7 @@ async fn execute(api: &Api, d: &Value, steps: Vec<Step>) -> Result<(), ApiError>
                     if uid(cur) != rs_uid {
                         return None;
                     }
-                    let mut new = cur.clone();
-                    let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
-                    refs.retain(|r| r["uid"].as_str() != Some(d_uid.as_str()));
-                    if refs.is_empty() {
-                        new["metadata"].as_object_mut()?.remove("ownerReferences");
-                    }
-                    Some(new)
+                    super::replicaset::without_owner(cur, &d_uid)
                 })
                 .await?;
             }

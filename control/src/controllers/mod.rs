@@ -168,16 +168,7 @@ async fn pass(api: &Api) -> Result<(), crate::apiserver::error::ApiError> {
             }
             garbage_collector::Step::RemoveOwnerRef { key, owner_uid } => {
                 let Some((info, ns, name)) = parse_key(&key) else { continue };
-                let updated = api.modify(info, ns, name, &|cur| {
-                    let mut new = cur.clone();
-                    let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
-                    refs.retain(|r| r["uid"].as_str() != Some(owner_uid.as_str()));
-                    if refs.is_empty() {
-                        new["metadata"].as_object_mut()?.remove("ownerReferences");
-                    }
-                    Some(new)
-                })
-                .await?;
+                let updated = api.modify(info, ns, name, &|cur| replicaset::without_owner(cur, &owner_uid)).await?;
                 if let Some(obj) = updated {
                     let msg = format!("ownerReference to {owner_uid} removed: the owner was deleted with propagationPolicy Orphan or no longer exists");
                     api.record_event(&obj, "Normal", "OwnerRefRemoved", &msg, "garbage-collector").await;

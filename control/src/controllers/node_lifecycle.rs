@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::replicaset::{deleting, info, name, parse_time, timestamp, transient, uid};
+use super::replicaset::{deleting, info, name, parse_time, pod_ready, timestamp, transient, uid};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
@@ -264,8 +264,7 @@ pub(crate) fn plan(o: &Observed<'_>, config: &NodeLifecycleConfig, now: DateTime
             continue;
         }
         let node_ready = condition(o.node, "Ready").is_some_and(|c| c["status"] == "True");
-        let pod_ready = pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-        if monitored && !node_ready && pod_ready {
+        if monitored && !node_ready && pod_ready(pod) {
             steps.push(Step::MarkPodNotReady { namespace: ns.clone(), pod: name(pod).to_string(), uid: uid(pod).to_string() });
         }
         if no_execute.is_empty() {

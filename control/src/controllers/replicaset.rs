@@ -78,6 +78,18 @@ pub(crate) fn labels(v: &Value) -> Option<&Map<String, Value>> {
 }
 
 /// Neither terminating nor finished.
+/// `obj` without its ownerReference to `owner_uid` (the list goes when it empties);
+/// None when it has no ownerReferences.
+pub(crate) fn without_owner(obj: &Value, owner_uid: &str) -> Option<Value> {
+    let mut new = obj.clone();
+    let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
+    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+    if refs.is_empty() {
+        new["metadata"].as_object_mut()?.remove("ownerReferences");
+    }
+    Some(new)
+}
+
 pub(crate) fn pod_active(p: &Value) -> bool {
     !deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
 }
@@ -374,13 +386,7 @@ async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError
                         if cur["metadata"]["uid"].as_str() != Some(uid.as_str()) {
                             return None;
                         }
-                        let mut new = cur.clone();
-                        let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
-                        refs.retain(|r| r["uid"].as_str() != Some(rs_uid.as_str()));
-                        if refs.is_empty() {
-                            new["metadata"].as_object_mut()?.remove("ownerReferences");
-                        }
-                        Some(new)
+                        without_owner(cur, &rs_uid)
                     })
                     .await;
                 if let Err(e) = r

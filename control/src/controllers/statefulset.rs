@@ -230,13 +230,7 @@ pub(crate) async fn release_pod(api: &Api, ns: &str, pod: &str, pod_uid: &str, o
             if uid(cur) != pod_uid {
                 return None;
             }
-            let mut new = cur.clone();
-            let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
-            refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-            if refs.is_empty() {
-                new["metadata"].as_object_mut()?.remove("ownerReferences");
-            }
-            Some(new)
+            super::replicaset::without_owner(cur, owner_uid)
         })
         .await;
     match r {
