@@ -98,8 +98,8 @@ impl ApiError {
             StoreError::AlreadyExists => Self::already_exists(info, name),
             StoreError::Conflict => Self::conflict(info, name, &e.to_string()),
             StoreError::UidMismatch { .. } => Self::conflict(info, name, &e.to_string()),
-            StoreError::Io(m) | StoreError::Unavailable(m) => {
-                tracing::error!(error = %m, "store failure");
+            StoreError::Io(_) | StoreError::Unavailable(_) | StoreError::Rejected(_) => {
+                tracing::error!(error = %e, "store failure");
                 let mut e = Self::new(503, "ServiceUnavailable", "the store is unavailable; try again");
                 e.retry_after = Some(1);
                 e

@@ -33,6 +33,8 @@ pub(crate) struct Precondition {
 /// deletion's revision).
 pub(crate) type OpResult = Result<Arc<Stored>, StoreError>;
 
+/// Why a store operation failed. Clone, since one storage failure answers every waiting
+/// proposal; causes are therefore shared (`Arc`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -43,10 +45,15 @@ pub enum StoreError {
     Conflict,
     #[error("precondition failed: UID in precondition: {expected}, UID in object meta: {actual}")]
     UidMismatch { expected: String, actual: String },
+    /// Storage failed (redb, the raft log, encoding, the file system); the store stops.
     #[error("storage I/O: {0}")]
-    Io(String),
+    Io(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The store takes no writes now (closed, not the leader, no leader elected); says why.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(&'static str),
+    /// raft refused the proposal (e.g. dropped while leadership changes); try again.
+    #[error("store unavailable: {0}")]
+    Rejected(#[source] Arc<raft::Error>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,5 +234,19 @@ mod tests {
         }]);
         assert!(matches!(a.results[0], Err(StoreError::UidMismatch { .. })));
         assert_eq!(s.objects.len(), 1);
+    }
+
+    #[test]
+    fn storage_errors_keep_their_cause() {
+        use std::error::Error as _;
+        let e = StoreError::Io(Arc::new(std::io::Error::other("disk full")));
+        assert_eq!(e.to_string(), "storage I/O: disk full");
+        assert_eq!(e.clone().source().map(ToString::to_string).as_deref(), Some("disk full"));
+        let r = StoreError::Rejected(Arc::new(raft::Error::ProposalDropped));
+        assert_eq!(r.to_string(), "store unavailable: raft: proposal dropped");
+        // The cause is the shared `Arc` itself: it displays as the cause and downcasts to it.
+        let cause = r.source().and_then(|s| s.downcast_ref::<Arc<raft::Error>>());
+        assert_eq!(cause.map(|c| &**c), Some(&raft::Error::ProposalDropped));
+        assert_eq!(StoreError::Unavailable("store closed").to_string(), "store unavailable: store closed");
     }
 }

@@ -79,7 +79,7 @@ pub(crate) struct Batch {
 impl Store {
     /// Opens (or creates) the store in `dir` and starts the raft driver.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(Arc::new(e)))?;
         let (objects, revision, persisted) = raft::load(&dir.join("flotilla.redb"))?;
         let shared = Arc::new(Shared {
             objects: RwLock::new(Snapshot { objects, revision }),
@@ -103,7 +103,7 @@ impl Store {
     /// Proposes one op.
     pub(crate) async fn write(&self, op: Op) -> OpResult {
         match self.propose(vec![op]).await {
-            Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Unavailable("empty result".into()))),
+            Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Unavailable("empty result"))),
             Err(e) => Err(e),
         }
     }

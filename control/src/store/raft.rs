@@ -93,8 +93,8 @@ const MAX_BATCH: usize = 4096;
 /// A log entry stops taking proposals once it holds this many bytes (plus the last one's).
 const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
 
-fn io<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Io(e.to_string())
+fn io<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::Io(Arc::new(e))
 }
 
 /// What `load` read from disk, handed to the driver.
@@ -202,8 +202,8 @@ impl Proposer {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Propose(Proposal { ops, encoded, reply }))
-            .map_err(|_| StoreError::Unavailable("store stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("proposal dropped".into()))?
+            .map_err(|_| StoreError::Unavailable("store stopped"))?;
+        rx.await.map_err(|_| StoreError::Unavailable("proposal dropped"))?
     }
 
     /// Stops the driver and waits until the database is closed (blocking). Later
@@ -250,7 +250,7 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> R
         .map_err(io)?;
     ready_rx
         .recv_timeout(Duration::from_secs(30))
-        .map_err(|_| StoreError::Unavailable("raft did not elect a leader".into()))??;
+        .map_err(|_| StoreError::Unavailable("raft did not elect a leader"))??;
     Ok(Proposer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))) })
 }
 
@@ -319,7 +319,7 @@ impl Driver {
                 return;
             }
             if stop {
-                self.fail(StoreError::Unavailable("store closed".into()));
+                self.fail(StoreError::Unavailable("store closed"));
                 return;
             }
         }
@@ -339,7 +339,7 @@ impl Driver {
     fn propose(&mut self, batch: Vec<Proposal>) {
         if self.node.raft.state != StateRole::Leader {
             for p in batch {
-                let _ = p.reply.send(Err(StoreError::Unavailable("not the raft leader".into())));
+                let _ = p.reply.send(Err(StoreError::Unavailable("not the raft leader")));
             }
             return;
         }
@@ -369,8 +369,9 @@ impl Driver {
                 self.pending.insert(id, Waiting { replies, ops: Some((ops, encoded)) });
             }
             Err(e) => {
+                let e = StoreError::Rejected(Arc::new(e));
                 for (r, _) in replies {
-                    let _ = r.send(Err(StoreError::Unavailable(e.to_string())));
+                    let _ = r.send(Err(e.clone()));
                 }
             }
         }
