@@ -40,7 +40,6 @@ mod tests {
     use super::super::fixtures::fixture;
     use serde_json::json;
 
-
     #[test]
     fn kubectl_create_deployment() {
         // kubectl create deployment d --image=x.wasm --replicas=2 --port=8080

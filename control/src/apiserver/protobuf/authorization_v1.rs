@@ -52,7 +52,6 @@ mod tests {
     use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
     use serde_json::json;
 
-
     #[test]
     fn access_review_with_selectors() {
         let review = authz::SelfSubjectAccessReview {

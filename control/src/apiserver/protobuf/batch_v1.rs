@@ -72,7 +72,6 @@ mod tests {
     use k8s_pb::api::core::v1 as core;
     use serde_json::json;
 
-
     #[test]
     fn job_pointer_zero_fields_are_kept() {
         let job = batch::Job {

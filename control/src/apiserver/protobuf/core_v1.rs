@@ -449,7 +449,6 @@ mod tests {
     use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
     use serde_json::json;
 
-
     fn deployment_with(spec: core::PodSpec) -> apps::Deployment {
         apps::Deployment {
             metadata: Some(meta::ObjectMeta { name: Some("d".to_string()), ..Default::default() }),

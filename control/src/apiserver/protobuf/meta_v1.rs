@@ -93,7 +93,6 @@ mod tests {
     use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
     use serde_json::json;
 
-
     #[test]
     fn secret_with_full_object_meta() {
         let secret = core::Secret {

@@ -367,7 +367,6 @@ mod fixtures {
 
     use super::{MAGIC, decode};
 
-
     pub(super) fn s(v: &str) -> Option<String> {
         Some(v.to_string())
     }

@@ -72,7 +72,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-
     #[test]
     fn cluster_role_without_rules_writes_null_like_go() {
         let role = rbac::ClusterRole {

@@ -158,7 +158,6 @@ mod tests {
     use super::super::fixtures::{ago, cells, row};
     use serde_json::{Value, json};
 
-
     #[test]
     fn deployment_columns() {
         let (names, c) = row(

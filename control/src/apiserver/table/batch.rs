@@ -113,7 +113,6 @@ mod tests {
     use super::super::fixtures::{ago, cells, row};
     use serde_json::{Value, json};
 
-
     #[test]
     fn job_completions_status_and_duration() {
         let job = |spec: Value, status: Value| cells("batch", "Job", json!({"spec": spec, "status": status}));

@@ -564,7 +564,6 @@ mod tests {
     use super::super::{IncludeObject, table};
     use serde_json::{Value, json};
 
-
     fn pod(status: Value) -> Value {
         json!({
             "metadata": {"name": "web", "namespace": "default", "creationTimestamp": ago(300)},
@@ -883,7 +882,6 @@ mod tests {
             &[json!("pods: 3/10, requests.cpu: 500m/2"), json!("limits.cpu: 0/4, limits.memory: 0/2Gi")]
         );
     }
-
 
     #[test]
     fn lease_holder() {

@@ -457,7 +457,6 @@ mod fixtures {
     use super::super::resources::{ResourceInfo, find_kind};
     use super::{IncludeObject, table};
 
-
     pub(super) fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").map(|t| t.with_timezone(&Utc)).expect("valid time")
     }

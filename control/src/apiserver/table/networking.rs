@@ -140,7 +140,6 @@ mod tests {
     use super::super::fixtures::cells;
     use serde_json::json;
 
-
     #[test]
     fn networking_kinds() {
         let c = cells(

@@ -61,7 +61,6 @@ mod tests {
     use super::super::fixtures::cells;
     use serde_json::json;
 
-
     #[test]
     fn role_binding_subjects() {
         let c = cells(

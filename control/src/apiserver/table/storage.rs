@@ -145,7 +145,6 @@ mod tests {
     use super::super::fixtures::cells;
     use serde_json::{Value, json};
 
-
     #[test]
     fn storage_kinds() {
         let c = cells(

@@ -474,7 +474,6 @@ mod tests {
         );
     }
 
-
     #[test]
     fn go_durations() {
         assert!(go_duration_ok("1h30m") && go_duration_ok("1.5s") && !go_duration_ok("5 minutes"));

@@ -4,8 +4,6 @@
 //! Invariant: the messages are Kubernetes' to the letter (including `RegexError`'s odd
 //! `'a',  or 'b'` spacing), since they reach the user inside Status causes.
 
-
-
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str =
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";

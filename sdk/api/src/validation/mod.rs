@@ -385,7 +385,6 @@ mod fixtures {
     use super::Cause;
     use serde_json::{Value, json};
 
-
     pub(super) const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
     pub(super) const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 
@@ -411,7 +410,6 @@ mod tests {
     use super::fixtures::{SUBDOMAIN_MSG, msgs};
     use super::*;
     use serde_json::json;
-
 
     #[test]
     fn bad_name_message_matches_kubernetes() {

@@ -280,7 +280,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-
     #[test]
     fn fields_v1_round_trip() {
         let v = json!({"f:a": {".": {}, "f:b": {}}, "f:l": {"k:{\"name\":\"x\"}": {".": {}, "f:name": {}}, "v:3": {}}});

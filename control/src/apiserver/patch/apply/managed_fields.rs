@@ -191,7 +191,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-
     #[test]
     fn bad_fields_type_is_invalid() {
         let bad = json!({"metadata": {"managedFields": [{"manager": "m", "fieldsType": "FieldsV2"}]}});

@@ -402,7 +402,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-
     #[test]
     fn named_fields_become_members_but_map_keys_do_not() {
         let s = schema();
