@@ -106,6 +106,7 @@ pub(crate) fn controller_write_options() -> WriteOptions {
 
 /// `r` with a transient error ([`ApiError::is_transient`]: the object changed or went
 /// away) taken as success: the next pass re-plans from what is stored then.
+#[allow(clippy::result_large_err, reason = "returns the ApiError every controller write returns")]
 pub(crate) fn ignore_transient<T>(r: Result<T, ApiError>) -> Result<(), ApiError> {
     match r {
         Err(e) if !e.is_transient() => Err(e),

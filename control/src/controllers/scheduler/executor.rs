@@ -62,10 +62,7 @@ struct SchedulerState {
 }
 
 /// Keeps the first error of a binding task.
-fn note_error(
-    first: &mut Option<ApiError>,
-    joined: Result<Result<(), ApiError>, tokio::task::JoinError>,
-) {
+fn note_error(first: &mut Option<ApiError>, joined: Result<Result<(), ApiError>, tokio::task::JoinError>) {
     let e = match joined {
         Ok(Ok(())) => return,
         Ok(Err(e)) => e,
@@ -82,11 +79,7 @@ const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// change; the writes back off per pod, see [`SchedulerState`]). Decisions are made in one
 /// pure sweep over the snapshot; the writes then go out concurrently so the store commits
 /// them in a few batches.
-async fn schedule_pending(
-    api: &Api,
-    keyed: &[crate::store::Keyed],
-    state: &mut SchedulerState,
-) -> Result<Duration, ApiError> {
+async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut SchedulerState) -> Result<Duration, ApiError> {
     let started = std::time::Instant::now();
     let nodes: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();
     let pods: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/pods/")).map(|(_, s)| &s.value).collect();
