@@ -91,6 +91,12 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// The object changed or went away since it was read (404, 409): a controller's next
+    /// pass plans from what is stored then, so the error needs no handling of its own.
+    pub(crate) fn is_transient(&self) -> bool {
+        self.code == 404 || self.code == 409
+    }
+
     /// Maps a store failure for the object `name` of `info`.
     pub(crate) fn from_store(e: StoreError, info: &ResourceInfo, name: &str) -> Self {
         match e {

@@ -841,6 +841,17 @@ impl Api {
         Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
     }
 
+    /// Removes an object at once, whatever its finalizers, grace period or namespace
+    /// phase: the controllers' forced removals (pod GC, pods of unreachable nodes, an
+    /// emptied namespace, expired events). With `uid`, only that incarnation goes (409).
+    pub(crate) async fn remove(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, uid: Option<&str>) -> Result<Value, ApiError> {
+        let precondition = Precondition { resource_version: None, uid: uid.map(str::to_string) };
+        match self.store.write(Op::Delete { key: key(info, ns, name), precondition }).await {
+            Ok(s) => Ok(s.value.clone()),
+            Err(e) => Err(ApiError::from_store(e, info, name)),
+        }
+    }
+
     /// Read-modify-write with conflict retries; `f` returns None to skip the write.
     pub(crate) async fn modify(
         &self,

@@ -31,8 +31,9 @@ use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
-use super::job::finished;
-use super::replicaset::{by_namespace, controller_ref, controller_uid, controller_write_options, deleting, info, name, parse_time, timestamp, transient, uid};
+use super::objects::{by_namespace, controller_write_options, deleting, info, name, parse_time, timestamp, uid};
+use super::owner::{controller_ref, controller_uid};
+use super::status::{job_finished, write_status};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
@@ -374,7 +375,7 @@ fn prune(cj: &Value, owned: &[&Value]) -> Vec<Step> {
     let mut steps = Vec::new();
     for (kind, limit) in [("Complete", "successfulJobsHistoryLimit"), ("Failed", "failedJobsHistoryLimit")] {
         let Some(limit) = cj["spec"][limit].as_i64() else { continue };
-        let mut done: Vec<&Value> = owned.iter().copied().filter(|j| !deleting(j) && finished(j) == Some(kind)).collect();
+        let mut done: Vec<&Value> = owned.iter().copied().filter(|j| !deleting(j) && job_finished(j) == Some(kind)).collect();
         let excess = done.len() as i64 - limit.max(0);
         if excess <= 0 {
             continue;
@@ -410,7 +411,7 @@ pub(crate) fn plan(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Vec<Step>
     let in_active = |active: &[Value], u: &str| active.iter().any(|r| r["uid"].as_str() == Some(u));
 
     for j in &owned {
-        let done = finished(j);
+        let done = job_finished(j);
         if done.is_some() && in_active(&active, uid(j)) {
             active.retain(|r| r["uid"].as_str() != Some(uid(j)));
             let message = format!("Saw completed job: {}, condition: {}", name(j), done.unwrap_or(""));
@@ -447,7 +448,7 @@ pub(crate) fn plan(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Vec<Step>
             events.push(Step::Event { type_: "Normal", reason: "MissSchedule", message: format!("Missed scheduled time to start a job: {t}") });
         } else if let Some(j) = existing {
             // Created by an earlier pass whose status write did not land.
-            if finished(j).is_none() {
+            if job_finished(j).is_none() {
                 active.push(job_ref(ns, name(j), Some(uid(j)), j["metadata"]["resourceVersion"].as_str()));
             }
             last_schedule = json!(timestamp(at));
@@ -621,7 +622,7 @@ async fn execute(api: &Api, cj: &Value, steps: Vec<Step>, seen: &HashSet<(String
                 let opts = DeleteOptions { uid: Some(job_uid), propagation: Some("Background".into()), ..Default::default() };
                 match api.delete(jobs, Some(ns), &job, &opts).await {
                     Ok(_) => api.record_event(cj, "Normal", "SuccessfulDelete", &format!("Deleted job {job}"), COMPONENT).await,
-                    Err(e) if transient(&e) => {}
+                    Err(e) if e.is_transient() => {}
                     Err(e) => api.record_event(cj, "Warning", "FailedDelete", &format!("Deleted job: {}", e.message), COMPONENT).await,
                 }
             }
@@ -646,7 +647,7 @@ async fn execute(api: &Api, cj: &Value, steps: Vec<Step>, seen: &HashSet<(String
                 if let Some((job_name, r)) = &created {
                     fix_created_ref(&mut status, &cj["status"], job_name, r.as_ref());
                 }
-                super::statefulset::write_status(api, cronjobs, cj, status).await?;
+                write_status(api, cronjobs, cj, status).await?;
             }
             Step::Event { type_, reason, message } => {
                 if !seen.contains(&(cj_uid.clone(), reason.to_string(), message.clone())) {

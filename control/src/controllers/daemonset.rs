@@ -24,18 +24,14 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::replicaset::{
-    by_namespace, controller_ref, controller_write_options, deleting, generation, info, name, parse_time, pod_available, pod_ready, selector,
-    transient, uid,
-};
+use super::objects::{by_namespace, deleting, generation, ignore_transient, info, name, parse_time, scaled, selector, uid};
+use super::owner::{Change, adopt, claim, controller_ref, release};
+use super::pods::{create_pod, delete_pod, pod_available, pod_ready, pod_terminal, template_metadata};
+use super::revisions::{REVISION_LABEL, RevisionStep, execute_revision_step, resolve_history, truncate_history};
 use super::scheduler::node_fit;
-use super::statefulset::{
-    REVISION_LABEL, RevisionStep, adopt_pod, claim_pods, execute_revision_step, pod_terminal, release_pod, resolve_history, set_count,
-    truncate_history, write_status,
-};
+use super::status::{self, set_count, write_status};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
-use crate::apiserver::service::DeleteOptions;
 
 const COMPONENT: &str = "daemonset-controller";
 const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -91,13 +87,8 @@ pub(crate) fn new_pod(ds: &Value, hash: &str, node: &str) -> Value {
     if let Some(g) = ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].as_str() {
         l.insert(TEMPLATE_GENERATION_LABEL.into(), json!(g));
     }
-    let mut meta = json!({"generateName": format!("{}-", name(ds)), "namespace": ds["metadata"]["namespace"].as_str().unwrap_or("default"), "labels": l});
-    for k in ["annotations", "finalizers"] {
-        if let Some(v) = t["metadata"].get(k).filter(|v| !v.is_null()) {
-            meta[k] = v.clone();
-        }
-    }
-    meta["ownerReferences"] = json!([controller_ref(ds, "apps/v1", "DaemonSet")]);
+    let meta = json!({"generateName": format!("{}-", name(ds)), "namespace": ds["metadata"]["namespace"].as_str().unwrap_or("default"), "labels": l});
+    let meta = template_metadata(meta, t, controller_ref(ds, "apps/v1", "DaemonSet"));
     let mut spec = spec_with_tolerations(t);
     // As Kubernetes: the required terms are replaced by the node-name term.
     if !spec["affinity"].is_object() {
@@ -139,17 +130,6 @@ fn pod_hash(p: &Value) -> &str {
     p["metadata"]["labels"][REVISION_LABEL].as_str().unwrap_or("")
 }
 
-fn int_or_percent(v: &Value, total: i64) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
-            Some(p) => (p * total + 99).div_euclid(100),
-            None => s.parse().unwrap_or(0),
-        },
-        _ => 0,
-    }
-}
-
 /// Oldest first (creation time, then name).
 fn oldest_first(pods: &mut [&Value]) {
     pods.sort_by(|a, b| parse_time(&a["metadata"]["creationTimestamp"]).cmp(&parse_time(&b["metadata"]["creationTimestamp"])).then_with(|| name(a).cmp(name(b))));
@@ -162,18 +142,15 @@ pub(crate) fn plan(ds: &Value, nodes: &[&Value], pods: &[&Value], revisions: &[&
         return vec![];
     }
     let Ok(history) = resolve_history(ds, "DaemonSet", REVISION_LABEL, revisions) else {
-        let mut status = match &ds["status"] {
-            Value::Object(o) => Value::Object(o.clone()),
-            _ => json!({}),
-        };
+        let mut status = status::current(ds);
         status["collisionCount"] = json!(ds["status"]["collisionCount"].as_i64().unwrap_or(0) + 1);
         return vec![Step::Status { status }];
     };
     let hash = history.update_hash.clone();
     let mut steps: Vec<Step> = history.steps.iter().cloned().map(Step::Revision).collect();
-    let claimed = claim_pods(ds, &sel, pods, &|_| true);
-    steps.extend(claimed.adopt.iter().map(|p| Step::AdoptPod { pod: name(p).to_string(), uid: uid(p).to_string() }));
-    steps.extend(claimed.release.iter().map(|p| Step::ReleasePod { pod: name(p).to_string(), uid: uid(p).to_string() }));
+    let claimed = claim(ds, &sel, pods, &|_| true);
+    steps.extend(claimed.with(Change::Adopt).map(|p| Step::AdoptPod { pod: name(p).to_string(), uid: uid(p).to_string() }));
+    steps.extend(claimed.with(Change::Release).map(|p| Step::ReleasePod { pod: name(p).to_string(), uid: uid(p).to_string() }));
     let in_use: HashSet<&str> = claimed.owned.iter().map(|p| pod_hash(p)).collect();
     steps.extend(
         truncate_history(ds, &history, &[history.update_name.as_str()], &|r| {
@@ -272,8 +249,8 @@ pub(crate) fn plan(ds: &Value, nodes: &[&Value], pods: &[&Value], revisions: &[&
     let rolling = ds["spec"]["updateStrategy"]["type"].as_str().unwrap_or("RollingUpdate") == "RollingUpdate";
     if rolling && !managed {
         let ru = &ds["spec"]["updateStrategy"]["rollingUpdate"];
-        let surge = int_or_percent(&ru["maxSurge"], desired as i64);
-        let mut max_unavailable = int_or_percent(ru.get("maxUnavailable").unwrap_or(&json!(1)), desired as i64);
+        let surge = scaled(&ru["maxSurge"], desired as i64, true);
+        let mut max_unavailable = scaled(ru.get("maxUnavailable").unwrap_or(&json!(1)), desired as i64, true);
         if max_unavailable == 0 && surge == 0 {
             max_unavailable = 1;
         }
@@ -302,10 +279,7 @@ pub(crate) fn plan(ds: &Value, nodes: &[&Value], pods: &[&Value], revisions: &[&
         }
     }
 
-    let mut status = match &ds["status"] {
-        Value::Object(o) => Value::Object(o.clone()),
-        _ => json!({}),
-    };
+    let mut status = status::current(ds);
     if generation(ds) > 0 {
         status["observedGeneration"] = json!(generation(ds));
     }
@@ -356,27 +330,17 @@ async fn execute(api: &Api, ds: &Value, steps: Vec<Step>) -> Result<(), ApiError
                     revision_failed = true;
                 }
             }
-            Step::AdoptPod { pod, uid } => adopt_pod(api, ns, &pod, &uid, &owner).await?,
-            Step::ReleasePod { pod, uid: pod_uid } => release_pod(api, ns, &pod, &pod_uid, uid(ds)).await?,
+            Step::AdoptPod { pod, uid } => ignore_transient(adopt(api, pods, ns, &pod, &uid, &owner).await)?,
+            Step::ReleasePod { pod, uid: pod_uid } => ignore_transient(release(api, pods, ns, &pod, &pod_uid, uid(ds)).await)?,
             // Pods must not carry a hash whose revision could not be written.
             Step::CreatePod { .. } if revision_failed => {}
-            Step::CreatePod { pod, node } => match api.create(pods, Some(ns), pod, &controller_write_options()).await {
-                Ok(w) => {
-                    api.record_event(ds, "Normal", "SuccessfulCreate", &format!("Created pod: {}", name(&w.object)), COMPONENT).await;
-                }
-                Err(e) => {
+            Step::CreatePod { pod, node } => {
+                if let Err(e) = create_pod(api, ds, ns, pod, COMPONENT).await {
                     tracing::debug!(error = %e, node = %node, "daemon pod create failed");
                     api.record_event(ds, "Warning", "FailedCreate", &format!("Error creating: {}", e.message), COMPONENT).await;
                 }
-            },
-            Step::DeletePod { pod, uid } => {
-                let opts = DeleteOptions { uid: Some(uid), ..Default::default() };
-                match api.delete(pods, Some(ns), &pod, &opts).await {
-                    Ok(_) => api.record_event(ds, "Normal", "SuccessfulDelete", &format!("Deleted pod: {pod}"), COMPONENT).await,
-                    Err(e) if transient(&e) => {}
-                    Err(e) => api.record_event(ds, "Warning", "FailedDelete", &format!("Error deleting: {}", e.message), COMPONENT).await,
-                }
             }
+            Step::DeletePod { pod, uid } => delete_pod(api, ds, ns, &pod, uid, COMPONENT).await,
             Step::Status { status } => write_status(api, info("apps", "daemonsets"), ds, status).await?,
         }
     }
@@ -386,10 +350,7 @@ async fn execute(api: &Api, ds: &Value, steps: Vec<Step>) -> Result<(), ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + chrono::Duration::seconds(s)
-    }
+    use crate::controllers::objects::t;
 
     fn ds(image: &str) -> Value {
         json!({

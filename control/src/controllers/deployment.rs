@@ -23,15 +23,18 @@
 //! - Each pass does at most one phase (scale up, or scale down, …) and then writes status,
 //!   so `kubectl rollout status` sees the same progression as on Kubernetes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::replicaset::{
-    controller_ref, controller_uid, controller_write_options, deleting, generation, info, labels, name, parse_time, selector, set_condition,
-    timestamp, transient, uid,
+use super::objects::{
+    by_namespace, controller_write_options, deleting, generation, ignore_transient, info, name, parse_time, scaled, selector, timestamp,
+    uid,
 };
+use super::owner::{Change, adopt, claim, controller_ref, controller_uid, release};
+use super::revisions::{POD_TEMPLATE_HASH_LABEL as HASH_LABEL, template_hash, without_hash};
+use super::status::{self, set_condition, write_status};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::{DeleteOptions, Part, PatchType};
@@ -40,7 +43,6 @@ pub(crate) const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-pub(crate) const HASH_LABEL: &str = "pod-template-hash";
 const COMPONENT: &str = "deployment-controller";
 /// Annotations of the Deployment that are not copied to its ReplicaSets.
 const NOT_COPIED: &[&str] = &[
@@ -70,105 +72,6 @@ pub(crate) enum Step {
     SetRevision { revision: String },
     /// Replace the Deployment's status.
     Status { status: Value },
-}
-
-// ---- template hashing ----
-
-/// Sorted-key JSON, so equal templates hash alike whatever their field order.
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let sorted: BTreeMap<&String, &Value> = m.iter().collect();
-            out.push('{');
-            for (i, (k, v)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, v) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-fn fnv32a(bytes: &[u8], mut h: u32) -> u32 {
-    for b in bytes {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(16_777_619);
-    }
-    h
-}
-
-/// The pod-template-hash: FNV-32a of the template (and collision count), its decimal
-/// form spelled in Kubernetes' vowel-free alphabet, as `rand.SafeEncodeString` does.
-pub(crate) fn template_hash(template: &Value, collision_count: Option<i64>) -> String {
-    let mut s = String::new();
-    canonical(&without_hash(template), &mut s);
-    let mut h = fnv32a(s.as_bytes(), 2_166_136_261);
-    if let Some(c) = collision_count {
-        h = fnv32a(&(c as u32).to_le_bytes(), h);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string().bytes().map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char).collect()
-}
-
-/// The template without the pod-template-hash label, nulls and empty maps or lists: what
-/// Kubernetes' semantic equality compares (kubectl sends `creationTimestamp: null`).
-fn without_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
-        l.remove(HASH_LABEL);
-    }
-    prune_empty(&mut t);
-    t
-}
-
-fn prune_empty(v: &mut Value) {
-    let empty = |v: &Value| match v {
-        Value::Null => true,
-        Value::Object(o) => o.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    };
-    match v {
-        Value::Object(o) => {
-            for x in o.values_mut() {
-                prune_empty(x);
-            }
-            o.retain(|_, x| !empty(x));
-        }
-        Value::Array(a) => a.iter_mut().for_each(prune_empty),
-        _ => {}
-    }
-}
-
-// ---- intstr ----
-
-fn scaled(v: &Value, total: i64, round_up: bool) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => {
-            let Some(p) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
-                return s.parse().unwrap_or(0);
-            };
-            let x = p * total;
-            if round_up { (x + 99).div_euclid(100) } else { x.div_euclid(100) }
-        }
-        _ => 0,
-    }
 }
 
 // ---- the working model ----
@@ -841,27 +744,20 @@ pub(crate) fn plan(d: &Value, replica_sets: &[&Value], pods: &[&Value], now: Dat
         // Kubernetes refuses to act on a Deployment that selects everything.
         return vec![];
     }
-    let d_uid = uid(d);
     let d_deleting = deleting(d);
-    let mut steps = Vec::new();
-    let mut owned = Vec::new();
-    for &rs in replica_sets {
-        let matches = sel.matches(labels(rs));
-        match controller_uid(rs) {
-            Some(u) if u == d_uid => {
-                if matches || d_deleting {
-                    owned.push(Rs::new(rs));
-                } else if !deleting(rs) {
-                    steps.push(Step::ReleaseReplicaSet { name: name(rs).to_string(), uid: uid(rs).to_string() });
-                }
+    let claimed = claim(d, &sel, replica_sets, &|_| true);
+    let steps = claimed
+        .changes
+        .iter()
+        .map(|(c, rs)| {
+            let (name, uid) = (name(rs).to_string(), uid(rs).to_string());
+            match c {
+                Change::Adopt => Step::AdoptReplicaSet { name, uid },
+                Change::Release => Step::ReleaseReplicaSet { name, uid },
             }
-            None if matches && !d_deleting && !deleting(rs) => {
-                steps.push(Step::AdoptReplicaSet { name: name(rs).to_string(), uid: uid(rs).to_string() });
-                owned.push(Rs::new(rs));
-            }
-            _ => {}
-        }
-    }
+        })
+        .collect();
+    let owned = claimed.owned.into_iter().map(Rs::new).collect();
     let mut ctx = Ctx {
         d,
         now,
@@ -870,10 +766,7 @@ pub(crate) fn plan(d: &Value, replica_sets: &[&Value], pods: &[&Value], now: Dat
         rss: owned,
         new: None,
         all_names: replica_sets.iter().map(|r| name(r)).collect(),
-        status: match &d["status"] {
-            Value::Object(o) => Value::Object(o.clone()),
-            _ => json!({}),
-        },
+        status: status::current(d),
         revision: None,
         delete: Vec::new(),
     };
@@ -902,7 +795,6 @@ pub(crate) fn plan(d: &Value, replica_sets: &[&Value], pods: &[&Value], now: Dat
 
 /// Plans every Deployment in `objects` and carries out the steps.
 pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], now: DateTime<Utc>) -> Result<(), ApiError> {
-    use super::replicaset::by_namespace;
     let sets = by_namespace(objects, "apps/replicasets");
     let pods = by_namespace(objects, "core/pods");
     let none = Vec::new();
@@ -912,7 +804,7 @@ pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], no
         for d in deployments {
             let steps = plan(d, sets, pods, now);
             if let Err(e) = execute(api, d, steps).await
-                && !transient(&e)
+                && !e.is_transient()
             {
                 tracing::warn!(error = %e, deployment = name(d), namespace = ns, "deployment sync failed");
             }
@@ -930,29 +822,8 @@ async fn execute(api: &Api, d: &Value, steps: Vec<Step>) -> Result<(), ApiError>
     let owner = controller_ref(d, "apps/v1", "Deployment");
     for step in steps {
         match step {
-            Step::AdoptReplicaSet { name: rs, uid: rs_uid } => {
-                api.modify(sets, Some(ns), &rs, &|cur| {
-                    if uid(cur) != rs_uid || controller_uid(cur).is_some() || deleting(cur) {
-                        return None;
-                    }
-                    let mut new = cur.clone();
-                    match new["metadata"]["ownerReferences"].as_array_mut() {
-                        Some(refs) => refs.push(owner.clone()),
-                        None => new["metadata"]["ownerReferences"] = json!([owner.clone()]),
-                    }
-                    Some(new)
-                })
-                .await?;
-            }
-            Step::ReleaseReplicaSet { name: rs, uid: rs_uid } => {
-                api.modify(sets, Some(ns), &rs, &|cur| {
-                    if uid(cur) != rs_uid {
-                        return None;
-                    }
-                    super::replicaset::without_owner(cur, &d_uid)
-                })
-                .await?;
-            }
+            Step::AdoptReplicaSet { name: rs, uid: rs_uid } => adopt(api, sets, ns, &rs, &rs_uid, &owner).await?,
+            Step::ReleaseReplicaSet { name: rs, uid: rs_uid } => release(api, sets, ns, &rs, &rs_uid, &d_uid).await?,
             Step::CreateReplicaSet { rs, event } => {
                 api.create(sets, Some(ns), rs, &controller_write_options()).await?;
                 if let Some(msg) = event {
@@ -967,11 +838,7 @@ async fn execute(api: &Api, d: &Value, steps: Vec<Step>) -> Result<(), ApiError>
             }
             Step::DeleteReplicaSet { name: rs, uid: rs_uid } => {
                 let opts = DeleteOptions { uid: Some(rs_uid), propagation: Some("Background".into()), ..Default::default() };
-                match api.delete(sets, Some(ns), &rs, &opts).await {
-                    Ok(_) => {}
-                    Err(e) if transient(&e) => {}
-                    Err(e) => return Err(e),
-                }
+                ignore_transient(api.delete(sets, Some(ns), &rs, &opts).await)?;
             }
             Step::SetRevision { revision } => {
                 api.modify(deployments, Some(ns), name(d), &|cur| {
@@ -987,7 +854,7 @@ async fn execute(api: &Api, d: &Value, steps: Vec<Step>) -> Result<(), ApiError>
                 })
                 .await?;
             }
-            Step::Status { status } => super::statefulset::write_status(api, deployments, d, status).await?,
+            Step::Status { status } => write_status(api, deployments, d, status).await?,
         }
     }
     Ok(())
@@ -996,10 +863,7 @@ async fn execute(api: &Api, d: &Value, steps: Vec<Step>) -> Result<(), ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + chrono::Duration::seconds(s)
-    }
+    use crate::controllers::objects::t;
 
     fn template(image: &str) -> Value {
         json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": image}]}})

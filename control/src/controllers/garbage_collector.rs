@@ -6,10 +6,23 @@
 //!   dependents deleted (foreground too); the finalizer goes once none remain.
 //! - Orphan: an owner being deleted with the `orphan` finalizer has its ownerReference
 //!   removed from every dependent; then the finalizer goes.
+//! - Dependents are deleted with no grace period, only the incarnation the plan saw
+//!   (uid precondition); a pod is removed at once (see [`Api::remove`]).
+//! - Events go an hour after they last occurred (Kubernetes' default --event-ttl).
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+use super::objects::{ignore_transient, parse_key};
+use super::owner::without_owner;
+use crate::apiserver::Api;
+use crate::apiserver::error::ApiError;
+use crate::apiserver::service::DeleteOptions;
+
+/// Events live this long after their last occurrence, as with Kubernetes' default --event-ttl.
+const EVENT_TTL_SECONDS: i64 = 3600;
 
 /// An object as the collector sees it.
 pub(crate) struct Obj<'a> {
@@ -99,6 +112,61 @@ pub(crate) fn plan(objects: &[Obj<'_>]) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// Keys of core/v1 and events.k8s.io events last seen before `cutoff`.
+fn expired_events(objects: &[crate::store::Keyed], cutoff: DateTime<Utc>) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("core/events/") || k.starts_with("events.k8s.io/events/"))
+        .filter(|(_, s)| {
+            let v = &s.value;
+            let t = v["lastTimestamp"].as_str().or(v["eventTime"].as_str()).or(v["metadata"]["creationTimestamp"].as_str());
+            t.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t < cutoff)
+        })
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+// ---- executor ----
+
+/// Plans over every object in `objects` and carries out the steps, then removes expired
+/// events. A failed write other than a transient one stops the pass.
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed]) -> Result<(), ApiError> {
+    let objs: Vec<Obj<'_>> = objects.iter().map(|(k, s)| Obj { key: k, value: &s.value }).collect();
+    for step in plan(&objs) {
+        match step {
+            Step::Delete { key, uid, propagation } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                if info.kind == "Pod" {
+                    // Pod GC: a forced removal.
+                    let _ = api.remove(info, ns, name, Some(&uid)).await;
+                    continue;
+                }
+                let opts = DeleteOptions { propagation: Some(propagation.into()), uid: Some(uid), grace_period_seconds: Some(0), ..Default::default() };
+                ignore_transient(api.delete(info, ns, name, &opts).await)?;
+            }
+            Step::RemoveOwnerRef { key, owner_uid } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                let updated = api.modify(info, ns, name, &|cur| without_owner(cur, &owner_uid)).await?;
+                if let Some(obj) = updated {
+                    let msg = format!("ownerReference to {owner_uid} removed: the owner was deleted with propagationPolicy Orphan or no longer exists");
+                    api.record_event(&obj, "Normal", "OwnerRefRemoved", &msg, "garbage-collector").await;
+                }
+            }
+            Step::RemoveFinalizer { key, finalizer } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                api.remove_finalizer(info, ns, name, finalizer).await?;
+            }
+        }
+    }
+    let cutoff = api.clock.now() - chrono::Duration::seconds(EVENT_TTL_SECONDS);
+    for key in expired_events(objects, cutoff) {
+        if let Some((info, ns, name)) = parse_key(&key) {
+            let _ = api.remove(info, ns, name, None).await;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

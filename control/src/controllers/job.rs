@@ -29,10 +29,10 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::replicaset::{
-    by_namespace, controller_ref, controller_uid, controller_write_options, deleting, info, name, parse_time, pod_ready, timestamp, transient,
-    uid,
-};
+use super::objects::{by_namespace, deleting, ignore_transient, info, name, parse_time, timestamp, uid};
+use super::owner::{controller_ref, controller_uid};
+use super::pods::{create_pod, delete_pod, pod_ready, template_metadata};
+use super::status::{job_finished, true_condition, write_status};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
@@ -73,22 +73,6 @@ pub(crate) enum Step {
 
 fn int(v: &Value) -> Option<i64> {
     v.as_i64()
-}
-
-/// A True condition of `type_` on a Job, if any.
-pub(crate) fn true_condition<'a>(job: &'a Value, type_: &str) -> Option<&'a Value> {
-    job["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_ && c["status"] == "True")
-}
-
-/// "Complete" or "Failed" once the Job has finished (Kubernetes' IsJobFinished).
-pub(crate) fn finished(job: &Value) -> Option<&'static str> {
-    if true_condition(job, "Complete").is_some() {
-        Some("Complete")
-    } else if true_condition(job, "Failed").is_some() {
-        Some("Failed")
-    } else {
-        None
-    }
 }
 
 fn condition(type_: &str, status: &str, reason: &str, message: &str, now: DateTime<Utc>) -> Value {
@@ -292,13 +276,8 @@ pub(crate) fn pod_from_template(job: &Value, index: Option<i64>) -> Value {
         Some(i) => format!("{job_name}-{i}-"),
         None => format!("{job_name}-"),
     };
-    let mut meta = json!({"generateName": generate, "namespace": job["metadata"]["namespace"].as_str().unwrap_or("default")});
-    for k in ["labels", "annotations", "finalizers"] {
-        if let Some(v) = t["metadata"].get(k).filter(|v| !v.is_null()) {
-            meta[k] = v.clone();
-        }
-    }
-    meta["ownerReferences"] = json!([controller_ref(job, "batch/v1", "Job")]);
+    let meta = json!({"generateName": generate, "namespace": job["metadata"]["namespace"].as_str().unwrap_or("default")});
+    let mut meta = template_metadata(meta, t, controller_ref(job, "batch/v1", "Job"));
     let mut spec = t["spec"].clone();
     if let Some(i) = index {
         let s = i.to_string();
@@ -349,7 +328,7 @@ pub(crate) fn plan(job: &Value, pods: &[&Value], now: DateTime<Utc>) -> Vec<Step
         return vec![Step::SetSelector { selector, labels }];
     }
     let mut steps = Vec::new();
-    if let Some(done) = finished(job) {
+    if let Some(done) = job_finished(job) {
         if let Some(ttl) = int(&job["spec"]["ttlSecondsAfterFinished"]) {
             let at = parse_time(&job["status"]["completionTime"]).or_else(|| true_condition(job, done).and_then(|c| parse_time(&c["lastTransitionTime"])));
             if at.is_some_and(|t| t + chrono::Duration::seconds(ttl) <= now) {
@@ -584,7 +563,6 @@ pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], no
 }
 
 async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiError> {
-    let pods = info("", "pods");
     let jobs = info("batch", "jobs");
     let ns = job["metadata"]["namespace"].as_str().unwrap_or("default");
     let job_uid = uid(job).to_string();
@@ -605,37 +583,21 @@ async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiErro
                         Some(new)
                     })
                     .await;
-                if let Err(e) = r
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
+                ignore_transient(r)?;
             }
-            Step::Create { pod } => match api.create(pods, Some(ns), pod, &controller_write_options()).await {
-                Ok(w) => api.record_event(job, "Normal", "SuccessfulCreate", &format!("Created pod: {}", name(&w.object)), COMPONENT).await,
-                Err(e) => {
+            Step::Create { pod } => {
+                if let Err(e) = create_pod(api, job, ns, pod, COMPONENT).await {
                     api.record_event(job, "Warning", "FailedCreate", &format!("Error creating: {}", e.message), COMPONENT).await;
                     break;
                 }
-            },
-            Step::Delete { pod, uid } => {
-                let opts = DeleteOptions { uid: Some(uid), ..Default::default() };
-                match api.delete(pods, Some(ns), &pod, &opts).await {
-                    Ok(_) => api.record_event(job, "Normal", "SuccessfulDelete", &format!("Deleted pod: {pod}"), COMPONENT).await,
-                    Err(e) if transient(&e) => {}
-                    Err(e) => api.record_event(job, "Warning", "FailedDelete", &format!("Error deleting: {}", e.message), COMPONENT).await,
-                }
             }
-            Step::Status { status } => super::statefulset::write_status(api, jobs, job, status).await?,
+            Step::Delete { pod, uid } => delete_pod(api, job, ns, &pod, uid, COMPONENT).await,
+            Step::Status { status } => write_status(api, jobs, job, status).await?,
             // Events come from transitions of the Job's status, so a plan repeats none.
             Step::Event { type_, reason, message } => api.record_event(job, type_, reason, &message, COMPONENT).await,
             Step::DeleteJob => {
                 let opts = DeleteOptions { uid: Some(job_uid.clone()), propagation: Some("Foreground".into()), ..Default::default() };
-                if let Err(e) = api.delete(jobs, Some(ns), name(job), &opts).await
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
+                ignore_transient(api.delete(jobs, Some(ns), name(job), &opts).await)?;
             }
         }
     }
@@ -645,10 +607,7 @@ async fn execute(api: &Api, job: &Value, steps: Vec<Step>) -> Result<(), ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + chrono::Duration::seconds(s)
-    }
+    use crate::controllers::objects::t;
 
     /// A Job with its selector already generated.
     fn job(spec: Value) -> Value {

@@ -1,7 +1,15 @@
 //! Namespace controller: a namespace being deleted (phase Terminating) has everything in it
 //! deleted; once nothing is left the namespace itself goes.
+//!
+//! Contents are deleted in the background with no grace period (a pod is removed at once,
+//! see [`Api::remove`]); the emptied namespace is removed whatever holds it.
 
 use serde_json::Value;
+
+use super::objects::{ignore_transient, info, parse_key};
+use crate::apiserver::Api;
+use crate::apiserver::error::ApiError;
+use crate::apiserver::service::DeleteOptions;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -32,6 +40,36 @@ pub(crate) fn plan(namespaces: &[&Value], contents: &[(&str, &Value)]) -> Vec<St
         }
     }
     steps
+}
+
+// ---- executor ----
+
+/// Plans over every namespace and namespaced object in `objects` and carries out the
+/// steps. A failed delete other than a transient one stops the pass.
+pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed]) -> Result<(), ApiError> {
+    let namespaces: Vec<&Value> = objects.iter().filter(|(k, _)| k.starts_with("core/namespaces/")).map(|(_, s)| &s.value).collect();
+    let contents: Vec<(&str, &Value)> = objects
+        .iter()
+        .filter(|(k, _)| parse_key(k).is_some_and(|(info, ns, _)| info.namespaced && ns.is_some()))
+        .map(|(k, s)| (&**k, &s.value))
+        .collect();
+    for step in plan(&namespaces, &contents) {
+        match step {
+            Step::DeleteContent { key } => {
+                let Some((info, ns, name)) = parse_key(&key) else { continue };
+                if info.kind == "Pod" {
+                    let _ = api.remove(info, ns, name, None).await;
+                    continue;
+                }
+                let opts = DeleteOptions { propagation: Some("Background".into()), grace_period_seconds: Some(0), ..Default::default() };
+                ignore_transient(api.delete(info, ns, name, &opts).await)?;
+            }
+            Step::Finalize { name } => {
+                let _ = api.remove(info("", "namespaces"), None, &name, None).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -36,11 +36,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::replicaset::{deleting, info, name, parse_time, pod_ready, timestamp, transient, uid};
+use super::objects::{deleting, ignore_transient, info, name, parse_time, timestamp, uid};
+use super::pods::pod_ready;
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::DeleteOptions;
-use crate::store::{Op, Precondition};
 
 /// Environment variable overriding the node monitor grace period, in seconds.
 pub(crate) const GRACE_ENV: &str = "FLOTILLA_NODE_MONITOR_GRACE_SECONDS";
@@ -341,7 +341,7 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
                         api.record_event(&n, "Normal", "NodeNotReady", &msg, NODE_COMPONENT).await;
                     }
                     Ok(_) => {}
-                    Err(e) if transient(&e) => {}
+                    Err(e) if e.is_transient() => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -360,11 +360,7 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
                         Some(new)
                     })
                     .await;
-                if let Err(e) = r
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
+                ignore_transient(r)?;
             }
             Step::MarkPodNotReady { namespace, pod, uid: pod_uid } => {
                 let now_s = timestamp(now);
@@ -393,7 +389,7 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
                         api.record_event(&p, "Warning", "NodeNotReady", "Node is not ready", NODE_COMPONENT).await;
                     }
                     Ok(_) => {}
-                    Err(e) if transient(&e) => {}
+                    Err(e) if e.is_transient() => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -421,13 +417,12 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
                         let msg = format!("Marking for deletion Pod {namespace}/{pod}");
                         api.record_event(&obj, "Normal", "TaintManagerEviction", &msg, EVICTION_COMPONENT).await;
                     }
-                    Err(e) if transient(&e) => {}
+                    Err(e) if e.is_transient() => {}
                     Err(e) => return Err(e),
                 }
             }
             Step::ForceRemove { namespace, pod, uid: pod_uid } => {
-                let key = crate::apiserver::service::key(pods, Some(&namespace), &pod);
-                match api.store.write(Op::Delete { key, precondition: Precondition { resource_version: None, uid: Some(pod_uid) } }).await {
+                match api.remove(pods, Some(&namespace), &pod, Some(&pod_uid)).await {
                     Ok(_) => tracing::info!(pod = %pod, namespace = %namespace, node = node_name, "force-removed a terminating pod on an unreachable node"),
                     Err(e) => tracing::debug!(error = %e, pod = %pod, "force removal skipped"),
                 }
@@ -440,10 +435,7 @@ async fn execute(api: &Api, node: &Value, lease: Option<&Value>, config: &NodeLi
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + Duration::seconds(s)
-    }
+    use crate::controllers::objects::t;
 
     fn cfg() -> NodeLifecycleConfig {
         NodeLifecycleConfig::default()

@@ -10,150 +10,24 @@
 //! - Status (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas honouring
 //!   minReadySeconds, observedGeneration) is computed from the pods observed in this pass,
 //!   as Kubernetes does; the next pass sees the effect of this pass's writes.
-//!
-//! Also holds the pod and owner helpers the Deployment controller shares.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use flotilla_api::selector::LabelSelector;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::objects::{by_namespace, deleting, generation, ignore_transient, info, labels, name, parse_time, selector, timestamp, uid};
+use super::owner::{Change, adopt, claim, controller_ref, release};
+use super::pods::{create_pod, delete_pod, pod_active, pod_available, pod_ready, ready_since, template_metadata};
+use super::status::{self, set_count, write_status};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
-use crate::apiserver::resources::{self, ResourceInfo};
-use crate::apiserver::service::{DeleteOptions, WriteOptions};
 
 /// At most this many pods are created or deleted per ReplicaSet per pass (Kubernetes' burstReplicas).
 const BURST_REPLICAS: usize = 500;
 const COMPONENT: &str = "replicaset-controller";
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-// ---- helpers shared with the Deployment controller ----
-
-pub(crate) fn name(v: &Value) -> &str {
-    v["metadata"]["name"].as_str().unwrap_or("")
-}
-
-pub(crate) fn uid(v: &Value) -> &str {
-    v["metadata"]["uid"].as_str().unwrap_or("")
-}
-
-pub(crate) fn deleting(v: &Value) -> bool {
-    !v["metadata"]["deletionTimestamp"].is_null()
-}
-
-pub(crate) fn generation(v: &Value) -> i64 {
-    v["metadata"]["generation"].as_i64().unwrap_or(0)
-}
-
-pub(crate) fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
-}
-
-/// RFC 3339 with seconds, as Kubernetes serializes metav1.Time.
-pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// The uid of the object's controller (the ownerReference with `controller: true`).
-pub(crate) fn controller_uid(v: &Value) -> Option<&str> {
-    v["metadata"]["ownerReferences"].as_array()?.iter().find(|r| r["controller"] == json!(true)).and_then(|r| r["uid"].as_str())
-}
-
-/// A controller ownerReference to `owner`.
-pub(crate) fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
-    json!({"apiVersion": api_version, "kind": kind, "name": name(owner), "uid": uid(owner), "controller": true, "blockOwnerDeletion": true})
-}
-
-/// The object's label selector; None when missing or unparsable (such objects are skipped).
-pub(crate) fn selector(v: &Value) -> Option<LabelSelector> {
-    let s = LabelSelector::from_label_selector_json(&v["spec"]["selector"]).ok()?;
-    (!s.is_nothing()).then_some(s)
-}
-
-pub(crate) fn labels(v: &Value) -> Option<&Map<String, Value>> {
-    v["metadata"]["labels"].as_object()
-}
-
-/// Neither terminating nor finished.
-/// `obj` without its ownerReference to `owner_uid` (the list goes when it empties);
-/// None when it has no ownerReferences.
-pub(crate) fn without_owner(obj: &Value, owner_uid: &str) -> Option<Value> {
-    let mut new = obj.clone();
-    let refs = new["metadata"]["ownerReferences"].as_array_mut()?;
-    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-    if refs.is_empty() {
-        new["metadata"].as_object_mut()?.remove("ownerReferences");
-    }
-    Some(new)
-}
-
-pub(crate) fn pod_active(p: &Value) -> bool {
-    !deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
-}
-
-/// The pod's Ready condition, if True: its lastTransitionTime (None if missing).
-fn ready_since(p: &Value) -> Option<Option<DateTime<Utc>>> {
-    let c = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?;
-    (c["status"] == "True").then(|| parse_time(&c["lastTransitionTime"]))
-}
-
-pub(crate) fn pod_ready(p: &Value) -> bool {
-    ready_since(p).is_some()
-}
-
-/// Ready for at least `min_ready_seconds` at `now`.
-pub(crate) fn pod_available(p: &Value, min_ready_seconds: i64, now: DateTime<Utc>) -> bool {
-    match ready_since(p) {
-        None => false,
-        Some(_) if min_ready_seconds <= 0 => true,
-        Some(None) => false,
-        Some(Some(t)) => t + chrono::Duration::seconds(min_ready_seconds) <= now,
-    }
-}
-
-/// Sets condition `cond` (by type) in `conds` as Kubernetes does: unchanged status and
-/// reason keep the old condition (returns false); otherwise the old one is replaced by
-/// `cond` appended at the end, keeping lastTransitionTime when the status is the same.
-pub(crate) fn set_condition(conds: &mut Vec<Value>, mut cond: Value) -> bool {
-    if let Some(i) = conds.iter().position(|c| c["type"] == cond["type"]) {
-        let old = conds.remove(i);
-        if old["status"] == cond["status"] && old["reason"] == cond["reason"] {
-            conds.insert(i, old);
-            return false;
-        }
-        if old["status"] == cond["status"] {
-            cond["lastTransitionTime"] = old["lastTransitionTime"].clone();
-        }
-    }
-    conds.push(cond);
-    true
-}
-
-/// Every value of `kind` in `objects` ("apps/replicasets", "core/pods"…), grouped by namespace.
-pub(crate) fn by_namespace<'a>(objects: &'a [crate::store::Keyed], store_prefix: &str) -> HashMap<&'a str, Vec<&'a Value>> {
-    let prefix = format!("{store_prefix}/");
-    let mut out: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for (k, s) in objects {
-        if let Some(rest) = k.strip_prefix(&prefix)
-            && let Some((ns, _)) = rest.split_once('/')
-        {
-            out.entry(ns).or_default().push(&s.value);
-        }
-    }
-    out
-}
-
-pub(crate) fn info(group: &str, plural: &str) -> &'static ResourceInfo {
-    // Both are in the static registry; a missing one is a programming error caught by tests.
-    resources::find(group, "v1", plural).expect("resource served")
-}
-
-pub(crate) fn controller_write_options() -> WriteOptions {
-    WriteOptions { field_manager: "kube-controller-manager".into(), ..Default::default() }
-}
 
 // ---- plan ----
 
@@ -174,16 +48,11 @@ pub(crate) enum Step {
 /// The pod a ReplicaSet creates from its template.
 pub(crate) fn pod_from_template(rs: &Value, owner_kind: &str) -> Value {
     let t = &rs["spec"]["template"];
-    let mut meta = json!({
+    let meta = json!({
         "generateName": format!("{}-", name(rs)),
         "namespace": rs["metadata"]["namespace"].as_str().unwrap_or("default"),
     });
-    for k in ["labels", "annotations", "finalizers"] {
-        if let Some(v) = t["metadata"].get(k).filter(|v| !v.is_null()) {
-            meta[k] = v.clone();
-        }
-    }
-    meta["ownerReferences"] = json!([controller_ref(rs, "apps/v1", owner_kind)]);
+    let meta = template_metadata(meta, t, controller_ref(rs, "apps/v1", owner_kind));
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": t["spec"].clone()})
 }
 
@@ -232,29 +101,21 @@ fn delete_first(a: &Value, b: &Value, rank: &HashMap<&str, usize>) -> Ordering {
 /// Pure: what to do for `rs`, given every pod in its namespace, at `now`.
 pub(crate) fn plan(rs: &Value, pods: &[&Value], now: DateTime<Utc>) -> Vec<Step> {
     let Some(sel) = selector(rs) else { return vec![] };
-    let rs_uid = uid(rs);
     let rs_deleting = deleting(rs);
-    let mut steps = Vec::new();
     // Claim pods: owned and matching, plus adoptable orphans.
-    let mut owned: Vec<&Value> = Vec::new();
-    for &p in pods {
-        let matches = sel.matches(labels(p));
-        match controller_uid(p) {
-            Some(u) if u == rs_uid => {
-                if matches || rs_deleting {
-                    owned.push(p);
-                } else if !deleting(p) {
-                    steps.push(Step::Release { pod: name(p).to_string(), uid: uid(p).to_string() });
-                }
+    let claimed = claim(rs, &sel, pods, &|_| true);
+    let mut steps: Vec<Step> = claimed
+        .changes
+        .iter()
+        .map(|(c, p)| {
+            let (pod, uid) = (name(p).to_string(), uid(p).to_string());
+            match c {
+                Change::Adopt => Step::Adopt { pod, uid },
+                Change::Release => Step::Release { pod, uid },
             }
-            None if matches && !rs_deleting && !deleting(p) => {
-                steps.push(Step::Adopt { pod: name(p).to_string(), uid: uid(p).to_string() });
-                owned.push(p);
-            }
-            _ => {}
-        }
-    }
-    let active: Vec<&Value> = owned.iter().copied().filter(|p| pod_active(p)).collect();
+        })
+        .collect();
+    let active: Vec<&Value> = claimed.owned.iter().copied().filter(|p| pod_active(p)).collect();
     let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
     if !rs_deleting {
         if active.len() < want {
@@ -292,24 +153,12 @@ fn calculate_status(rs: &Value, active: &[&Value], now: DateTime<Utc>) -> Value 
         .count();
     let ready = active.iter().filter(|p| pod_ready(p)).count();
     let available = active.iter().filter(|p| pod_available(p, min_ready, now)).count();
-    let mut status = match &rs["status"] {
-        Value::Object(o) => Value::Object(o.clone()),
-        _ => json!({}),
-    };
-    let set = |status: &mut Value, k: &str, n: usize| {
-        // Zero counts are omitted as Kubernetes' omitempty does; `replicas` is always present.
-        if n == 0 && k != "replicas" {
-            if let Some(o) = status.as_object_mut() {
-                o.remove(k);
-            }
-        } else {
-            status[k] = json!(n);
-        }
-    };
-    set(&mut status, "replicas", active.len());
-    set(&mut status, "fullyLabeledReplicas", fully_labeled);
-    set(&mut status, "readyReplicas", ready);
-    set(&mut status, "availableReplicas", available);
+    let mut status = status::current(rs);
+    // `replicas` is always present; zero counts of the others are omitted.
+    set_count(&mut status, "replicas", active.len(), true);
+    set_count(&mut status, "fullyLabeledReplicas", fully_labeled, false);
+    set_count(&mut status, "readyReplicas", ready, false);
+    set_count(&mut status, "availableReplicas", available, false);
     if generation(rs) > 0 {
         status["observedGeneration"] = json!(generation(rs));
     }
@@ -343,11 +192,6 @@ pub(crate) async fn reconcile_all(api: &Api, objects: &[crate::store::Keyed], no
     Ok(())
 }
 
-/// Errors a later pass resolves by itself: the object changed or went away.
-pub(crate) fn transient(e: &ApiError) -> bool {
-    e.code == 404 || e.code == 409
-}
-
 async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError> {
     let pods = info("", "pods");
     let sets = info("apps", "replicasets");
@@ -358,67 +202,17 @@ async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError
     let mut status_step = None;
     for step in steps {
         match step {
-            Step::Adopt { pod, uid } => {
-                let owner = owner.clone();
-                let r = api
-                    .modify(pods, Some(ns), &pod, &|cur| {
-                        if cur["metadata"]["uid"].as_str() != Some(uid.as_str()) || controller_uid(cur).is_some() || deleting(cur) {
-                            return None;
-                        }
-                        let mut new = cur.clone();
-                        match new["metadata"]["ownerReferences"].as_array_mut() {
-                            Some(refs) => refs.push(owner.clone()),
-                            None => new["metadata"]["ownerReferences"] = json!([owner.clone()]),
-                        }
-                        Some(new)
-                    })
-                    .await;
-                if let Err(e) = r
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
-            }
-            Step::Release { pod, uid } => {
-                let rs_uid = rs_uid.clone();
-                let r = api
-                    .modify(pods, Some(ns), &pod, &|cur| {
-                        if cur["metadata"]["uid"].as_str() != Some(uid.as_str()) {
-                            return None;
-                        }
-                        without_owner(cur, &rs_uid)
-                    })
-                    .await;
-                if let Err(e) = r
-                    && !transient(&e)
-                {
-                    return Err(e);
-                }
-            }
+            Step::Adopt { pod, uid } => ignore_transient(adopt(api, pods, ns, &pod, &uid, &owner).await)?,
+            Step::Release { pod, uid } => ignore_transient(release(api, pods, ns, &pod, &uid, &rs_uid).await)?,
             Step::Create { pod } => {
                 if create_error.is_some() {
                     continue;
                 }
-                match api.create(pods, Some(ns), pod, &controller_write_options()).await {
-                    Ok(w) => {
-                        let msg = format!("Created pod: {}", name(&w.object));
-                        api.record_event(rs, "Normal", "SuccessfulCreate", &msg, COMPONENT).await;
-                    }
-                    Err(e) => create_error = Some(e.message),
+                if let Err(e) = create_pod(api, rs, ns, pod, COMPONENT).await {
+                    create_error = Some(e.message);
                 }
             }
-            Step::Delete { pod, uid } => {
-                let opts = DeleteOptions { uid: Some(uid), ..Default::default() };
-                match api.delete(pods, Some(ns), &pod, &opts).await {
-                    Ok(_) => {
-                        api.record_event(rs, "Normal", "SuccessfulDelete", &format!("Deleted pod: {pod}"), COMPONENT).await;
-                    }
-                    Err(e) if transient(&e) => {}
-                    Err(e) => {
-                        api.record_event(rs, "Warning", "FailedDelete", &format!("Error deleting: {}", e.message), COMPONENT).await;
-                    }
-                }
-            }
+            Step::Delete { pod, uid } => delete_pod(api, rs, ns, &pod, uid, COMPONENT).await,
             Step::Status { status } => status_step = Some(status),
         }
     }
@@ -453,16 +247,13 @@ async fn execute(api: &Api, rs: &Value, steps: Vec<Step>) -> Result<(), ApiError
     {
         o.remove("conditions");
     }
-    super::statefulset::write_status(api, sets, rs, status).await
+    write_status(api, sets, rs, status).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + chrono::Duration::seconds(s)
-    }
+    use crate::controllers::objects::t;
 
     fn rs(replicas: i64) -> Value {
         json!({

@@ -21,258 +21,26 @@
 //!   are deleted. `status.currentRevision` becomes the update revision once every pod is
 //!   updated and ready.
 //! - Status is computed from the pods observed in this pass, as Kubernetes does.
-//!
-//! Also holds the ControllerRevision and pod-claiming helpers the DaemonSet controller
-//! shares.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use flotilla_api::selector::LabelSelector;
 use serde_json::{Map, Value, json};
 
-use super::deployment::template_hash;
-use super::replicaset::{
-    by_namespace, controller_ref, controller_uid, controller_write_options, deleting, generation, info, labels, name, pod_available,
-    pod_ready, selector, transient, uid,
-};
+use super::objects::{by_namespace, controller_write_options, deleting, generation, ignore_transient, info, name, selector, uid};
+use super::owner::{Change, adopt, claim, controller_ref, release};
+use super::pods::{pod_available, pod_ready, pod_terminal, template_metadata};
+use super::revisions::{REVISION_LABEL, RevisionStep, execute_revision_step, resolve_history, revision_template, truncate_history};
+use super::status::{self, set_count, write_status};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
-use crate::apiserver::resources::ResourceInfo;
 use crate::apiserver::service::DeleteOptions;
 
 const COMPONENT: &str = "statefulset-controller";
 pub(crate) const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub(crate) const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-/// On pods (and DaemonSet revisions): the revision the pod was made from.
-pub(crate) const REVISION_LABEL: &str = "controller-revision-hash";
 /// On StatefulSet revisions: the template hash.
 const HASH_LABEL: &str = "controller.kubernetes.io/hash";
-
-// ---- ControllerRevisions, shared with the DaemonSet controller ----
-
-/// What a plan asks of an owner's ControllerRevisions.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum RevisionStep {
-    Create { revision: Value },
-    /// Give an existing revision a new number (the template came back).
-    Renumber { name: String, uid: String, revision: i64 },
-    Delete { name: String, uid: String },
-}
-
-/// The owner's revisions as a plan resolves them.
-#[derive(Debug, Clone)]
-pub(crate) struct History<'a> {
-    /// Owned revisions, by ascending revision number.
-    pub owned: Vec<&'a Value>,
-    /// Name of the revision of the owner's current template (maybe created by `steps`).
-    pub update_name: String,
-    pub update_hash: String,
-    pub steps: Vec<RevisionStep>,
-}
-
-/// The strategic-merge patch a revision stores, which `kubectl rollout undo` applies.
-pub(crate) fn revision_data(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(o) = t.as_object_mut() {
-        o.insert("$patch".into(), json!("replace"));
-    }
-    json!({"spec": {"template": t}})
-}
-
-/// The template a revision holds.
-pub(crate) fn revision_template(rev: &Value) -> Value {
-    let mut t = rev["data"]["spec"]["template"].clone();
-    if let Some(o) = t.as_object_mut() {
-        o.remove("$patch");
-    }
-    t
-}
-
-fn revision_number(rev: &Value) -> i64 {
-    rev["revision"].as_i64().unwrap_or(0)
-}
-
-/// Resolves the revision of `owner`'s template among `revisions` (every revision in the
-/// namespace): an equal owned one (renumbered if it is not the latest), or a new one named
-/// `OWNER-<hash>` labelled `hash_label`. `Err(())` means a foreign or different revision
-/// already has that name: the caller bumps `status.collisionCount` and retries.
-pub(crate) fn resolve_history<'a>(owner: &Value, kind: &str, hash_label: &str, revisions: &[&'a Value]) -> Result<History<'a>, ()> {
-    let template = &owner["spec"]["template"];
-    let owner_uid = uid(owner);
-    let mut owned: Vec<&Value> = revisions.iter().copied().filter(|r| !owner_uid.is_empty() && controller_uid(r) == Some(owner_uid)).collect();
-    owned.sort_by(|a, b| revision_number(a).cmp(&revision_number(b)).then_with(|| name(a).cmp(name(b))));
-    let max = owned.last().map(|r| revision_number(r)).unwrap_or(0);
-    let plain = template_hash(template, None);
-    let equal = owned.iter().rev().find(|r| template_hash(&revision_template(r), None) == plain);
-    let mut steps = Vec::new();
-    if let Some(r) = equal {
-        if revision_number(r) < max {
-            steps.push(RevisionStep::Renumber { name: name(r).to_string(), uid: uid(r).to_string(), revision: max + 1 });
-        }
-        let hash = r["metadata"]["labels"][hash_label].as_str().map(str::to_string).unwrap_or_else(|| plain.clone());
-        let update_name = name(r).to_string();
-        return Ok(History { owned, update_name, update_hash: hash, steps });
-    }
-    let hash = template_hash(template, owner["status"]["collisionCount"].as_i64());
-    let rev_name = format!("{}-{hash}", name(owner));
-    if revisions.iter().any(|r| name(r) == rev_name) {
-        return Err(());
-    }
-    let mut rev_labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
-    rev_labels.insert(hash_label.to_string(), json!(hash));
-    let revision = json!({
-        "apiVersion": "apps/v1", "kind": "ControllerRevision",
-        "metadata": {
-            "name": rev_name, "namespace": owner["metadata"]["namespace"].as_str().unwrap_or("default"),
-            "labels": rev_labels, "ownerReferences": [controller_ref(owner, "apps/v1", kind)],
-        },
-        "data": revision_data(template),
-        "revision": max + 1,
-    });
-    steps.push(RevisionStep::Create { revision });
-    Ok(History { owned, update_name: rev_name, update_hash: hash, steps })
-}
-
-/// Deletes the oldest owned revisions beyond `revisionHistoryLimit` (default 10) that
-/// are neither in `keep` (names) nor used by a pod (`in_use(rev)`).
-pub(crate) fn truncate_history(owner: &Value, history: &History<'_>, keep: &[&str], in_use: &dyn Fn(&Value) -> bool) -> Vec<RevisionStep> {
-    let limit = owner["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10).max(0) as usize;
-    let old: Vec<&&Value> = history.owned.iter().filter(|r| !keep.contains(&name(r)) && !in_use(r)).collect();
-    let excess = old.len().saturating_sub(limit);
-    old.into_iter().take(excess).map(|r| RevisionStep::Delete { name: name(r).to_string(), uid: uid(r).to_string() }).collect()
-}
-
-pub(crate) async fn execute_revision_step(api: &Api, ns: &str, step: RevisionStep) -> Result<(), ApiError> {
-    let revisions = info("apps", "controllerrevisions");
-    let r = match step {
-        RevisionStep::Create { revision } => api.create(revisions, Some(ns), revision, &controller_write_options()).await.map(|_| ()),
-        RevisionStep::Renumber { name: rev, uid: rev_uid, revision } => api
-            .modify(revisions, Some(ns), &rev, &|cur| {
-                if uid(cur) != rev_uid || cur["revision"] == json!(revision) {
-                    return None;
-                }
-                let mut new = cur.clone();
-                new["revision"] = json!(revision);
-                Some(new)
-            })
-            .await
-            .map(|_| ()),
-        RevisionStep::Delete { name: rev, uid: rev_uid } => {
-            let opts = DeleteOptions { uid: Some(rev_uid), ..Default::default() };
-            api.delete(revisions, Some(ns), &rev, &opts).await.map(|_| ())
-        }
-    };
-    match r {
-        Err(e) if !transient(&e) => Err(e),
-        _ => Ok(()),
-    }
-}
-
-// ---- claiming pods, shared with the DaemonSet controller ----
-
-/// Pods `owner` controls and that match `sel`; orphans that match and `may_adopt` are
-/// returned for adoption, owned pods that stopped matching for release.
-pub(crate) struct Claimed<'a> {
-    pub owned: Vec<&'a Value>,
-    pub adopt: Vec<&'a Value>,
-    pub release: Vec<&'a Value>,
-}
-
-pub(crate) fn claim_pods<'a>(owner: &Value, sel: &LabelSelector, pods: &[&'a Value], may_adopt: &dyn Fn(&Value) -> bool) -> Claimed<'a> {
-    let owner_uid = uid(owner);
-    let mut c = Claimed { owned: Vec::new(), adopt: Vec::new(), release: Vec::new() };
-    for &p in pods {
-        let matches = sel.matches(labels(p));
-        match controller_uid(p) {
-            Some(u) if u == owner_uid => {
-                if matches {
-                    c.owned.push(p);
-                } else if !deleting(p) {
-                    c.release.push(p);
-                }
-            }
-            None if matches && !deleting(p) && may_adopt(p) => {
-                c.adopt.push(p);
-                c.owned.push(p);
-            }
-            _ => {}
-        }
-    }
-    c
-}
-
-/// Adds `owner_ref` (a controller reference) to the orphan pod `pod` (uid `pod_uid`).
-pub(crate) async fn adopt_pod(api: &Api, ns: &str, pod: &str, pod_uid: &str, owner_ref: &Value) -> Result<(), ApiError> {
-    let r = api
-        .modify(info("", "pods"), Some(ns), pod, &|cur| {
-            if uid(cur) != pod_uid || controller_uid(cur).is_some() || deleting(cur) {
-                return None;
-            }
-            let mut new = cur.clone();
-            match new["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner_ref.clone()),
-                None => new["metadata"]["ownerReferences"] = json!([owner_ref.clone()]),
-            }
-            Some(new)
-        })
-        .await;
-    match r {
-        Err(e) if !transient(&e) => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Removes the reference to `owner_uid` from pod `pod`.
-pub(crate) async fn release_pod(api: &Api, ns: &str, pod: &str, pod_uid: &str, owner_uid: &str) -> Result<(), ApiError> {
-    let r = api
-        .modify(info("", "pods"), Some(ns), pod, &|cur| {
-            if uid(cur) != pod_uid {
-                return None;
-            }
-            super::replicaset::without_owner(cur, owner_uid)
-        })
-        .await;
-    match r {
-        Err(e) if !transient(&e) => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Writes `status` into the object unless it already has it (or was replaced).
-pub(crate) async fn write_status(api: &Api, info: &ResourceInfo, owner: &Value, status: Value) -> Result<(), ApiError> {
-    let ns = owner["metadata"]["namespace"].as_str().unwrap_or("default");
-    let owner_uid = uid(owner).to_string();
-    let r = api
-        .modify(info, Some(ns), name(owner), &|cur| {
-            if uid(cur) != owner_uid || cur["status"] == status {
-                return None;
-            }
-            let mut new = cur.clone();
-            new["status"] = status.clone();
-            Some(new)
-        })
-        .await;
-    match r {
-        Err(e) if !transient(&e) => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Sets `status[k] = n`, or removes it when zero (Kubernetes' omitempty).
-pub(crate) fn set_count(status: &mut Value, k: &str, n: usize, keep_zero: bool) {
-    if n == 0 && !keep_zero {
-        if let Some(o) = status.as_object_mut() {
-            o.remove(k);
-        }
-    } else {
-        status[k] = json!(n);
-    }
-}
-
-pub(crate) fn pod_terminal(p: &Value) -> bool {
-    matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
-}
 
 // ---- plan ----
 
@@ -357,13 +125,8 @@ pub(crate) fn new_pod(sts: &Value, template: &Value, revision: &str, ordinal: i6
     l.insert(POD_NAME_LABEL.into(), json!(pod_name));
     l.insert(POD_INDEX_LABEL.into(), json!(ordinal.to_string()));
     l.insert(REVISION_LABEL.into(), json!(revision));
-    let mut meta = json!({"name": pod_name, "namespace": sts["metadata"]["namespace"].as_str().unwrap_or("default"), "labels": l});
-    for k in ["annotations", "finalizers"] {
-        if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
-            meta[k] = v.clone();
-        }
-    }
-    meta["ownerReferences"] = json!([controller_ref(sts, "apps/v1", "StatefulSet")]);
+    let meta = json!({"name": pod_name, "namespace": sts["metadata"]["namespace"].as_str().unwrap_or("default"), "labels": l});
+    let meta = template_metadata(meta, template, controller_ref(sts, "apps/v1", "StatefulSet"));
     let mut spec = match &template["spec"] {
         Value::Object(o) => Value::Object(o.clone()),
         _ => json!({}),
@@ -397,7 +160,7 @@ pub(crate) fn plan(sts: &Value, pods: &[&Value], claims: &[&Value], revisions: &
     }
     let set = name(sts);
     let Ok(history) = resolve_history(sts, "StatefulSet", HASH_LABEL, revisions) else {
-        let mut status = current_status(sts);
+        let mut status = status::current(sts);
         status["collisionCount"] = json!(sts["status"]["collisionCount"].as_i64().unwrap_or(0) + 1);
         return vec![Step::Status { status }];
     };
@@ -415,9 +178,9 @@ pub(crate) fn plan(sts: &Value, pods: &[&Value], claims: &[&Value], revisions: &
         .map(|r| revision_template(r))
         .unwrap_or_else(|| sts["spec"]["template"].clone());
 
-    let claimed = claim_pods(sts, &sel, pods, &|p| ordinal_of(set, name(p)).is_some());
-    steps.extend(claimed.adopt.iter().map(|p| Step::AdoptPod { pod: name(p).to_string(), uid: uid(p).to_string() }));
-    steps.extend(claimed.release.iter().map(|p| Step::ReleasePod { pod: name(p).to_string(), uid: uid(p).to_string() }));
+    let claimed = claim(sts, &sel, pods, &|p| ordinal_of(set, name(p)).is_some());
+    steps.extend(claimed.with(Change::Adopt).map(|p| Step::AdoptPod { pod: name(p).to_string(), uid: uid(p).to_string() }));
+    steps.extend(claimed.with(Change::Release).map(|p| Step::ReleasePod { pod: name(p).to_string(), uid: uid(p).to_string() }));
 
     let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
     let start = sts["spec"]["ordinals"]["start"].as_i64().unwrap_or(0).max(0);
@@ -522,14 +285,6 @@ pub(crate) fn plan(sts: &Value, pods: &[&Value], claims: &[&Value], revisions: &
     finish(steps)
 }
 
-/// The stored status as an object (to edit).
-fn current_status(sts: &Value) -> Value {
-    match &sts["status"] {
-        Value::Object(o) => Value::Object(o.clone()),
-        _ => json!({}),
-    }
-}
-
 fn compute_status(sts: &Value, owned: &[&Value], current_rev: &str, update_rev: &str, rolling: bool, now: DateTime<Utc>) -> Value {
     let min_ready = sts["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     let replicas = owned.len();
@@ -543,7 +298,7 @@ fn compute_status(sts: &Value, owned: &[&Value], current_rev: &str, update_rev: 
         current_rev = update_rev;
         current = updated;
     }
-    let mut status = current_status(sts);
+    let mut status = status::current(sts);
     if generation(sts) > 0 {
         status["observedGeneration"] = json!(generation(sts));
     }
@@ -602,8 +357,8 @@ async fn execute(api: &Api, sts: &Value, steps: Vec<Step>) -> Result<(), ApiErro
                     failed = true;
                 }
             }
-            Step::AdoptPod { pod, uid } => adopt_pod(api, ns, &pod, &uid, &owner).await?,
-            Step::ReleasePod { pod, uid: pod_uid } => release_pod(api, ns, &pod, &pod_uid, uid(sts)).await?,
+            Step::AdoptPod { pod, uid } => ignore_transient(adopt(api, pods, ns, &pod, &uid, &owner).await)?,
+            Step::ReleasePod { pod, uid: pod_uid } => ignore_transient(release(api, pods, ns, &pod, &pod_uid, uid(sts)).await)?,
             Step::CreateClaim { claim, pod } => {
                 let claim_name = name(&claim).to_string();
                 match api.create(claims, Some(ns), claim, &controller_write_options()).await {
@@ -641,7 +396,7 @@ async fn execute(api: &Api, sts: &Value, steps: Vec<Step>) -> Result<(), ApiErro
                         let msg = format!("delete Pod {pod} in StatefulSet {set} successful");
                         api.record_event(sts, "Normal", "SuccessfulDelete", &msg, COMPONENT).await;
                     }
-                    Err(e) if transient(&e) => failed = true,
+                    Err(e) if e.is_transient() => failed = true,
                     Err(e) => {
                         let msg = format!("delete Pod {pod} in StatefulSet {set} failed error: {}", e.message);
                         api.record_event(sts, "Warning", "FailedDelete", &msg, COMPONENT).await;
@@ -658,10 +413,7 @@ async fn execute(api: &Api, sts: &Value, steps: Vec<Step>) -> Result<(), ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).expect("time") + chrono::Duration::seconds(s)
-    }
+    use crate::controllers::objects::t;
 
     fn template(image: &str) -> Value {
         json!({"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": image}]}})
