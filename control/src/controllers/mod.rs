@@ -5,6 +5,7 @@ pub(crate) mod daemonset;
 pub(crate) mod cronjob;
 pub(crate) mod deployment;
 pub(crate) mod garbage_collector;
+pub(crate) mod ipaddress_repair;
 pub(crate) mod job;
 pub(crate) mod namespace;
 pub(crate) mod node_lifecycle;
@@ -61,6 +62,7 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool) {
     if scheduler {
         tokio::spawn(run_scheduler(api.clone(), shutdown.clone()));
     }
+    tokio::spawn(ipaddress_repair::run(api.clone(), shutdown.clone()));
     let mut last_seen = u64::MAX;
     let mut last_pass = std::time::Instant::now();
     loop {
