@@ -255,7 +255,7 @@ pub(crate) fn prepare_update(old: &Value, new: &mut Value) {
         set_or_remove(spec, "clusterIPs", ips);
     }
     if needs_cluster_ip(old) && !needs_cluster_ip(spec) {
-        if same_ips(spec) {
+        if same_ips(spec) && text(spec, "clusterIP") == old_ip {
             set_or_remove(spec, "clusterIP", None);
             set_or_remove(spec, "clusterIPs", None);
         }
@@ -694,6 +694,14 @@ mod tests {
         new["spec"]["clusterIP"] = json!("10.43.1.3");
         prepare_update(&old, &mut new);
         assert_eq!(new["spec"]["clusterIPs"], json!(["10.43.1.3"]));
+        // To ExternalName with a new clusterIP: kept, for validation to refuse.
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ExternalName");
+        new["spec"]["clusterIP"] = json!("10.43.1.9");
+        new["spec"]["clusterIPs"] = json!(["10.43.1.9"]);
+        prepare_update(&old, &mut new);
+        assert_eq!(new["spec"]["clusterIP"], "10.43.1.9");
+        assert_eq!(init_ip_fields(&mut new["spec"], Some(&old["spec"]))[0].to_string(), "spec.clusterIPs: Forbidden: may not be set for ExternalName services");
         // To ExternalName: the untouched IP fields go.
         let mut new = old.clone();
         new["spec"]["type"] = json!("ExternalName");

@@ -13,8 +13,8 @@
 //!   The executor checks the Service again just before deleting.
 //! - A Service whose in-range address has no IPAddress gets one again (if the address is
 //!   free), so the address cannot be handed to another Service.
-//! - `plan` is pure (the clock comes in as `now`); the executor reads one consistent
-//!   snapshot of Services and IPAddresses per pass.
+//! - `plan` is pure (the clock comes in as `now`); the executor reads Services and
+//!   IPAddresses at one revision and reads the Service again before each repair.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -107,12 +107,15 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown) {
     }
 }
 
-/// Services and IPAddresses read at one revision.
+/// Services and IPAddresses, read at one revision unless writes keep interleaving (the
+/// executor re-reads the Service before acting, so a torn read only delays a repair).
 fn snapshot(api: &Api) -> (Vec<std::sync::Arc<crate::store::Stored>>, Vec<std::sync::Arc<crate::store::Stored>>) {
+    let mut attempts = 0;
     loop {
         let (services, r1, _) = api.store.list("core/services/", None, None, &|_| true);
         let (addresses, r2, _) = api.store.list("networking.k8s.io/ipaddresses/", None, None, &|_| true);
-        if r1 == r2 {
+        attempts += 1;
+        if r1 == r2 || attempts == 5 {
             return (services, addresses);
         }
     }
