@@ -415,6 +415,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
         listen: "127.0.0.1:0".parse().expect("addr"),
         store: flotilla_control::store::StoreConfig::default(),
         scheduler: true,
+        network: Default::default(),
     })
     .await
     .expect("start control plane");

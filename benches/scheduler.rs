@@ -181,6 +181,7 @@ async fn control_plane(dir: &std::path::Path, scheduler: bool) -> flotilla_contr
         listen: "127.0.0.1:0".parse().expect("addr"),
         store: flotilla_control::store::StoreConfig::default(),
         scheduler,
+        network: Default::default(),
     })
     .await
     .expect("control plane")

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 mod controllers;
+pub mod network;
 pub mod registry;
 pub mod store;
 
@@ -14,6 +15,7 @@ use serde_json::json;
 
 use apiserver::service::{SystemClock, WriteOptions};
 use apiserver::{Api, Shutdown, ShutdownTrigger};
+pub use network::NetworkConfig;
 use store::{Store, StoreConfig};
 
 /// How to run the control plane.
@@ -27,6 +29,8 @@ pub struct ControlPlaneConfig {
     /// Run the default scheduler (off: pods stay pending until something else binds them,
     /// as with a control plane whose kube-scheduler is not running).
     pub scheduler: bool,
+    /// Service and cluster CIDRs (`--service-cidr`, `--cluster-cidr`).
+    pub network: NetworkConfig,
 }
 
 /// A running control plane.
@@ -70,10 +74,11 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<ControlPlaneHan
 /// [`start`] with the clock timestamps and controllers use (tests run schedules faster
 /// with a [`apiserver::service::ScaledClock`]).
 pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserver::service::Clock>) -> anyhow::Result<ControlPlaneHandle> {
+    let service_range = config.network.validate()?;
     let store_dir = config.data_dir.join("store");
     let store_cfg = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
-    let api = Api::new(store.clone(), clock);
+    let api = Api::new(store.clone(), clock).with_service_range(service_range);
     let ns_info = apiserver::resources::find("", "v1", "namespaces").expect("namespaces served");
     for ns in DEFAULT_NAMESPACES {
         if api.get(ns_info, None, ns).is_err() {
@@ -87,11 +92,14 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let local_addr = listener.local_addr()?;
     let creds = apiserver::tls::ensure(&config.data_dir.join("pki"), &[local_addr.ip()])?;
     let (trigger, shutdown) = Shutdown::new();
+    apiserver::kubernetes_service::ensure(&api, local_addr, true).await;
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
     let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()));
     let router = apiserver::router(app).merge(registry::router(registry));
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
-    tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler)));
+    let tasks = vec![
+        tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())),
+        tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())),
+        tokio::spawn(controllers::run(api, shutdown, config.scheduler)),
+    ];
     Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks, store })
 }

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use flotilla_control::{ControlPlaneConfig, ControlPlaneHandle, store::StoreConfig};
+use flotilla_api::cidr::Ipv4Cidr;
+use flotilla_control::{ControlPlaneConfig, ControlPlaneHandle, NetworkConfig, store::StoreConfig};
 
 use super::kubeconfig;
 
@@ -26,9 +27,23 @@ pub(crate) struct ControlPlaneFlags {
     /// trying CronJob schedules and deadlines quickly; timestamps drift accordingly)
     #[arg(long, value_name = "RATE", default_value_t = 1.0)]
     pub clock_rate: f64,
+    /// IPv4 range Service ClusterIPs are allocated from (mask 12 to 30); its first address
+    /// is the `kubernetes` Service's
+    #[arg(long, value_name = "CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: Ipv4Cidr,
+    /// IPv4 range for pod IPs (a /24 per node); recorded now, used once pods get IPs
+    #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: Ipv4Cidr,
 }
 
 impl ControlPlaneFlags {
+    /// The address plan, checked (ranges usable, not overlapping).
+    pub(crate) fn network(&self) -> anyhow::Result<NetworkConfig> {
+        let network = NetworkConfig { service_cidr: self.service_cidr, cluster_cidr: self.cluster_cidr };
+        network.validate()?;
+        Ok(network)
+    }
+
     pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
             // Absolute, so every part of the process agrees on it (wasmtime's cache insists).
@@ -61,9 +76,10 @@ impl ControlPlaneFlags {
 
     /// Starts the control plane and writes the kubeconfig.
     pub(crate) async fn start_quiet(&self) -> anyhow::Result<ControlPlaneHandle> {
+        let network = self.network()?;
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
-        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default(), scheduler: true };
+        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default(), scheduler: true, network };
         let handle = if self.clock_rate == 1.0 {
             flotilla_control::start(config).await?
         } else {

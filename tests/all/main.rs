@@ -12,5 +12,6 @@ mod kubectl_misc;
 mod node_pods;
 mod node_limits;
 mod node_images;
+mod services;
 mod workloads;
 mod workloads_batch;

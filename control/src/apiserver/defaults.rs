@@ -120,6 +120,9 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "type", json!("ClusterIP"));
                 set_default(spec, "sessionAffinity", json!("None"));
+                if matches!(spec["type"].as_str(), Some("ClusterIP" | "NodePort" | "LoadBalancer")) {
+                    set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+                }
                 if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         set_default(p, "protocol", json!("TCP"));

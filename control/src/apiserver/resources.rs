@@ -85,6 +85,8 @@ pub(crate) static RESOURCES: &[ResourceInfo] = &[
     res!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, short: ["ing"], cat: [], sub: ["status"], verbs: ALL),
     res!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, short: [], cat: [], sub: [], verbs: ALL),
     res!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, short: ["netpol"], cat: [], sub: [], verbs: ALL),
+    res!("networking.k8s.io", "v1", "IPAddress", "ipaddresses", "ipaddress", false, short: ["ip"], cat: [], sub: [], verbs: ALL),
+    res!("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", false, short: [], cat: [], sub: ["status"], verbs: ALL),
     res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], sub: [], verbs: ALL),
     res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], sub: [], verbs: ALL),
     res!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, short: [], cat: [], sub: [], verbs: ALL),

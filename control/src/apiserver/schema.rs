@@ -90,6 +90,8 @@ fn register_kind(group: &str, kind: &str, g: &mut SchemaGenerator) -> Option<Str
         ("networking.k8s.io", "Ingress") => register::<networking::Ingress>(g),
         ("networking.k8s.io", "IngressClass") => register::<networking::IngressClass>(g),
         ("networking.k8s.io", "NetworkPolicy") => register::<networking::NetworkPolicy>(g),
+        ("networking.k8s.io", "IPAddress") => register::<networking::IPAddress>(g),
+        ("networking.k8s.io", "ServiceCIDR") => register::<networking::ServiceCIDR>(g),
         ("discovery.k8s.io", "EndpointSlice") => register::<discovery::EndpointSlice>(g),
         ("coordination.k8s.io", "Lease") => register::<coordination::Lease>(g),
         ("rbac.authorization.k8s.io", "Role") => register::<rbac::Role>(g),

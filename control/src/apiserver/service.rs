@@ -15,8 +15,11 @@ use serde_json::{Map, Value, json};
 use super::error::{ApiError, Cause};
 use super::patch::{apply as ssa, strategic};
 use super::resources::{self, ResourceInfo};
+use super::service_ip::ServiceRange;
 use super::{defaults, schema, typed};
 use crate::store::{Op, Precondition, Store, StoreError, Stored};
+
+mod cluster_ip;
 
 /// Time source, injected so tests of time-based behaviour need no waiting.
 pub trait Clock: Send + Sync {
@@ -191,6 +194,8 @@ impl std::io::Write for ByteCounter {
 pub struct Api {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Where Service ClusterIPs come from (`--service-cidr`).
+    pub(crate) service_range: ServiceRange,
 }
 
 /// Storage key of an object.
@@ -303,7 +308,13 @@ fn drop_empty_maps(v: &mut Value) {
 
 impl Api {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Api { store, clock }
+        Api { store, clock, service_range: ServiceRange::default() }
+    }
+
+    /// Allocates Service ClusterIPs from `range` rather than the default 10.43.0.0/16.
+    pub(crate) fn with_service_range(mut self, range: ServiceRange) -> Self {
+        self.service_range = range;
+        self
     }
 
     fn now(&self) -> String {
@@ -429,7 +440,7 @@ impl Api {
         drop_empty_maps(&mut body);
         check_size(&body)?;
         let name = name_of(&body).to_string();
-        let causes = flotilla_api::validation::validate_create(info.group, info.kind, info.namespaced, &body);
+        let causes = self.validate_created(info, &mut body);
         if !causes.is_empty() {
             return Err(Self::invalid(info, &name, causes));
         }
@@ -438,13 +449,10 @@ impl Api {
             if self.store.get(&key(info, ns.as_deref(), &name)).is_some() {
                 return Err(ApiError::already_exists(info, &name));
             }
+            self.check_requested_ip(info, ns.as_deref(), &body)?;
             return Ok(Written { object: body, warnings, created: true });
         }
-        let stored = self
-            .store
-            .write(Op::Create { key: key(info, ns.as_deref(), &name), object: body })
-            .await
-            .map_err(|e| ApiError::from_store(e, info, &name))?;
+        let stored = self.write_created(info, ns.as_deref(), &name, body).await?;
         Ok(Written { object: stored.value.clone(), warnings, created: true })
     }
 
@@ -511,6 +519,7 @@ impl Api {
             // A deleting object can lose finalizers but not gain them.
         }
         defaults::apply(info, &mut new);
+        cluster_ip::prepare_update(info, old, &mut new);
         let old_gen = meta(old)["generation"].as_i64();
         match old_gen {
             Some(g) => {
@@ -530,7 +539,7 @@ impl Api {
     async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, mut new: Value, dry_run: bool) -> Result<Value, ApiError> {
         drop_empty_maps(&mut new);
         check_size(&new)?;
-        let causes = flotilla_api::validation::validate_update(info.group, info.kind, &old.value, &new);
+        let causes = self.validate_updated(info, &old.value, &mut new);
         if !causes.is_empty() {
             return Err(Self::invalid(info, name, causes));
         }
@@ -540,15 +549,7 @@ impl Api {
         if dry_run {
             return Ok(new);
         }
-        let stored = self
-            .store
-            .write(Op::Update {
-                key: key(info, ns, name),
-                object: new,
-                precondition: Precondition { resource_version: Some(old.rv), uid: None },
-            })
-            .await
-            .map_err(|e| ApiError::from_store(e, info, name))?;
+        let stored = self.write_updated(info, ns, name, old, new).await?;
         Ok(stored.value.clone())
     }
 
@@ -717,11 +718,7 @@ impl Api {
         if opts.dry_run {
             return Ok(w);
         }
-        let stored = self
-            .store
-            .write(Op::Create { key: key(info, ns, name), object: w.object })
-            .await
-            .map_err(|e| ApiError::from_store(e, info, name))?;
+        let stored = self.write_created(info, ns, name, w.object).await?;
         Ok(Written { object: stored.value.clone(), warnings: w.warnings, created: true })
     }
 
@@ -782,7 +779,10 @@ impl Api {
                     .write(Op::Delete { key: key(info, ns, name), precondition: Precondition { resource_version: Some(cur.rv), uid: None } })
                     .await
                 {
-                    Ok(s) => return Ok(s.value.clone()),
+                    Ok(s) => {
+                        self.released_deleted(info, &cur.value).await;
+                        return Ok(s.value.clone());
+                    }
                     Err(StoreError::Conflict) => continue,
                     Err(e) => return Err(ApiError::from_store(e, info, name)),
                 }

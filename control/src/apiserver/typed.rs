@@ -36,6 +36,8 @@ pub(crate) fn check(info: &ResourceInfo, v: &Value) -> Result<(), String> {
         ("networking.k8s.io", "Ingress") => decode::<net::Ingress>(v),
         ("networking.k8s.io", "IngressClass") => decode::<net::IngressClass>(v),
         ("networking.k8s.io", "NetworkPolicy") => decode::<net::NetworkPolicy>(v),
+        ("networking.k8s.io", "IPAddress") => decode::<net::IPAddress>(v),
+        ("networking.k8s.io", "ServiceCIDR") => decode::<net::ServiceCIDR>(v),
         ("discovery.k8s.io", "EndpointSlice") => decode::<disc::EndpointSlice>(v),
         ("coordination.k8s.io", "Lease") => decode::<coord::Lease>(v),
         ("rbac.authorization.k8s.io", "Role") => decode::<rbac::Role>(v),

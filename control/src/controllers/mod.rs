@@ -13,6 +13,7 @@ pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
 pub(crate) mod garbage_collector;
+pub(crate) mod ipaddress_repair;
 pub(crate) mod job;
 pub(crate) mod namespace;
 pub(crate) mod node_lifecycle;
@@ -38,6 +39,7 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool) {
     if scheduler {
         tokio::spawn(scheduler::run(api.clone(), shutdown.clone()));
     }
+    tokio::spawn(ipaddress_repair::run(api.clone(), shutdown.clone()));
     let mut last_seen = u64::MAX;
     let mut last_pass = std::time::Instant::now();
     loop {

@@ -2,6 +2,7 @@
 //! validation of objects as the Kubernetes API server does it. Used by the control plane
 //! and the node.
 
+pub mod cidr;
 pub mod pod;
 pub mod quantity;
 pub mod selector;

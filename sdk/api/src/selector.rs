@@ -958,11 +958,11 @@ fn text_at(obj: &Value, dotted: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Go formatting helpers shared with `validation`
+// Go formatting helpers shared with `validation` and the control plane
 // ---------------------------------------------------------------------------
 
 /// Go's `%q` / `strconv.Quote` for a string.
-pub(crate) fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -996,7 +996,7 @@ pub(crate) fn go_quote(s: &str) -> String {
 }
 
 /// Go's `%#v` of a `[]string`.
-pub(crate) fn go_string_slice(v: &[String]) -> String {
+pub fn go_string_slice(v: &[String]) -> String {
     let items: Vec<String> = v.iter().map(|s| go_quote(s)).collect();
     format!("[]string{{{}}}", items.join(", "))
 }

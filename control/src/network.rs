@@ -1,0 +1,66 @@
+//! The cluster's address plan: the service CIDR Service ClusterIPs are allocated from, and
+//! the cluster CIDR pod IPs will come from. Both are virtual: nothing is added to the
+//! host's routing table.
+//!
+//! Invariant: a [`NetworkConfig`] that passed [`NetworkConfig::validate`] has a service CIDR
+//! the allocator accepts (mask 12..=30) and two CIDRs that do not overlap.
+
+use flotilla_api::cidr::Ipv4Cidr;
+
+use crate::apiserver::service_ip::{ServiceRange, ServiceRangeError};
+
+/// The `--service-cidr` and `--cluster-cidr` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Service ClusterIPs are allocated from here (default 10.43.0.0/16); its first
+    /// address is the `kubernetes` Service's.
+    pub service_cidr: Ipv4Cidr,
+    /// Pod IPs (default 10.42.0.0/16). Only carried for now: the node and podCIDR
+    /// allocation that will use it (a /24 per Node in `node.spec.podCIDR`) come later.
+    pub cluster_cidr: Ipv4Cidr,
+}
+
+/// Why the address plan is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkConfigError {
+    #[error(transparent)]
+    ServiceRange(#[from] ServiceRangeError),
+    #[error("--service-cidr {service} overlaps --cluster-cidr {cluster}")]
+    Overlap { service: Ipv4Cidr, cluster: Ipv4Cidr },
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            service_cidr: Ipv4Cidr::new([10, 43, 0, 0].into(), 16),
+            cluster_cidr: Ipv4Cidr::new([10, 42, 0, 0].into(), 16),
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Checks the plan; returns the service range to allocate from.
+    pub fn validate(&self) -> Result<ServiceRange, NetworkConfigError> {
+        let range = ServiceRange::new(self.service_cidr)?;
+        if self.service_cidr.overlaps(&self.cluster_cidr) {
+            return Err(NetworkConfigError::Overlap { service: self.service_cidr, cluster: self.cluster_cidr });
+        }
+        Ok(range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_overlaps_are_not() {
+        let d = NetworkConfig::default();
+        assert_eq!(d.validate().expect("default").cidr().to_string(), "10.43.0.0/16");
+        assert_eq!(d.cluster_cidr.to_string(), "10.42.0.0/16");
+        let overlap = NetworkConfig { service_cidr: "10.42.128.0/24".parse().expect("cidr"), ..d };
+        assert_eq!(overlap.validate().expect_err("overlap").to_string(), "--service-cidr 10.42.128.0/24 overlaps --cluster-cidr 10.42.0.0/16");
+        let big = NetworkConfig { service_cidr: "10.0.0.0/8".parse().expect("cidr"), cluster_cidr: "192.168.0.0/16".parse().expect("cidr") };
+        assert!(matches!(big.validate(), Err(NetworkConfigError::ServiceRange(_))));
+    }
+}
