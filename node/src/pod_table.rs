@@ -52,11 +52,11 @@ impl PodEntry {
 
 /// All pods on this node, by namespace and name.
 #[derive(Default)]
-pub struct PodRegistry {
+pub struct PodTable {
     pods: RwLock<HashMap<(String, String), Arc<PodEntry>>>,
 }
 
-impl PodRegistry {
+impl PodTable {
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
         self.pods.read().expect("registry lock").get(&(namespace.to_string(), name.to_string())).cloned()
     }
