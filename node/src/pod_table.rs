@@ -1,5 +1,5 @@
-//! The node's table of running pods, shared by the agent (which fills it) and the node
-//! server (logs, exec, proxy).
+//! The node's table of running pods, shared by the pod workers (each fills in its pod's
+//! containers as they are set up and started) and the node server (logs, exec, proxy).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

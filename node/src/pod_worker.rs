@@ -125,12 +125,9 @@ impl Worker {
     fn new(ctx: Arc<Ctx>, pod: Value, state: State, held: Option<Held>) -> Worker {
         let spec = state.spec();
         let dir = ctx.config.data_dir.join("pods").join(&spec.uid);
-        let mut slots = Vec::new();
-        for list in ["initContainers", "containers"] {
-            for c in pod["spec"][list].as_array().into_iter().flatten() {
-                slots.push(Slot { spec: c.clone(), auths: None, image: None, compiled: None, prepared: None, kill: None });
-            }
-        }
+        let slots = lifecycle::containers_of(&pod)
+            .map(|(c, _)| Slot { spec: c.clone(), auths: None, image: None, compiled: None, prepared: None, kill: None })
+            .collect();
         let reporter = held.is_some().then(|| Reporter::start(ctx.clone(), spec.namespace.clone(), spec.name.clone()));
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         Worker {

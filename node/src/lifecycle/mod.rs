@@ -40,7 +40,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use self::backoff::{Backoff, should_restart, should_restart_init};
-pub use self::spec::{ContainerSpec, Spec};
+pub use self::spec::{ContainerSpec, Spec, containers_of};
 pub use self::status::{ContainerRecord, ContainerState, PodRecord, phase, pod_status, ts};
 use crate::images::PullError;
 use crate::runtime::{ContainerKind, ExitReason};

@@ -19,7 +19,9 @@ pub struct Spec {
     pub uid: String,
     /// Its phase was already Succeeded or Failed (an earlier life of this node ran it).
     pub ended: bool,
-    /// It had a deletionTimestamp already.
+    /// It had a deletionTimestamp already. Acted on only for a pod that `ended`: a live
+    /// pod's deletion is acted on at the next update from the API (as the worker always
+    /// did).
     pub deleting: bool,
     /// restartPolicy (Always when unset).
     pub restart_policy: String,
@@ -45,12 +47,7 @@ impl Spec {
     pub fn from_pod(pod: &Value) -> Spec {
         let meta = &pod["metadata"];
         let phase = s(&pod["status"]["phase"]);
-        let mut containers = Vec::new();
-        for (list, init) in [("initContainers", true), ("containers", false)] {
-            for c in pod["spec"][list].as_array().into_iter().flatten() {
-                containers.push(ContainerSpec { name: s(&c["name"]), image: s(&c["image"]), init });
-            }
-        }
+        let containers = containers_of(pod).map(|(c, init)| ContainerSpec { name: s(&c["name"]), image: s(&c["image"]), init }).collect();
         Spec {
             namespace: s(&meta["namespace"]),
             name: s(&meta["name"]),
@@ -68,6 +65,14 @@ impl Spec {
     pub fn first_main(&self) -> usize {
         self.containers.iter().take_while(|c| c.init).count()
     }
+}
+
+/// The pod's init containers, then its containers, each in spec order, with whether it
+/// is an init container: the order container indices follow.
+pub fn containers_of(pod: &Value) -> impl Iterator<Item = (&Value, bool)> {
+    [("initContainers", true), ("containers", false)]
+        .into_iter()
+        .flat_map(move |(list, init)| pod["spec"][list].as_array().into_iter().flatten().map(move |c| (c, init)))
 }
 
 impl Event {
