@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::images::ImageStore;
 use crate::lifecycle::Backoff;
-use crate::pod_table::PodTable;
 use crate::network::IpPool;
+use crate::pod_table::PodTable;
 use crate::runtime::{Runtime, RuntimeConfig, WASMTIME_VERSION};
 
 /// How to run a node.
