@@ -1,5 +1,5 @@
 //! The agent: registers the Node, heartbeats its Lease, watches the pods bound to it and
-//! runs one worker per pod (`pod.rs`). It reaches the control plane only through the API
+//! runs one worker per pod (`pod_worker.rs`). It reaches the control plane only through the API
 //! (kube-rs), exactly as a remote node would.
 
 use std::collections::HashMap;
@@ -17,11 +17,9 @@ use serde_json::{Value, json};
 
 use crate::images::ImageStore;
 use crate::lifecycle::Backoff;
-use crate::pods::PodRegistry;
-use crate::runtime::{Runtime, RuntimeConfig};
-
-/// The wasmtime release the runtime embeds (kept in step with Cargo.toml).
-const WASMTIME_VERSION: &str = "48.0.8";
+use crate::network::IpPool;
+use crate::pod_table::PodTable;
+use crate::runtime::{Runtime, RuntimeConfig, WASMTIME_VERSION};
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -65,70 +63,13 @@ impl NodeConfig {
     }
 }
 
-/// Virtual pod IPs from the node's pod CIDR (10.N.0.0/16, never routed).
-pub(crate) struct IpPool {
-    prefix: [u8; 2],
-    used: std::collections::HashSet<u16>,
-    next: u16,
-}
-
-impl IpPool {
-    fn new(name: &str) -> Self {
-        let h = name.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
-        IpPool { prefix: [10, 100 + (h % 100) as u8], used: Default::default(), next: 2 }
-    }
-
-    pub(crate) fn cidr(&self) -> String {
-        format!("{}.{}.0.0/16", self.prefix[0], self.prefix[1])
-    }
-
-    fn ip(&self, n: u16) -> String {
-        format!("{}.{}.{}.{}", self.prefix[0], self.prefix[1], n >> 8, n & 0xff)
-    }
-
-    /// Marks an address taken (pods found at start).
-    pub(crate) fn claim(&mut self, ip: &str) -> bool {
-        let p = format!("{}.{}.", self.prefix[0], self.prefix[1]);
-        let Some(rest) = ip.strip_prefix(&p) else { return false };
-        let mut it = rest.split('.').filter_map(|s| s.parse::<u16>().ok());
-        match (it.next(), it.next()) {
-            (Some(a), Some(b)) if a < 256 && b < 256 => self.used.insert(a << 8 | b),
-            _ => false,
-        }
-    }
-
-    pub(crate) fn allocate(&mut self) -> Option<String> {
-        for _ in 0..u16::MAX {
-            let n = self.next;
-            self.next = if self.next >= 0xfffe { 2 } else { self.next + 1 };
-            if n & 0xff == 0 || n & 0xff == 0xff {
-                continue;
-            }
-            if self.used.insert(n) {
-                return Some(self.ip(n));
-            }
-        }
-        None
-    }
-
-    pub(crate) fn release(&mut self, ip: &str) {
-        let p = format!("{}.{}.", self.prefix[0], self.prefix[1]);
-        if let Some(rest) = ip.strip_prefix(&p) {
-            let mut it = rest.split('.').filter_map(|s| s.parse::<u16>().ok());
-            if let (Some(a), Some(b)) = (it.next(), it.next()) {
-                self.used.remove(&(a << 8 | b));
-            }
-        }
-    }
-}
-
 /// What every pod worker shares.
 pub(crate) struct Ctx {
     pub client: kube::Client,
     pub config: NodeConfig,
     pub runtime: Arc<Runtime>,
     pub images: ImageStore,
-    pub pods: Arc<PodRegistry>,
+    pub pods: Arc<PodTable>,
     pub ips: Mutex<IpPool>,
     pub host_ip: String,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -276,7 +217,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     if let Some(pem) = &config.ca_pem {
         images = images.with_root_certs(pem.as_bytes());
     }
-    let pods = Arc::new(PodRegistry::default());
+    let pods = Arc::new(PodTable::default());
     let ips = IpPool::new(&config.name);
     let host_ip = config.bind_address.to_string();
 
@@ -435,7 +376,7 @@ async fn watch_pods(ctx: Arc<Ctx>) {
                     None => {
                         let (tx, rx) = tokio::sync::watch::channel(Some(v.clone()));
                         workers.insert(uid, tx);
-                        tokio::spawn(crate::pod::run(ctx.clone(), v, rx));
+                        tokio::spawn(crate::pod_worker::run(ctx.clone(), v, rx));
                     }
                 }
             }

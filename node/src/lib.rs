@@ -1,14 +1,22 @@
 //! Flotilla's node agent (its kubelet): registers a Node, heartbeats a Lease, runs the pods
 //! bound to it as wasm components in wasmtime, reports their status, and serves logs,
 //! exec and proxy to the API server.
+//!
+//! Map: `agent.rs` (Node, Lease, the pod watch), `lifecycle/` (the pure pod lifecycle:
+//! `step(state, event) -> effects`), `pod_worker.rs` (one pod's executor of those
+//! effects), `pod_table.rs` (the node's table of running pods), `volumes.rs`,
+//! `network.rs` (pod addresses), `images.rs` (pulls), `runtime/` (wasmtime), `logs.rs`,
+//! `server.rs` (the node's HTTPS server).
 
 mod agent;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
-mod pod;
-pub mod pods;
+mod network;
+pub mod pod_table;
+mod pod_worker;
 pub mod runtime;
 pub mod server;
+mod volumes;
 
 pub use agent::{NodeConfig, NodeHandle, start};

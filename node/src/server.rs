@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
 use crate::logs::LogOptions;
-use crate::pods::{ContainerEntry, PodRegistry};
+use crate::pod_table::{ContainerEntry, PodTable};
 use crate::runtime::{BoxBody, ExitReason, ExitStatus, OutputSink, Runtime, Stream};
 
 /// Exec subprotocols we speak, by preference when the client offers several.
@@ -43,7 +43,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     token: String,
-    pods: Arc<PodRegistry>,
+    pods: Arc<PodTable>,
     runtime: Arc<Runtime>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -111,7 +111,7 @@ impl ExecRunner for RuntimeRunner {
 
 struct Ctx {
     token: String,
-    pods: Arc<PodRegistry>,
+    pods: Arc<PodTable>,
     runner: Arc<dyn ExecRunner>,
     shutdown: watch::Receiver<bool>,
 }
@@ -127,7 +127,7 @@ pub(crate) async fn serve_with(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     token: String,
-    pods: Arc<PodRegistry>,
+    pods: Arc<PodTable>,
     runner: Arc<dyn ExecRunner>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -679,7 +679,7 @@ mod tests {
 
     use super::*;
     use crate::logs::ContainerLogs;
-    use crate::pods::PodEntry;
+    use crate::pod_table::PodEntry;
     use crate::runtime::InstanceSpec;
 
     const TOKEN: &str = "s3cret";
@@ -729,7 +729,7 @@ mod tests {
     struct Harness {
         addr: SocketAddr,
         cert: rustls::pki_types::CertificateDer<'static>,
-        pods: Arc<PodRegistry>,
+        pods: Arc<PodTable>,
         killed: Arc<AtomicBool>,
         stop: watch::Sender<bool>,
         _dir: tempfile::TempDir,
@@ -761,7 +761,7 @@ mod tests {
             name: "p".into(),
             containers: RwLock::new(vec![container("c", logs), container("not-runnable", other)]),
         };
-        let pods = Arc::new(PodRegistry::default());
+        let pods = Arc::new(PodTable::default());
         pods.insert(Arc::new(pod));
         if let Some(extra) = extra {
             pods.insert(Arc::new(extra));

@@ -29,10 +29,6 @@ pub(super) struct Built {
     pub max_memory_bytes: u64,
 }
 
-fn other(context: &str) -> impl Fn(wasmtime::Error) -> RuntimeError + '_ {
-    move |e| RuntimeError::Other(format!("{context}: {}", super::error_message(&e)))
-}
-
 pub(super) fn build(config: &RuntimeConfig) -> Result<Built, RuntimeError> {
     let n = config.max_instances.max(1);
     // A component holds several core instances (main module, adapter, shims).
@@ -79,13 +75,13 @@ pub(super) fn build(config: &RuntimeConfig) -> Result<Built, RuntimeError> {
 
     let dir = config.cache_dir.join("wasmtime");
     std::fs::create_dir_all(&dir)
-        .map_err(|e| RuntimeError::Other(format!("cannot create compile cache {}: {e}", dir.display())))?;
+        .map_err(|source| RuntimeError::Io { what: format!("cannot create compile cache {}", dir.display()), source })?;
     let mut cache_cfg = wasmtime::CacheConfig::new();
     cache_cfg.with_directory(&dir);
-    let cache = wasmtime::Cache::new(cache_cfg).map_err(other("compile cache"))?;
+    let cache = wasmtime::Cache::new(cache_cfg).map_err(RuntimeError::wasmtime("compile cache"))?;
     cfg.cache(Some(cache));
 
-    let engine = Engine::new(&cfg).map_err(other("wasmtime engine"))?;
+    let engine = Engine::new(&cfg).map_err(RuntimeError::wasmtime("wasmtime engine"))?;
     Ok(Built { engine, max_memory_bytes: reservation })
 }
 
@@ -131,20 +127,20 @@ const CALIBRATION_WAT: &str = r#"(module
 /// estimate (fuel per CPU second varies several-fold between guests): it sizes fuel
 /// slices and converts fuel figures; CPU limits are enforced on measured CPU time.
 pub(super) fn calibrate(engine: &Engine) -> Result<u64, RuntimeError> {
-    let module = wasmtime::Module::new(engine, CALIBRATION_WAT).map_err(other("calibration module"))?;
+    let module = wasmtime::Module::new(engine, CALIBRATION_WAT).map_err(RuntimeError::wasmtime("calibration module"))?;
     let mut store = wasmtime::Store::new(engine, ());
     store.set_epoch_deadline(u64::MAX / 2);
-    let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(other("calibration"))?;
-    let spin = instance.get_typed_func::<i32, i32>(&mut store, "spin").map_err(other("calibration"))?;
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(RuntimeError::wasmtime("calibration"))?;
+    let spin = instance.get_typed_func::<i32, i32>(&mut store, "spin").map_err(RuntimeError::wasmtime("calibration"))?;
     let mut rates = Vec::new();
     let mut iterations = 1_000_000i32;
     for _ in 0..12 {
-        store.set_fuel(u64::MAX / 2).map_err(other("calibration"))?;
-        let before = store.get_fuel().map_err(other("calibration"))?;
+        store.set_fuel(u64::MAX / 2).map_err(RuntimeError::wasmtime("calibration"))?;
+        let before = store.get_fuel().map_err(RuntimeError::wasmtime("calibration"))?;
         let cpu0 = thread_cpu_ns();
-        spin.call(&mut store, iterations).map_err(other("calibration"))?;
+        spin.call(&mut store, iterations).map_err(RuntimeError::wasmtime("calibration"))?;
         let secs = thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9;
-        let used = before - store.get_fuel().map_err(other("calibration"))?;
+        let used = before - store.get_fuel().map_err(RuntimeError::wasmtime("calibration"))?;
         if secs < 0.008 {
             iterations = iterations.saturating_mul(2);
             continue;

@@ -72,20 +72,16 @@ impl WasiHttpHooks for DenyOutgoing {
     }
 }
 
-fn link_error(e: wasmtime::Error) -> RuntimeError {
-    RuntimeError::Other(format!("linking WASI: {}", super::error_message(&e)))
-}
-
 pub(super) fn component_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::wasmtime("linking WASI"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(RuntimeError::wasmtime("linking WASI"))?;
     Ok(linker)
 }
 
 pub(super) fn module_linker(engine: &Engine) -> Result<wasmtime::Linker<P1Host>, RuntimeError> {
     let mut linker = wasmtime::Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut P1Host| &mut h.wasi).map_err(link_error)?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut P1Host| &mut h.wasi).map_err(RuntimeError::wasmtime("linking WASI"))?;
     Ok(linker)
 }
 
@@ -120,7 +116,7 @@ pub(super) fn check_mounts(mounts: &[Mount]) -> Result<(), RuntimeError> {
         match std::fs::metadata(&m.host_path) {
             Ok(md) if md.is_dir() => {}
             Ok(_) => return Err(RuntimeError::Other(format!("mount source {} is not a directory", m.host_path.display()))),
-            Err(e) => return Err(RuntimeError::Other(format!("mount source {}: {e}", m.host_path.display()))),
+            Err(source) => return Err(RuntimeError::Io { what: format!("mount source {}", m.host_path.display()), source }),
         }
     }
     Ok(())

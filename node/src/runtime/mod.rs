@@ -52,12 +52,57 @@ pub const EXIT_CODE_TRAP: i32 = 134;
 /// Exit code reported for OOMKilled and Killed (128 + SIGKILL, as Kubernetes reports it).
 pub const EXIT_CODE_KILLED: i32 = 137;
 
+/// An underlying error (wasmtime's, the OS's), kept as the cause.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the runtime could not do what was asked. The Display text is what a container
+/// status shows (CreateContainerError), so it carries the cause's message too; `source()`
+/// gives the cause itself.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("invalid wasm: {0}")]
-    Invalid(String),
+    /// The image is not something this node runs (not wasm, not a command or HTTP
+    /// component, or rejected by wasmtime).
+    #[error("invalid wasm: {message}")]
+    Invalid {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// wasmtime failed at `context` (engine, compile cache, linking WASI, calibration);
+    /// `message` is the cause chain on one line.
+    #[error("{context}: {message}")]
+    Wasmtime {
+        context: &'static str,
+        message: String,
+        #[source]
+        source: Cause,
+    },
+    /// A file or directory the runtime needs (`what`) is unusable.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something asked of the runtime that cannot be, with no underlying error.
     #[error("{0}")]
     Other(String),
+}
+
+impl RuntimeError {
+    fn invalid(message: impl Into<String>) -> RuntimeError {
+        RuntimeError::Invalid { message: message.into(), source: None }
+    }
+
+    /// wasmtime rejected the image.
+    fn rejected(e: wasmtime::Error) -> RuntimeError {
+        RuntimeError::Invalid { message: error_message(&e), source: Some(e.into()) }
+    }
+
+    /// A wasmtime failure at `context`.
+    fn wasmtime(context: &'static str) -> impl Fn(wasmtime::Error) -> RuntimeError {
+        move |e| RuntimeError::Wasmtime { context, message: error_message(&e), source: e.into() }
+    }
 }
 
 /// Engine-wide settings.
@@ -249,12 +294,11 @@ impl Runtime {
 
     fn compile(&self, wasm: &[u8]) -> Result<Pre, RuntimeError> {
         if wasm.len() < 8 || &wasm[0..4] != b"\0asm" {
-            return Err(RuntimeError::Invalid("not a WebAssembly binary (missing \\0asm header)".into()));
+            return Err(RuntimeError::invalid("not a WebAssembly binary (missing \\0asm header)"));
         }
-        let invalid = |e: wasmtime::Error| RuntimeError::Invalid(error_message(&e));
         // Bytes 6..8 are the layer: 0 for core modules, 1 for components.
         if wasm[6..8] == [1, 0] {
-            let component = Component::new(&self.engine, wasm).map_err(invalid)?;
+            let component = Component::new(&self.engine, wasm).map_err(RuntimeError::rejected)?;
             let ty = component.component_type();
             let mut http = false;
             let mut run = false;
@@ -266,25 +310,23 @@ impl Runtime {
                 http |= base == "wasi:http/incoming-handler";
                 run |= base == "wasi:cli/run";
             }
-            let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+            let pre = self.linker.instantiate_pre(&component).map_err(RuntimeError::rejected)?;
             if http {
-                let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(invalid)?;
+                let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(RuntimeError::rejected)?;
                 Ok(Pre::Http(pre))
             } else if run {
-                let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(invalid)?;
+                let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(RuntimeError::rejected)?;
                 Ok(Pre::Command(pre))
             } else {
-                Err(RuntimeError::Invalid(
-                    "component exports neither wasi:http/incoming-handler nor wasi:cli/run".into(),
-                ))
+                Err(RuntimeError::invalid("component exports neither wasi:http/incoming-handler nor wasi:cli/run"))
             }
         } else {
-            let module = Module::new(&self.engine, wasm).map_err(invalid)?;
+            let module = Module::new(&self.engine, wasm).map_err(RuntimeError::rejected)?;
             let has_start = module.exports().any(|e| e.name() == "_start" && e.ty().func().is_some());
             if !has_start {
-                return Err(RuntimeError::Invalid("core module does not export a _start function".into()));
+                return Err(RuntimeError::invalid("core module does not export a _start function"));
             }
-            let pre = self.p1_linker.instantiate_pre(&module).map_err(invalid)?;
+            let pre = self.p1_linker.instantiate_pre(&module).map_err(RuntimeError::rejected)?;
             Ok(Pre::Module(pre))
         }
     }

@@ -72,14 +72,39 @@ fn prepare_detects_kinds_and_shares_compilations() {
     let a = prepare("hello-cmd");
     let b = prepare("hello-cmd");
     assert!(Arc::ptr_eq(&a, &b), "same digest must share one compilation");
-    assert!(matches!(rt().prepare("sha256:junk", b"not wasm at all"), Err(RuntimeError::Invalid(_))));
+    assert!(matches!(rt().prepare("sha256:junk", b"not wasm at all"), Err(RuntimeError::Invalid { .. })));
     // A core module without _start is not runnable.
     // (module (func (export "f")))
     let lib = [
         0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, b'f', 0, 0, 0x0a, 4, 1, 2, 0, 0x0b,
     ];
-    assert!(matches!(rt().prepare("sha256:lib", &lib), Err(RuntimeError::Invalid(m)) if m.contains("_start")));
+    assert!(matches!(rt().prepare("sha256:lib", &lib), Err(RuntimeError::Invalid { message: m, .. }) if m.contains("_start")));
     assert!(rt().fuel_per_core_second() > 10_000_000);
+}
+
+#[test]
+fn errors_keep_their_cause_and_their_message() {
+    use std::error::Error as _;
+    // wasmtime's own rejection: the cause is kept, the message is the one a status shows.
+    let bad = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0xff];
+    let e = rt().prepare("sha256:bad", &bad).expect_err("invalid");
+    assert!(matches!(&e, RuntimeError::Invalid { source: Some(_), .. }), "{e:?}");
+    assert!(e.to_string().starts_with("invalid wasm: "), "{e}");
+    // A check of the runtime's own has no cause.
+    let e = rt().prepare("sha256:junk", b"not wasm at all").expect_err("invalid");
+    assert_eq!(e.to_string(), "invalid wasm: not a WebAssembly binary (missing \\0asm header)");
+    assert!(e.source().is_none());
+    // An HTTP container whose volume is missing: the io error is the cause.
+    let missing = Mount { host_path: "/nonexistent/flotilla".into(), guest_path: "/data".into(), read_only: false };
+    let e = rt().serve(&prepare("hello-http"), InstanceSpec { mounts: vec![missing], ..Default::default() }, Arc::new(Collect::default())).err().expect("no such mount");
+    assert_eq!(e.to_string(), "mount source /nonexistent/flotilla: No such file or directory (os error 2)");
+    assert!(e.source().and_then(|c| c.downcast_ref::<std::io::Error>()).is_some());
+}
+
+#[test]
+fn wasmtime_version_matches_the_lock_file() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).expect("Cargo.lock");
+    assert!(lock.contains(&format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"\n")), "WASMTIME_VERSION {WASMTIME_VERSION} is not the locked wasmtime");
 }
 
 #[tokio::test]
@@ -289,8 +314,7 @@ async fn text(resp: ::http::Response<BoxBody>) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_http_serves() {
-    let mut s = InstanceSpec::default();
-    s.env = vec![("POD_NAME".into(), "web-1".into()), ("MODE".into(), "test".into())];
+    let s = InstanceSpec { env: vec![("POD_NAME".into(), "web-1".into()), ("MODE".into(), "test".into())], ..Default::default() };
     let out = Arc::new(Collect::default());
     let svc = Arc::new(rt().serve(&prepare("hello-http"), s, out).unwrap());
     assert_eq!(text(svc.handle(request("GET", "/", b"")).await).await, (200, "Hello from Flotilla\n".into()));

@@ -1,5 +1,5 @@
-//! The node's table of running pods, shared by the agent (which fills it) and the node
-//! server (logs, exec, proxy).
+//! The node's table of running pods, shared by the pod workers (each fills in its pod's
+//! containers as they are set up and started) and the node server (logs, exec, proxy).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -52,11 +52,11 @@ impl PodEntry {
 
 /// All pods on this node, by namespace and name.
 #[derive(Default)]
-pub struct PodRegistry {
+pub struct PodTable {
     pods: RwLock<HashMap<(String, String), Arc<PodEntry>>>,
 }
 
-impl PodRegistry {
+impl PodTable {
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
         self.pods.read().expect("registry lock").get(&(namespace.to_string(), name.to_string())).cloned()
     }

@@ -1,49 +1,16 @@
-//! The pure core of the pod lifecycle: container state records, restart decisions with
-//! Kubernetes' exponential back-off, and the PodStatus they add up to. No I/O, no clock:
-//! times are passed in. The executor (`pod.rs`) drives instances and feeds these.
+//! What the node knows about a pod's containers (their records) and the PodStatus that
+//! adds up to, worded as the kubelet words it. Pure: times are passed in.
+//!
+//! Invariants: a condition's lastTransitionTime changes only when its status flips; the
+//! phase follows the kubelet's rules (`phase`).
 
-use std::time::Duration;
-
+use super::backoff::should_restart_init;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-/// Back-off between restarts of a crashing container: 10 s doubling to 5 min, reset
-/// after 10 min of running (the kubelet's numbers), scaled by `base` for tests.
-#[derive(Clone, Copy, Debug)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-    pub reset_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { base: Duration::from_secs(10), max: Duration::from_secs(300), reset_after: Duration::from_secs(600) }
-    }
-}
-
-impl Backoff {
-    /// The delay before the next start, given the current back-off level and how long the
-    /// container ran; returns the new level.
-    pub fn next(&self, level: u32, ran_for: Duration) -> (Duration, u32) {
-        let level = if ran_for >= self.reset_after { 0 } else { level };
-        let delay = self.base.saturating_mul(1u32.checked_shl(level.min(20)).unwrap_or(u32::MAX)).min(self.max);
-        (delay, level + 1)
-    }
-}
-
-/// Whether a container that exited with `exit_code` is started again.
-pub fn should_restart(restart_policy: &str, exit_code: i32) -> bool {
-    match restart_policy {
-        "Never" => false,
-        "OnFailure" => exit_code != 0,
-        _ => true,
-    }
-}
-
 /// A container's state as the API reports it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum State {
+pub enum ContainerState {
     Waiting { reason: String, message: String },
     Running { started_at: DateTime<Utc> },
     Terminated { exit_code: i32, reason: String, message: String, started_at: DateTime<Utc>, finished_at: DateTime<Utc> },
@@ -55,8 +22,8 @@ pub struct ContainerRecord {
     pub name: String,
     pub image: String,
     pub image_id: String,
-    pub state: State,
-    pub last_terminated: Option<State>,
+    pub state: ContainerState,
+    pub last_terminated: Option<ContainerState>,
     pub restart_count: u32,
     pub ready: bool,
     pub container_id: String,
@@ -68,7 +35,7 @@ impl ContainerRecord {
             name: name.to_string(),
             image: image.to_string(),
             image_id: String::new(),
-            state: State::Waiting { reason: initial_reason.to_string(), message: String::new() },
+            state: ContainerState::Waiting { reason: initial_reason.to_string(), message: String::new() },
             last_terminated: None,
             restart_count: 0,
             ready: false,
@@ -76,8 +43,8 @@ impl ContainerRecord {
         }
     }
 
-    fn is_running(&self) -> bool {
-        matches!(self.state, State::Running { .. })
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, ContainerState::Running { .. })
     }
 }
 
@@ -96,21 +63,28 @@ pub struct PodRecord {
     pub transitions: Vec<(String, bool, DateTime<Utc>)>,
 }
 
+impl PodRecord {
+    /// Every container runs and is ready: the ContainersReady and Ready conditions.
+    pub fn containers_ready(&self) -> bool {
+        !self.main.is_empty() && self.main.iter().all(|c| c.is_running() && c.ready)
+    }
+}
+
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn state_json(s: &State) -> Value {
+fn state_json(s: &ContainerState) -> Value {
     match s {
-        State::Waiting { reason, message } => {
+        ContainerState::Waiting { reason, message } => {
             let mut w = json!({"reason": reason});
             if !message.is_empty() {
                 w["message"] = json!(message);
             }
             json!({"waiting": w})
         }
-        State::Running { started_at } => json!({"running": {"startedAt": ts(*started_at)}}),
-        State::Terminated { exit_code, reason, message, started_at, finished_at } => {
+        ContainerState::Running { started_at } => json!({"running": {"startedAt": ts(*started_at)}}),
+        ContainerState::Terminated { exit_code, reason, message, started_at, finished_at } => {
             let mut t = json!({"exitCode": exit_code, "reason": reason, "startedAt": ts(*started_at), "finishedAt": ts(*finished_at)});
             if !message.is_empty() {
                 t["message"] = json!(message);
@@ -144,18 +118,18 @@ pub fn phase(rec: &PodRecord, restart_policy: &str) -> &'static str {
     }
     if !rec.initialized {
         let failed_for_good = rec.init.iter().any(|c| {
-            matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0) && !should_restart(restart_policy, 1)
+            matches!(c.state, ContainerState::Terminated { exit_code, .. } if exit_code != 0 && !should_restart_init(restart_policy, exit_code))
         });
         return if failed_for_good { "Failed" } else { "Pending" };
     }
-    let fresh = rec.main.iter().any(|c| matches!(c.state, State::Waiting { .. }) && c.restart_count == 0 && c.last_terminated.is_none());
+    let fresh = rec.main.iter().any(|c| matches!(c.state, ContainerState::Waiting { .. }) && c.restart_count == 0 && c.last_terminated.is_none());
     if fresh {
         return "Pending";
     }
-    if rec.main.iter().any(|c| c.is_running() || matches!(c.state, State::Waiting { .. })) {
+    if rec.main.iter().any(|c| c.is_running() || matches!(c.state, ContainerState::Waiting { .. })) {
         return "Running";
     }
-    if rec.main.iter().all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. })) {
+    if rec.main.iter().all(|c| matches!(c.state, ContainerState::Terminated { exit_code: 0, .. })) {
         "Succeeded"
     } else {
         "Failed"
@@ -165,7 +139,7 @@ pub fn phase(rec: &PodRecord, restart_policy: &str) -> &'static str {
 /// The PodStatus JSON.
 pub fn pod_status(rec: &mut PodRecord, restart_policy: &str, now: DateTime<Utc>) -> Value {
     let phase = phase(rec, restart_policy);
-    let containers_ready = !rec.main.is_empty() && rec.main.iter().all(|c| c.is_running() && c.ready);
+    let containers_ready = rec.containers_ready();
     let conds = [
         ("PodScheduled", true),
         ("Initialized", rec.initialized),
@@ -196,7 +170,7 @@ pub fn pod_status(rec: &mut PodRecord, restart_policy: &str, now: DateTime<Utc>)
             let pending: Vec<&str> = rec
                 .init
                 .iter()
-                .filter(|c| !matches!(c.state, State::Terminated { exit_code: 0, .. }))
+                .filter(|c| !matches!(c.state, ContainerState::Terminated { exit_code: 0, .. }))
                 .map(|c| c.name.as_str())
                 .collect();
             c["reason"] = json!("ContainersNotInitialized");
@@ -238,34 +212,15 @@ mod tests {
 
     fn running(name: &str) -> ContainerRecord {
         let mut c = ContainerRecord::new(name, "img", "ContainerCreating");
-        c.state = State::Running { started_at: t(0) };
+        c.state = ContainerState::Running { started_at: t(0) };
         c.ready = true;
         c
     }
 
     fn terminated(name: &str, code: i32) -> ContainerRecord {
         let mut c = ContainerRecord::new(name, "img", "ContainerCreating");
-        c.state = State::Terminated { exit_code: code, reason: if code == 0 { "Completed" } else { "Error" }.into(), message: String::new(), started_at: t(0), finished_at: t(1) };
+        c.state = ContainerState::Terminated { exit_code: code, reason: if code == 0 { "Completed" } else { "Error" }.into(), message: String::new(), started_at: t(0), finished_at: t(1) };
         c
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_resets() {
-        let b = Backoff::default();
-        let (d0, l) = b.next(0, Duration::from_secs(1));
-        let (d1, l) = b.next(l, Duration::from_secs(1));
-        let (d2, _) = b.next(l, Duration::from_secs(1));
-        assert_eq!((d0, d1, d2), (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(40)));
-        assert_eq!(b.next(10, Duration::from_secs(1)).0, Duration::from_secs(300));
-        assert_eq!(b.next(10, Duration::from_secs(601)), (Duration::from_secs(10), 1));
-    }
-
-    #[test]
-    fn restart_policies() {
-        assert!(should_restart("Always", 0));
-        assert!(should_restart("OnFailure", 2));
-        assert!(!should_restart("OnFailure", 0));
-        assert!(!should_restart("Never", 1));
     }
 
     #[test]
@@ -281,7 +236,7 @@ mod tests {
         assert_eq!(phase(&rec, "Never"), "Failed");
         let mut backing_off = terminated("a", 1);
         backing_off.last_terminated = Some(backing_off.state.clone());
-        backing_off.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: String::new() };
+        backing_off.state = ContainerState::Waiting { reason: "CrashLoopBackOff".into(), message: String::new() };
         backing_off.restart_count = 1;
         rec.main = vec![backing_off];
         assert_eq!(phase(&rec, "Always"), "Running");
