@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::images::ImageStore;
 use crate::lifecycle::Backoff;
-use crate::network::IpPool;
+use crate::network::{Egress, IpPool, Routing};
 use crate::pod_table::PodTable;
 use crate::runtime::{Runtime, RuntimeConfig, WASMTIME_VERSION};
 
@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub max_log_bytes: u64,
     /// How many pods the node accepts (allocatable pods).
     pub max_pods: u32,
+    /// Let pods' outgoing requests leave the cluster over the host's network. Off by
+    /// default: NetworkPolicy is not enforced yet, so egress would be unfiltered.
+    pub allow_egress: bool,
 }
 
 impl NodeConfig {
@@ -59,6 +62,7 @@ impl NodeConfig {
             backoff: Backoff::default(),
             max_log_bytes: 10 * 1024 * 1024,
             max_pods: 10_000,
+            allow_egress: false,
         }
     }
 }
@@ -71,6 +75,8 @@ pub(crate) struct Ctx {
     pub images: ImageStore,
     pub pods: Arc<PodTable>,
     pub ips: Mutex<IpPool>,
+    /// The pod network (routes of outgoing wasi:http requests).
+    pub routing: Arc<Routing>,
     pub host_ip: String,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The node server's port (reported in daemonEndpoints).
@@ -232,7 +238,10 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
 
-    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
+    let egress = if config.allow_egress { Egress::Allow } else { Egress::Deny };
+    let routing = Routing::new(config.name.clone(), pods.clone(), egress);
+    tasks.push(tokio::spawn(crate::network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
+    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     register(&ctx, server_addr.port(), &cert_sha256).await?;
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), cert_sha256)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));

@@ -5,6 +5,13 @@
 //! Invariants: an address is handed out at most once until it is released; `.0` and
 //! `.255` host parts and the first two addresses are never handed out.
 
+mod resolve;
+mod router;
+mod table;
+pub(crate) mod watch;
+
+pub(crate) use self::router::{Egress, Routing};
+
 use std::collections::HashSet;
 
 /// Virtual pod IPs from the node's pod CIDR.

@@ -1,7 +1,11 @@
 //! The node's table of running pods, shared by the pod workers (each fills in its pod's
-//! containers as they are set up and started) and the node server (logs, exec, proxy).
+//! containers as they are set up and started), the node server (logs, exec, proxy) and
+//! the pod network (a pod by its IP).
+//!
+//! Invariant: a pod's IP maps to it exactly while the pod is in the table.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use crate::logs::ContainerLogs;
@@ -50,27 +54,65 @@ impl PodEntry {
     }
 }
 
-/// All pods on this node, by namespace and name.
+type Key = (String, String);
+
+/// All pods on this node, by namespace and name, and by IP.
 #[derive(Default)]
 pub struct PodTable {
-    pods: RwLock<HashMap<(String, String), Arc<PodEntry>>>,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    pods: HashMap<Key, Arc<PodEntry>>,
+    ips: HashMap<Key, IpAddr>,
+    by_ip: HashMap<IpAddr, Arc<PodEntry>>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &Key) -> Option<Arc<PodEntry>> {
+        let entry = self.pods.remove(key);
+        if let (Some(ip), Some(entry)) = (self.ips.remove(key), &entry)
+            && self.by_ip.get(&ip).is_some_and(|e| Arc::ptr_eq(e, entry))
+        {
+            self.by_ip.remove(&ip);
+        }
+        entry
+    }
 }
 
 impl PodTable {
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
-        self.pods.read().expect("registry lock").get(&(namespace.to_string(), name.to_string())).cloned()
+        self.inner.read().expect("registry lock").pods.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// The pod holding `ip`.
+    pub fn by_ip(&self, ip: IpAddr) -> Option<Arc<PodEntry>> {
+        self.inner.read().expect("registry lock").by_ip.get(&ip).cloned()
     }
 
     pub fn insert(&self, entry: Arc<PodEntry>) {
-        self.pods.write().expect("registry lock").insert((entry.namespace.clone(), entry.name.clone()), entry);
+        self.insert_with_ip(entry, None);
+    }
+
+    /// Adds (or replaces) a pod, reachable at `ip` when it has one.
+    pub fn insert_with_ip(&self, entry: Arc<PodEntry>, ip: Option<IpAddr>) {
+        let key = (entry.namespace.clone(), entry.name.clone());
+        let mut inner = self.inner.write().expect("registry lock");
+        inner.remove(&key);
+        if let Some(ip) = ip {
+            inner.ips.insert(key.clone(), ip);
+            inner.by_ip.insert(ip, entry.clone());
+        }
+        inner.pods.insert(key, entry);
     }
 
     pub fn remove(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
-        self.pods.write().expect("registry lock").remove(&(namespace.to_string(), name.to_string()))
+        self.inner.write().expect("registry lock").remove(&(namespace.to_string(), name.to_string()))
     }
 
     pub fn len(&self) -> usize {
-        self.pods.read().expect("registry lock").len()
+        self.inner.read().expect("registry lock").pods.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -53,10 +53,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, updates: watch::Receiver<Opti
             if !old.is_empty() && ips.claim(&old) { old } else { ips.allocate().unwrap_or_default() }
         };
         let entry = Arc::new(PodEntry { uid: spec.uid.clone(), namespace: spec.namespace.clone(), name: spec.name.clone(), containers: Default::default() });
-        ctx.pods.insert(entry.clone());
+        let ip = pod_ip.parse().ok();
+        ctx.pods.insert_with_ip(entry.clone(), ip);
+        let network = ctx.routing.for_pod(&entry, ip);
         let addresses = Addresses { host_ip: ctx.host_ip.clone(), pod_ip: pod_ip.clone() };
         let (state, effects) = State::start(spec, ctx.config.backoff, addresses, Utc::now());
-        (state, effects, Some(Held { entry, pod_ip }))
+        (state, effects, Some(Held { entry, pod_ip, network }))
     };
     Worker::new(ctx, pod, state, held).drive(effects, updates).await;
 }
@@ -65,6 +67,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, updates: watch::Receiver<Opti
 struct Held {
     entry: Arc<PodEntry>,
     pod_ip: String,
+    /// Where its guests' outgoing requests go.
+    network: Arc<dyn crate::runtime::Network>,
 }
 
 /// What an I/O task reports back.
@@ -316,8 +320,9 @@ impl Worker {
         let (ctx, pod, tx) = (self.ctx.clone(), self.pod.clone(), self.outcomes_tx.clone());
         let (c, dir, volumes) = (self.slots[container].spec.clone(), self.dir.clone(), self.volumes.clone());
         let pod_ip = self.held.as_ref().map(|h| h.pod_ip.clone()).unwrap_or_default();
+        let network = self.held.as_ref().map(|h| h.network.clone());
         self.tasks.spawn(async move {
-            let p = PodContext { ctx: &ctx, pod: &pod, pod_ip: &pod_ip, pod_dir: &dir, volumes: &volumes };
+            let p = PodContext { ctx: &ctx, pod: &pod, pod_ip: &pod_ip, pod_dir: &dir, volumes: &volumes, network };
             let result = setup::configure(p, &c).await;
             let _ = tx.send(Outcome::Configured { container, result });
         });

@@ -3,7 +3,8 @@
 //! limits, log files). The decisions on failures are the lifecycle's.
 //!
 //! Invariants: a guest's env holds only what its spec names (values, fieldRefs, ConfigMap
-//! and Secret keys); every HTTP request it serves has the runtime's request deadline.
+//! and Secret keys); every HTTP request it serves has the runtime's request deadline;
+//! its outgoing requests go through its pod's network.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use crate::agent::Ctx;
 use crate::images::{Image, RegistryAuth, auths_from_dockerconfigjson};
 use crate::logs::ContainerLogs;
-use crate::runtime::{InstanceSpec, Limits};
+use crate::runtime::{InstanceSpec, Limits, Network};
 use crate::volumes::{self, Source, Volume, safe_component};
 
 fn s(v: &Value) -> String {
@@ -83,6 +84,8 @@ pub(super) struct PodContext<'a> {
     pub pod_ip: &'a str,
     pub pod_dir: &'a Path,
     pub volumes: &'a [Volume],
+    /// The pod's network, granted to every container.
+    pub network: Option<Arc<dyn Network>>,
 }
 
 /// Resolves what the container's instances are granted and opens its log files.
@@ -114,7 +117,7 @@ pub(super) async fn configure(p: PodContext<'_>, c: &Value) -> Result<Prepared, 
         tracing::error!(error = %e, "log dir");
         ConfigError::Internal
     })?;
-    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits }, ports, logs })
+    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network: p.network.clone() }, ports, logs })
 }
 
 /// The container's env: envFrom, then env (later entries replace earlier ones).

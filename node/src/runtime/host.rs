@@ -3,7 +3,8 @@
 //! Components link all of WASI 0.2 (cli, clocks, filesystem, random, io, sockets) plus
 //! wasi:http types/outgoing-handler, like `wasmtime serve -S cli` / `wasmtime run`; core
 //! modules link wasip1. Every context is built from the [`InstanceSpec`] alone: its argv,
-//! its env, its mounts; TCP, UDP and name lookup are off and outgoing HTTP is refused.
+//! its env, its mounts, its network; TCP, UDP and name lookup are off, and outgoing HTTP
+//! goes where the spec's [`super::Network`] routes it (refused without one: `outgoing.rs`).
 
 use std::sync::Arc;
 
@@ -12,24 +13,25 @@ use tokio::sync::mpsc;
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limits::MemLimiter;
+use super::outgoing::Outgoing;
 use super::stdio::{ChannelStdin, SinkStream};
-use super::{InstanceSpec, Mount, OutputSink, RuntimeError, Stream};
+use super::{InstanceSpec, Mount, Network, OutputSink, RuntimeError, Stream};
 
 /// State of a component store (commands and HTTP requests).
 pub(crate) struct Host {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
-    hooks: DenyOutgoing,
+    hooks: Outgoing,
     pub(super) limiter: MemLimiter,
 }
 
 impl Host {
-    pub fn new(wasi: WasiCtx, limiter: MemLimiter) -> Host {
-        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: DenyOutgoing, limiter }
+    pub fn new(wasi: WasiCtx, limiter: MemLimiter, network: Option<Arc<dyn Network>>) -> Host {
+        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: Outgoing::new(network), limiter }
     }
 }
 
@@ -49,27 +51,6 @@ impl WasiHttpView for Host {
 pub(crate) struct P1Host {
     pub(super) wasi: wasmtime_wasi::p1::WasiP1Ctx,
     pub(super) limiter: MemLimiter,
-}
-
-/// Guests get no network: outgoing `wasi:http` requests are denied.
-struct DenyOutgoing;
-
-impl WasiHttpHooks for DenyOutgoing {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
 }
 
 pub(super) fn component_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {

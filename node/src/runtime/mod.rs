@@ -8,7 +8,8 @@
 //! get an [`HttpService`] from [`Runtime::serve`] that makes a fresh instance per request.
 //!
 //! Invariants: a guest only sees what its [`InstanceSpec`] grants (argv, env, preopened
-//! mounts; no sockets, no outgoing HTTP); every store carries the memory limiter and the
+//! mounts; no sockets; outgoing wasi:http requests only where its [`Network`] routes
+//! them, none without one); every store carries the memory limiter and the
 //! fuel/epoch meter, so a guest that traps, loops, overflows its stack or hogs memory ends
 //! only itself; wasm yields to tokio at least every fuel slice (~2 ms of CPU) or epoch
 //! tick, so a busy guest never starves a worker thread and can be killed (its future
@@ -18,13 +19,15 @@
 //! Files: `engine.rs` (Engine/pool config, ticker, fuel calibration), `limits.rs` (memory
 //! limiter, CPU token bucket, per-store meter), `host.rs` (store state, WASI context),
 //! `stdio.rs` (stdout/stderr into an [`OutputSink`], stdin from a channel), `command.rs`
-//! (command containers), `http.rs` (HTTP containers).
+//! (command containers), `http.rs` (HTTP containers), `outgoing.rs` (outgoing wasi:http
+//! requests: executes the [`Network`]'s [`Dispatch`]).
 
 mod command;
 mod engine;
 mod host;
 mod http;
 mod limits;
+mod outgoing;
 mod stdio;
 #[cfg(test)]
 mod tests;
@@ -152,6 +155,33 @@ pub struct InstanceSpec {
     pub env: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
     pub limits: Limits,
+    /// Where its outgoing wasi:http requests go; None refuses them all (HTTP-request-denied).
+    pub network: Option<Arc<dyn Network>>,
+}
+
+/// The network an instance's outgoing wasi:http requests see: the node's pod network
+/// implements it, the runtime carries out the [`Dispatch`] it returns.
+pub trait Network: Send + Sync + std::fmt::Debug {
+    /// Where a request to `host:port` goes (`host` as the guest wrote it: a name or an IP
+    /// literal, IPv6 without brackets; the port defaulted from the scheme). Called inside
+    /// the guest's `outgoing-handler.handle`: it must answer at once, never wait.
+    fn route(&self, host: &str, port: u16) -> Dispatch;
+}
+
+/// What to do with an outgoing request.
+pub enum Dispatch {
+    /// Call an HTTP container of this node in-process (no socket, no TLS): it sees an
+    /// origin-form request with the guest's Host header.
+    Local(Arc<HttpService>),
+    /// Real egress over the host's network, to `host:port` (the request keeps its Host
+    /// header, as after a CNAME).
+    External { host: String, port: u16 },
+    /// Nobody serves that address: the guest gets connection-refused.
+    Refused,
+    /// The name does not resolve: the guest gets dns-error (rcode NXDOMAIN).
+    NoSuchName,
+    /// Not allowed: the guest gets HTTP-request-denied.
+    Denied,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

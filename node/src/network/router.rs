@@ -1,0 +1,170 @@
+//! The pod network as a pod's guests see it. [`Routing`] (one per node) holds the current
+//! routing [`Table`], the [`Balancer`] and the node's [`PodTable`]; [`PodRouter`] (one
+//! per pod, in every container's `InstanceSpec`) implements the runtime's [`Network`]:
+//! it resolves a request (`resolve.rs`) and turns the [`Route`] into a [`Dispatch`] — the
+//! `HttpService` of a container on this node, called in-process, or a refusal.
+//!
+//! Invariants:
+//! - a pod port is served by the running HTTP container that declares it as a
+//!   containerPort; an HTTP container that declares no port listens on
+//!   [`UNDECLARED_PORT`] (`wasmtime serve`'s default) when it is the pod's only such
+//!   container; anything else is connection-refused;
+//! - a pod address this node does not hold is refused at once, with a log line: cross-node
+//!   routing is not built yet;
+//! - external egress is denied unless the node's [`Egress`] allows it (it does not, until
+//!   NetworkPolicy lands): the guest gets HTTP-request-denied, as before the pod network;
+//! - a route is decided without waiting: a read lock for the table's `Arc`, a mutex only
+//!   to pick a Service backend, the pod's container list under its read lock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Instant;
+
+use super::resolve::{Balancer, Client, Route, pick, resolve};
+use super::table::Table;
+use crate::pod_table::{PodEntry, PodTable};
+use crate::runtime::{Dispatch, HttpService, Network};
+
+/// The port an HTTP container that declares no containerPort listens on.
+pub(crate) const UNDECLARED_PORT: u16 = 8080;
+
+/// Whether pods may reach addresses outside the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Egress {
+    /// Refused with HTTP-request-denied (the default until NetworkPolicy is enforced).
+    Deny,
+    /// Sent over the host's network.
+    Allow,
+}
+
+/// The node's pod network.
+pub(crate) struct Routing {
+    node: String,
+    pods: Arc<PodTable>,
+    table: RwLock<Arc<Table>>,
+    balancer: Mutex<Balancer>,
+    egress: Egress,
+}
+
+impl Routing {
+    pub fn new(node: String, pods: Arc<PodTable>, egress: Egress) -> Arc<Routing> {
+        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress })
+    }
+
+    /// Makes `table` the one every later request sees.
+    pub fn publish(&self, table: Table) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    }
+
+    pub fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The network of the pod `entry` at `ip`.
+    pub fn for_pod(self: &Arc<Self>, entry: &Arc<PodEntry>, ip: Option<IpAddr>) -> Arc<dyn Network> {
+        Arc::new(PodRouter {
+            routing: self.clone(),
+            pod: Arc::downgrade(entry),
+            namespace: entry.namespace.clone(),
+            name: entry.name.clone(),
+            ip,
+        })
+    }
+
+    /// What to do with a request `route`d for `from`.
+    fn dispatch(&self, from: &PodRouter, table: &Table, route: Route) -> Dispatch {
+        match route {
+            Route::Local { port } => match from.pod.upgrade() {
+                Some(pod) => serve(&pod, port).map_or_else(|| refused(from, "no container of the pod listens on that port", port), Dispatch::Local),
+                None => Dispatch::Refused,
+            },
+            Route::Pod { addr } => self.to_pod(from, table, addr),
+            Route::Balanced { backends, port } => {
+                let picked = pick(&backends, from.ip, Instant::now(), &mut self.balancer.lock().unwrap_or_else(|p| p.into_inner()));
+                match picked {
+                    Some(addr) => self.to_pod(from, table, SocketAddr::new(addr.ip(), port.unwrap_or(addr.port()))),
+                    None => Dispatch::Refused,
+                }
+            }
+            Route::External { host, port } => {
+                // This node's own pods are pod addresses even before its podCIDR is known.
+                if let Ok(ip) = host.parse::<IpAddr>()
+                    && self.pods.by_ip(ip).is_some()
+                {
+                    return self.to_pod(from, table, SocketAddr::new(ip, port));
+                }
+                match self.egress {
+                    Egress::Allow => Dispatch::External { host, port },
+                    Egress::Deny => {
+                        tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, host = %host, port, "external egress is off");
+                        Dispatch::Denied
+                    }
+                }
+            }
+            Route::Refused(why) => refused(from, why, 0),
+            Route::NoSuchName => Dispatch::NoSuchName,
+        }
+    }
+
+    /// A request to the pod at `addr`.
+    fn to_pod(&self, from: &PodRouter, table: &Table, addr: SocketAddr) -> Dispatch {
+        match self.pods.by_ip(addr.ip()) {
+            Some(pod) => serve(&pod, addr.port()).map_or_else(|| refused(from, "no container of the target pod listens on that port", addr.port()), Dispatch::Local),
+            None => {
+                match table.node_of(addr.ip()).filter(|n| *n != self.node) {
+                    Some(node) => tracing::warn!(
+                        pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, target.node = %node,
+                        "connection refused: the target pod is on another node and cross-node routing is not yet built"
+                    ),
+                    None => tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "connection refused: no pod holds that address"),
+                }
+                Dispatch::Refused
+            }
+        }
+    }
+}
+
+fn refused(from: &PodRouter, why: &str, port: u16) -> Dispatch {
+    tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, port, "connection refused: {why}");
+    Dispatch::Refused
+}
+
+/// The running HTTP service of `pod` that listens on `port`.
+fn serve(pod: &PodEntry, port: u16) -> Option<Arc<HttpService>> {
+    let containers = pod.containers.read().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = containers.iter().find(|c| c.ports.contains(&port)) {
+        return c.http.clone();
+    }
+    if port != UNDECLARED_PORT {
+        return None;
+    }
+    let mut undeclared = containers.iter().filter(|c| c.ports.is_empty() && c.http.is_some());
+    match (undeclared.next(), undeclared.next()) {
+        (Some(c), None) => c.http.clone(),
+        _ => None,
+    }
+}
+
+/// One pod's view of the network.
+pub(crate) struct PodRouter {
+    routing: Arc<Routing>,
+    /// Weak: the pod's containers hold this router.
+    pod: Weak<PodEntry>,
+    namespace: String,
+    name: String,
+    ip: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for PodRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodRouter").field("namespace", &self.namespace).field("name", &self.name).field("ip", &self.ip).finish()
+    }
+}
+
+impl Network for PodRouter {
+    fn route(&self, host: &str, port: u16) -> Dispatch {
+        let table = self.routing.table();
+        let route = resolve(&table, &Client { namespace: &self.namespace, ip: self.ip }, host, port);
+        self.routing.dispatch(self, &table, route)
+    }
+}

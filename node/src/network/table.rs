@@ -1,0 +1,305 @@
+//! The pod network's routing table: Services with their ready backends, and where pod
+//! addresses live (the nodes' pod CIDRs, the endpoints' node names). One immutable
+//! snapshot, built from API objects by [`Table::build`] (pure: no I/O, no clock);
+//! `watch.rs` rebuilds it on every change, `resolve.rs` answers questions against it.
+//!
+//! Invariants:
+//! - only ready endpoints are backends: an EndpointSlice endpoint whose `conditions.ready`
+//!   is unset or true, an Endpoints address in `addresses` (never `notReadyAddresses`);
+//! - a Service's EndpointSlices (label `kubernetes.io/service-name`) win; its Endpoints
+//!   object counts only when it has no slice (a selector-less Service without the
+//!   mirroring controller);
+//! - a Service port's backends carry the port resolved per endpoint group (the slice's or
+//!   subset's port with the Service port's name, as Kubernetes resolves a named
+//!   targetPort per pod), sorted and without duplicates, so round robin is deterministic;
+//! - only TCP Service ports route (HTTP runs over TCP); FQDN slices are ignored;
+//! - names are kept lowercase and without a trailing dot.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service as ServiceObject};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// `sessionAffinityConfig.clientIP.timeoutSeconds` when unset (Kubernetes' 3 hours).
+pub(crate) const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10_800);
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One snapshot of what the pod network routes to.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    /// Services by namespace, then name.
+    services: HashMap<String, HashMap<String, Arc<Service>>>,
+    by_cluster_ip: HashMap<IpAddr, Arc<Service>>,
+    /// Pod CIDRs of the nodes, with the node's name.
+    node_cidrs: Vec<(Cidr, String)>,
+    /// Node of every endpoint address that names one.
+    endpoint_nodes: HashMap<IpAddr, String>,
+}
+
+/// A Service as the network routes it.
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub name: String,
+    pub kind: Kind,
+    /// Its TCP ports, each with its ready backends.
+    pub ports: Vec<Port>,
+    /// Its ready endpoint addresses (what a headless name resolves to), sorted by IP.
+    pub endpoints: Vec<Endpoint>,
+    /// The ready addresses as backends with port 0, for headless names (the port comes
+    /// from the request).
+    pub headless: Arc<Backends>,
+}
+
+/// How a Service's name resolves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// To its ClusterIP(s).
+    ClusterIp,
+    /// `clusterIP: None`: to its ready endpoints' addresses.
+    Headless,
+    /// A CNAME to this name.
+    ExternalName(String),
+    /// No address (yet): the name does not resolve.
+    Unallocated,
+}
+
+/// One TCP port of a Service.
+#[derive(Debug)]
+pub(crate) struct Port {
+    pub port: u16,
+    pub backends: Arc<Backends>,
+}
+
+/// The ready backends of one Service port: what round robin and affinity choose from.
+#[derive(Debug, Default)]
+pub(crate) struct Backends {
+    /// Names the balancing state of this Service port: `namespace/name:port`.
+    pub key: Arc<str>,
+    /// Sorted, no duplicates.
+    pub addrs: Vec<SocketAddr>,
+    /// sessionAffinity ClientIP with its timeout.
+    pub affinity: Option<Duration>,
+}
+
+/// A ready endpoint address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub ip: IpAddr,
+    /// Its `hostname` (a StatefulSet pod's name, a pod's `hostname` under `subdomain`).
+    pub hostname: Option<String>,
+}
+
+/// An IP network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// `a.b.c.d/n` or an IPv6 CIDR; None when malformed.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (ip, bits) = s.trim().split_once('/')?;
+        let net: IpAddr = ip.parse().ok()?;
+        let bits: u8 = bits.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - u32::from(self.bits)) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - u32::from(self.bits)) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A name as the table keeps it: lowercase, no trailing dot.
+pub(crate) fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Addresses and ports of one EndpointSlice or Endpoints subset.
+struct Group<'a> {
+    /// (name, port, TCP?)
+    ports: Vec<(&'a str, Option<u16>, bool)>,
+    /// Ready addresses with hostname and node.
+    ready: Vec<(IpAddr, Option<&'a str>, Option<&'a str>)>,
+}
+
+fn tcp(protocol: Option<&String>) -> bool {
+    protocol.is_none_or(|p| p == "TCP")
+}
+
+fn port16(p: i32) -> Option<u16> {
+    u16::try_from(p).ok().filter(|&p| p != 0)
+}
+
+fn slice_group(slice: &EndpointSlice) -> Option<Group<'_>> {
+    if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+        return None;
+    }
+    let ports = slice.ports.iter().flatten().map(|p| (p.name.as_deref().unwrap_or(""), p.port.and_then(port16), tcp(p.protocol.as_ref()))).collect();
+    let ready = slice
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .flat_map(|e| e.addresses.iter().filter_map(move |a| Some((a.parse().ok()?, e.hostname.as_deref(), e.node_name.as_deref()))))
+        .collect();
+    Some(Group { ports, ready })
+}
+
+fn endpoints_groups(ep: &Endpoints) -> impl Iterator<Item = Group<'_>> {
+    ep.subsets.iter().flatten().map(|s| Group {
+        ports: s.ports.iter().flatten().map(|p| (p.name.as_deref().unwrap_or(""), port16(p.port), tcp(p.protocol.as_ref()))).collect(),
+        ready: s.addresses.iter().flatten().filter_map(|a| Some((a.ip.parse().ok()?, a.hostname.as_deref(), a.node_name.as_deref()))).collect(),
+    })
+}
+
+impl Table {
+    /// The table for these objects. `services` of every namespace; slices and Endpoints
+    /// are matched to them by namespace and name.
+    pub fn build(services: &[Arc<ServiceObject>], slices: &[Arc<EndpointSlice>], endpoints: &[Arc<Endpoints>], nodes: &[Arc<Node>]) -> Table {
+        let mut slices_of: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for s in slices {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+            if let Some(svc) = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+                slices_of.entry((ns, svc.as_str())).or_default().push(s);
+            }
+        }
+        let endpoints_of: HashMap<(&str, &str), &Endpoints> = endpoints
+            .iter()
+            .filter_map(|e| Some(((e.metadata.namespace.as_deref().unwrap_or("default"), e.metadata.name.as_deref()?), &**e)))
+            .collect();
+
+        let mut table = Table::default();
+        for obj in services {
+            let (Some(name), Some(spec)) = (obj.metadata.name.as_deref(), obj.spec.as_ref()) else { continue };
+            let ns = obj.metadata.namespace.as_deref().unwrap_or("default");
+            let groups: Vec<Group<'_>> = match slices_of.get(&(ns, name)) {
+                Some(ss) => ss.iter().filter_map(|s| slice_group(s)).collect(),
+                None => endpoints_of.get(&(ns, name)).map(|e| endpoints_groups(e).collect()).unwrap_or_default(),
+            };
+            let mut cluster_ips: Vec<IpAddr> = Vec::new();
+            let kind = if spec.type_.as_deref() == Some("ExternalName") {
+                match spec.external_name.as_deref().map(normalize).filter(|n| !n.is_empty()) {
+                    Some(target) => Kind::ExternalName(target),
+                    None => Kind::Unallocated,
+                }
+            } else if spec.cluster_ip.as_deref() == Some("None") {
+                Kind::Headless
+            } else {
+                let listed = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
+                cluster_ips = listed.filter_map(|ip| ip.parse().ok()).collect();
+                cluster_ips.sort();
+                cluster_ips.dedup();
+                if cluster_ips.is_empty() { Kind::Unallocated } else { Kind::ClusterIp }
+            };
+            let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+                let secs = spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()).and_then(|c| c.timeout_seconds);
+                secs.and_then(|s| u64::try_from(s).ok()).filter(|&s| s > 0).map_or(DEFAULT_AFFINITY_TIMEOUT, Duration::from_secs)
+            });
+
+            let mut ready: Vec<Endpoint> = Vec::new();
+            for g in &groups {
+                for &(ip, hostname, node) in &g.ready {
+                    ready.push(Endpoint { ip, hostname: hostname.map(str::to_ascii_lowercase) });
+                    if let Some(node) = node {
+                        table.endpoint_nodes.insert(ip, node.to_string());
+                    }
+                }
+            }
+            // One entry per address, keeping a hostname if any group names one.
+            ready.sort_by(|a, b| a.ip.cmp(&b.ip).then_with(|| a.hostname.is_none().cmp(&b.hostname.is_none())));
+            ready.dedup_by(|a, b| a.ip == b.ip);
+
+            let mut ports = Vec::new();
+            for sp in spec.ports.iter().flatten().filter(|p| tcp(p.protocol.as_ref())) {
+                let Some(port) = port16(sp.port) else { continue };
+                let port_name = sp.name.as_deref().unwrap_or("");
+                // A group port without a number is taken as the numeric targetPort.
+                let fallback = match &sp.target_port {
+                    Some(IntOrString::Int(p)) => port16(*p),
+                    Some(IntOrString::String(_)) => None,
+                    None => Some(port),
+                };
+                let mut addrs = Vec::new();
+                for g in &groups {
+                    let Some(&(_, gp, _)) = g.ports.iter().find(|(n, _, is_tcp)| *n == port_name && *is_tcp) else { continue };
+                    let Some(target) = gp.or(fallback) else { continue };
+                    addrs.extend(g.ready.iter().map(|&(ip, _, _)| SocketAddr::new(ip, target)));
+                }
+                addrs.sort();
+                addrs.dedup();
+                let key: Arc<str> = format!("{ns}/{name}:{port}").into();
+                ports.push(Port { port, backends: Arc::new(Backends { key, addrs, affinity }) });
+            }
+            let headless = Backends {
+                key: format!("{ns}/{name}").into(),
+                addrs: ready.iter().map(|e| SocketAddr::new(e.ip, 0)).collect(),
+                affinity: None,
+            };
+            let service = Arc::new(Service {
+                name: normalize(name),
+                kind,
+                ports,
+                endpoints: ready,
+                headless: Arc::new(headless),
+            });
+            for ip in cluster_ips {
+                table.by_cluster_ip.insert(ip, service.clone());
+            }
+            table.services.entry(ns.to_string()).or_default().insert(service.name.clone(), service);
+        }
+        for n in nodes {
+            let Some(name) = n.metadata.name.as_deref() else { continue };
+            let spec = n.spec.as_ref();
+            let cidrs = spec.and_then(|s| s.pod_cidrs.clone()).filter(|c| !c.is_empty()).or_else(|| spec.and_then(|s| s.pod_cidr.clone()).map(|c| vec![c]));
+            for c in cidrs.iter().flatten().filter_map(|c| Cidr::parse(c)) {
+                table.node_cidrs.push((c, name.to_string()));
+            }
+        }
+        table
+    }
+
+    /// The Service `namespace/name`.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
+        self.services.get(namespace)?.get(name)
+    }
+
+    /// The Service holding ClusterIP `ip`.
+    pub fn by_cluster_ip(&self, ip: IpAddr) -> Option<&Arc<Service>> {
+        self.by_cluster_ip.get(&ip)
+    }
+
+    /// Some Service lives in `namespace` (so a name ending in it is a cluster name).
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        self.services.contains_key(namespace)
+    }
+
+    /// The node `ip` belongs to, if it is a pod address the table knows of: an endpoint
+    /// naming its node, else the node whose pod CIDR holds it.
+    pub fn node_of(&self, ip: IpAddr) -> Option<&str> {
+        if let Some(n) = self.endpoint_nodes.get(&ip) {
+            return Some(n);
+        }
+        self.node_cidrs.iter().find(|(c, _)| c.contains(ip)).map(|(_, n)| n.as_str())
+    }
+
+    /// Number of Services (for logs).
+    pub fn len(&self) -> usize {
+        self.services.values().map(HashMap::len).sum()
+    }
+}

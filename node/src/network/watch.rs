@@ -1,0 +1,68 @@
+//! Keeps the node's routing [`Table`] current: reflectors of Services, EndpointSlices,
+//! Endpoints and Nodes, all namespaces, through the API as any client would (kube-rs
+//! watchers with back-off, as the pod watch in `agent.rs`), and a rebuild of the table
+//! after every batch of visible changes.
+//!
+//! Invariants: the table is rebuilt from the four stores as a whole, so it never mixes a
+//! Service with endpoints from before it was replaced; changes that arrive together
+//! (a relist) cause one rebuild; a failing watch keeps the last table.
+
+use std::sync::Arc;
+
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde::de::DeserializeOwned;
+
+use super::router::Routing;
+use super::table::Table;
+
+/// Watches until `shutdown` turns true, publishing each new table into `routing`.
+pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let (services, s1) = reflect::<Service>(&client);
+    let (slices, s2) = reflect::<EndpointSlice>(&client);
+    let (endpoints, s3) = reflect::<Endpoints>(&client);
+    let (nodes, s4) = reflect::<Node>(&client);
+    let mut changes = futures::stream::select_all([s1, s2, s3, s4]);
+    loop {
+        let first = tokio::select! {
+            c = changes.next() => c,
+            _ = shutdown.changed() => return,
+        };
+        let Some(mut dirty) = first else { return };
+        while let Some(Some(more)) = changes.next().now_or_never() {
+            dirty |= more;
+        }
+        if dirty {
+            let table = Table::build(&services.state(), &slices.state(), &endpoints.state(), &nodes.state());
+            tracing::debug!(services = table.len(), "pod network table rebuilt");
+            routing.publish(table);
+        }
+    }
+}
+
+/// A reflector of every `K`, and a stream saying after each event whether the store's
+/// visible content may have changed.
+fn reflect<K>(client: &kube::Client) -> (Store<K>, futures::stream::BoxStream<'static, bool>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let events = watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let stream = reflector::reflector(writer, events)
+        .map(|ev| match ev {
+            // A relist becomes visible at InitDone.
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
+            Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "pod network watch failed; retrying");
+                false
+            }
+        })
+        .boxed();
+    (store, stream)
+}
