@@ -25,6 +25,9 @@ use super::table::Table;
 use crate::pod_table::{PodEntry, PodTable};
 use crate::runtime::{Dispatch, HttpService, Network};
 
+#[cfg(test)]
+mod tests;
+
 /// The port an HTTP container that declares no containerPort listens on.
 pub(crate) const UNDECLARED_PORT: u16 = 8080;
 

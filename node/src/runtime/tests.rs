@@ -618,3 +618,142 @@ fn cpu_limit_is_shared_by_http_requests() {
     assert_eq!(statuses, [504, 504, 504]);
     assert!((0.15..0.25).contains(&cores), "3 looping requests at 200m used {cores:.3} cores");
 }
+
+/// `s` with everything but unreserved characters percent-encoded (a query value).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The body http-client answers `/fetch?url=URL&QUERY` with.
+async fn fetch(client: &HttpService, url: &str, query: &str) -> String {
+    let (status, body) = text(client.handle(request("GET", &format!("/fetch?url={}{query}", encode(url)), b"")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A fixed routing for the runtime's side of outgoing requests.
+struct Routes {
+    web: Arc<HttpService>,
+    egress_port: u16,
+    closed_port: u16,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Routes")
+    }
+}
+
+impl Network for Routes {
+    fn route(&self, host: &str, port: u16) -> Dispatch {
+        match (host, port) {
+            ("web", 80) => Dispatch::Local(self.web.clone()),
+            ("out", 80) => Dispatch::External { host: "127.0.0.1".into(), port: self.egress_port },
+            ("closed", 80) => Dispatch::External { host: "127.0.0.1".into(), port: self.closed_port },
+            ("nx", _) => Dispatch::NoSuchName,
+            ("denied", _) => Dispatch::Denied,
+            _ => Dispatch::Refused,
+        }
+    }
+}
+
+/// A one-shot-per-connection HTTP/1.1 server on loopback that answers with the Host
+/// header and request target it saw.
+async fn egress_server() -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).into_owned();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let host = head.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("").trim().to_string();
+                let body = format!("egress saw host={host} target={target}");
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_requests_are_denied_without_a_network() {
+    let client = rt().serve(&prepare("http-client"), InstanceSpec::default(), Arc::new(Collect::default())).unwrap();
+    assert_eq!(text(client.handle(request("GET", "/", b"")).await).await, (200, "http-client\n".into()));
+    assert_eq!(fetch(&client, "http://localhost:8080/", "").await, "error ErrorCode::HttpRequestDenied\n");
+    assert_eq!(fetch(&client, "http://127.0.0.1:1/", "").await, "error ErrorCode::HttpRequestDenied\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_requests_go_where_the_network_says() {
+    let web = Arc::new(rt().serve(&prepare("hello-http"), InstanceSpec::default(), Arc::new(Collect::default())).unwrap());
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let routes = Routes { web: web.clone(), egress_port: egress_server().await, closed_port };
+    let spec = InstanceSpec { network: Some(Arc::new(routes)), ..Default::default() };
+    let client = rt().serve(&prepare("http-client"), spec, Arc::new(Collect::default())).unwrap();
+
+    let started = Instant::now();
+    // In-process, with the guest's path and query.
+    assert_eq!(fetch(&client, "http://web/", "").await, "200 Hello from Flotilla\n");
+    assert_eq!(fetch(&client, "http://web/", "&n=3").await, "200 Hello from Flotilla\n".repeat(3));
+    assert_eq!(fetch(&client, "http://web/nope?x=1", "").await, "404 not found: /nope\n");
+    assert!(web.fuel_consumed() > 0);
+    assert_eq!(web.in_flight(), 0);
+    // Refusals and unknown names come back as a real network's errors, at once.
+    assert_eq!(fetch(&client, "http://web:81/", "").await, "error ErrorCode::ConnectionRefused\n");
+    assert_eq!(fetch(&client, "http://nx/", "").await, "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n");
+    assert_eq!(fetch(&client, "http://denied/", "").await, "error ErrorCode::HttpRequestDenied\n");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // Real egress: connects to the address the network named, keeps the guest's Host.
+    assert_eq!(fetch(&client, "http://out/path?q=1", "").await, "200 egress saw host=out target=/path?q=1\n");
+    assert_eq!(fetch(&client, "http://closed/", "").await, "error ErrorCode::ConnectionRefused\n");
+}
+
+/// Figures: an outgoing request to a node-local HTTP container, timed inside the calling
+/// guest, against the same request handed to the container's service by the host.
+/// Their difference is what the in-process route adds. Run with --nocapture to see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_in_process_call_overhead() {
+    let web = Arc::new(rt().serve(&prepare("hello-http"), InstanceSpec::default(), Arc::new(Collect::default())).unwrap());
+    let routes = Routes { web: web.clone(), egress_port: 1, closed_port: 1 };
+    let client = rt().serve(&prepare("http-client"), InstanceSpec { network: Some(Arc::new(routes)), ..Default::default() }, Arc::new(Collect::default())).unwrap();
+    let mut direct = Vec::new();
+    for i in 0..320 {
+        let t = Instant::now();
+        let (status, _) = text(web.handle(request("GET", "/", b"")).await).await;
+        if i >= 20 {
+            direct.push(t.elapsed());
+        }
+        assert_eq!(status, 200);
+    }
+    direct.sort();
+    fetch(&client, "http://web/", "&n=20").await;
+    let body = fetch(&client, "http://web/", "&n=300&timing=1").await;
+    let mut routed: Vec<Duration> = body
+        .lines()
+        .map(|l| {
+            assert!(l.starts_with("200 Hello from Flotilla "), "{l}");
+            Duration::from_micros(l.rsplit(' ').next().and_then(|t| t.strip_suffix("us")).and_then(|t| t.parse().ok()).expect("a timing"))
+        })
+        .collect();
+    routed.sort();
+    let (d50, r50) = (percentile(&direct, 0.5), percentile(&routed, 0.5));
+    println!(
+        "in-process call: from the guest p50 {r50:?} p99 {:?}; host→service p50 {d50:?} p99 {:?}; added p50 {:?}",
+        percentile(&routed, 0.99),
+        percentile(&direct, 0.99),
+        r50.saturating_sub(d50)
+    );
+}
