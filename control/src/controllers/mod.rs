@@ -6,12 +6,15 @@
 //! Controllers never import each other. What several share lives in its own file:
 //! [`objects`] (metadata accessors, the pass's snapshot, write options, transient errors),
 //! [`owner`] (ownerReferences, claiming, adoption and release), [`pods`] (pod state, pods
-//! made from templates), [`status`] (status counts, conditions, writing status) and
-//! [`revisions`] (template hashes, ControllerRevisions).
+//! made from templates), [`status`] (status counts, conditions, writing status),
+//! [`revisions`] (template hashes, ControllerRevisions) and [`service_pods`] (the pods
+//! behind a Service, for Endpoints and EndpointSlices).
 
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
+pub(crate) mod endpoints;
+pub(crate) mod endpointslice;
 pub(crate) mod garbage_collector;
 pub(crate) mod job;
 pub(crate) mod namespace;
@@ -22,6 +25,7 @@ pub(crate) mod pods;
 pub(crate) mod replicaset;
 pub(crate) mod revisions;
 pub(crate) mod scheduler;
+pub(crate) mod service_pods;
 pub(crate) mod statefulset;
 pub(crate) mod status;
 
@@ -77,5 +81,7 @@ async fn pass(api: &Api) -> Result<(), ApiError> {
     daemonset::reconcile_all(api, &keyed, api.clock.now()).await?;
     job::reconcile_all(api, &keyed, api.clock.now()).await?;
     cronjob::reconcile_all(api, &keyed, api.clock.now()).await?;
+    endpoints::reconcile_all(api, &keyed).await?;
+    endpointslice::reconcile_all(api, &keyed).await?;
     Ok(())
 }
