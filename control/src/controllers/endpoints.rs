@@ -3,24 +3,20 @@
 //!
 //! - Only Services with a selector and a type other than ExternalName are managed; the
 //!   Endpoints of the others are the user's and are never written here.
-//! - Published pods (see [`service_pods::published`]; terminating ones only with
+//! - Published pods (see [`service_endpoints::published`]; terminating ones only with
 //!   `publishNotReadyAddresses`) give one address each: ip (of the Service's first IP
 //!   family), nodeName, targetRef and, when the pod's subdomain names the Service, hostname.
 //!   Ready pods go to `addresses`, the others to `notReadyAddresses`; with
 //!   `publishNotReadyAddresses` every pod is in `addresses`.
-//! - Each service port resolves per pod ([`service_pods::find_port`]); a pod without a
+//! - Each service port resolves per pod ([`service_endpoints::find_port`]); a pod without a
 //!   named port has no address for that port. A headless Service without ports lists
 //!   addresses with no ports.
-//! - Subsets are repacked as Kubernetes does: one subset per group of ports offered by
-//!   the same addresses with the same readiness (not ready wins for an address listed
-//!   both ways). Addresses are sorted by IP then pod uid; Kubernetes orders ports and
-//!   subsets by an MD5 of a Go value dump, here ports sort by (name, port, protocol) and
-//!   subsets by their addresses, which is as stable.
+//! - Subsets are repacked as Kubernetes does ([`service_endpoints::repack`]).
 //! - More than 1,000 addresses are truncated (ready ones first, each subset keeping its
 //!   share) and marked `endpoints.kubernetes.io/over-capacity: truncated`.
 //! - Labels are the Service's (plus `service.kubernetes.io/headless` without a cluster IP);
 //!   other annotations are kept; `endpoints.kubernetes.io/last-change-trigger-time` is set
-//!   on each write ([`service_pods::trigger_time`]).
+//!   on each write ([`service_endpoints::trigger_time`]).
 //! - A write happens only when subsets, labels or the capacity mark differ from what is
 //!   stored (targetRef resourceVersions ignored), so a steady cluster sees no writes. Updates
 //!   carry the resourceVersion the plan saw: a concurrent change is left to the next pass.
@@ -28,13 +24,13 @@
 //!   managedFields name `kube-controller-manager`) and they are not a leader-election
 //!   record; Endpoints a user wrote for a Service that does not exist stay.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
 use super::objects::{by_namespace, controller_write_options, deleting, ignore_transient, info, name, timestamp, uid};
 use super::pods::pod_ready;
-use super::service_pods::{self, HEADLESS, TRIGGER_TIME};
+use super::service_endpoints::{self, HEADLESS, Offer, TRIGGER_TIME, repack};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::{DeleteOptions, Part};
@@ -65,7 +61,7 @@ pub(crate) fn plan(services: &[&Value], pods: &[&Value], endpoints: &[&Value]) -
     let mut steps: Vec<Step> = services.iter().filter_map(|s| plan_service(s, pods, current.get(name(s)).copied())).collect();
     let services: HashSet<&str> = services.iter().map(|s| name(s)).collect();
     for ep in endpoints {
-        let written_here = service_pods::last_controller_write([*ep]).is_some();
+        let written_here = service_endpoints::last_controller_write([*ep]).is_some();
         let lock = ep["metadata"]["annotations"].get(LEADER_RECORD).is_some();
         if !services.contains(name(ep)) && written_here && !lock && !deleting(ep) {
             steps.push(Step::Delete { name: name(ep).to_string(), uid: uid(ep).to_string() });
@@ -75,8 +71,8 @@ pub(crate) fn plan(services: &[&Value], pods: &[&Value], endpoints: &[&Value]) -
 }
 
 fn plan_service(svc: &Value, pods: &[&Value], current: Option<&Value>) -> Option<Step> {
-    let selector = service_pods::managed_selector(svc)?;
-    let selected: Vec<&Value> = pods.iter().copied().filter(|p| service_pods::selects(selector, p)).collect();
+    let selector = service_endpoints::managed_selector(svc)?;
+    let selected: Vec<&Value> = pods.iter().copied().filter(|p| service_endpoints::selects(selector, p)).collect();
     let mut subsets = desired_subsets(svc, &selected);
     let truncated = truncate(&mut subsets);
     let labels = desired_labels(svc);
@@ -93,7 +89,7 @@ fn plan_service(svc: &Value, pods: &[&Value], current: Option<&Value>) -> Option
         }
     }
 
-    let trigger = service_pods::trigger_time(svc, &selected, current.and_then(|c| service_pods::last_controller_write([c])));
+    let trigger = service_endpoints::trigger_time(svc, &selected, current.and_then(|c| service_endpoints::last_controller_write([c])));
     let mut ep = match current {
         Some(c) => c.clone(),
         None => json!({
@@ -130,7 +126,7 @@ fn service_labels(svc: &Value) -> Map<String, Value> {
 
 fn desired_labels(svc: &Value) -> Map<String, Value> {
     let mut labels = service_labels(svc);
-    if service_pods::service_ip_set(svc) {
+    if service_endpoints::service_ip_set(svc) {
         labels.remove(HEADLESS);
     } else {
         labels.insert(HEADLESS.into(), json!(""));
@@ -141,15 +137,15 @@ fn desired_labels(svc: &Value) -> Map<String, Value> {
 /// The address of `pod` for the Service: its first IP of the Service's first IP family
 /// (from `spec.ipFamilies`, else the cluster IP's family, else the pod IP's).
 fn address(svc: &Value, pod: &Value) -> Option<Value> {
-    let ips = service_pods::pod_ips(pod);
+    let ips = service_endpoints::pod_ips(pod);
     let want_v6 = match svc["spec"]["ipFamilies"][0].as_str() {
         Some(f) => f == "IPv6",
-        None if service_pods::service_ip_set(svc) => svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.contains(':')),
+        None if service_endpoints::service_ip_set(svc) => svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.contains(':')),
         None => ips.first()?.is_ipv6(),
     };
     let ip = ips.iter().find(|ip| ip.is_ipv6() == want_v6)?;
     let mut a = json!({"ip": ip.to_string()});
-    if let Some(h) = service_pods::hostname(pod, svc) {
+    if let Some(h) = service_endpoints::hostname(pod, svc) {
         a["hostname"] = json!(h);
     }
     if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -166,84 +162,37 @@ fn endpoint_port(svc_port: &Value, port: i64) -> Value {
         p.insert("name".into(), json!(n));
     }
     p.insert("port".into(), json!(port));
-    p.insert("protocol".into(), json!(service_pods::protocol(svc_port)));
+    p.insert("protocol".into(), json!(service_endpoints::protocol(svc_port)));
     if let Some(a) = svc_port["appProtocol"].as_str() {
         p.insert("appProtocol".into(), json!(a));
     }
     Value::Object(p)
 }
 
-/// (name, port, protocol, appProtocol): the order of ports within a subset.
-type PortKey = (String, i64, String, String);
-
-fn port_key(p: &Value) -> PortKey {
-    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
-    (s("name"), p["port"].as_i64().unwrap_or(0), s("protocol"), s("appProtocol"))
-}
-
-/// An address's identity: (ip, pod uid).
-type AddrKey = (String, String);
-
-/// Which addresses offer one port, each ready or not.
-type Offering = (Option<Value>, BTreeMap<AddrKey, bool>);
-
 /// The repacked subsets for the `selected` pods of `svc`.
 fn desired_subsets(svc: &Value, selected: &[&Value]) -> Vec<Value> {
     let publish_not_ready = svc["spec"]["publishNotReadyAddresses"] == json!(true);
     let ports: &[Value] = svc["spec"]["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let mut addresses: HashMap<AddrKey, Value> = HashMap::new();
-    // Port (None: the port-less headless case) -> address -> ready.
-    let mut by_port: BTreeMap<Option<PortKey>, Offering> = BTreeMap::new();
-    let mut add = |addr: &Value, ready: bool, port: Option<Value>| {
-        let key = (addr["ip"].as_str().unwrap_or("").to_string(), addr["targetRef"]["uid"].as_str().unwrap_or("").to_string());
-        addresses.entry(key.clone()).or_insert_with(|| addr.clone());
-        let entry = by_port.entry(port.as_ref().map(port_key)).or_insert_with(|| (port, BTreeMap::new()));
-        // Not ready wins over ready.
-        let r = entry.1.entry(key).or_insert(ready);
-        *r = *r && ready;
-    };
+    let mut offers = Vec::new();
     for pod in selected {
-        if !service_pods::published(pod, publish_not_ready) {
+        if !service_endpoints::published(pod, publish_not_ready) {
             continue;
         }
         let Some(addr) = address(svc, pod) else { continue };
         let ready = publish_not_ready || pod_ready(pod);
         if ports.is_empty() {
-            if service_pods::headless(svc) {
-                add(&addr, ready, None);
+            if service_endpoints::headless(svc) {
+                offers.push(Offer { addr, ready, port: None });
             }
             continue;
         }
         for sp in ports {
-            if let Some(n) = service_pods::find_port(pod, sp) {
-                add(&addr, ready, Some(endpoint_port(sp, n)));
+            if let Some(n) = service_endpoints::find_port(pod, sp) {
+                offers.push(Offer { addr: addr.clone(), ready, port: Some(endpoint_port(sp, n)) });
             }
         }
     }
-    // Ports offered by the same addresses with the same readiness share a subset.
-    let mut groups: BTreeMap<Vec<(AddrKey, bool)>, Vec<Value>> = BTreeMap::new();
-    for (_, (port, addrs)) in by_port {
-        let ports = groups.entry(addrs.into_iter().collect()).or_default();
-        ports.extend(port);
-    }
-    groups
-        .into_iter()
-        .map(|(addrs, ports)| {
-            let pick = |want: bool| -> Vec<Value> { addrs.iter().filter(|(_, r)| *r == want).filter_map(|(k, _)| addresses.get(k).cloned()).collect() };
-            let mut s = Map::new();
-            let (ready, not_ready) = (pick(true), pick(false));
-            if !ready.is_empty() {
-                s.insert("addresses".into(), Value::Array(ready));
-            }
-            if !not_ready.is_empty() {
-                s.insert("notReadyAddresses".into(), Value::Array(not_ready));
-            }
-            if !ports.is_empty() {
-                s.insert("ports".into(), Value::Array(ports));
-            }
-            Value::Object(s)
-        })
-        .collect()
+    repack(offers)
 }
 
 fn count(subset: &Value, field: &str) -> usize {

@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 use super::objects::{by_namespace, controller_write_options, deleting, ignore_transient, info, name, timestamp, uid};
 use super::owner::controller_ref;
 use super::pods::pod_ready;
-use super::service_pods::{self, HEADLESS, TRIGGER_TIME};
+use super::service_endpoints::{self, EndpointKey, HEADLESS, PortsKey, TRIGGER_TIME, endpoint_key, list, list_value, ports_key, same_beyond_key};
 use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::{DeleteOptions, Part};
@@ -61,55 +61,17 @@ pub(crate) enum Step {
     Delete { name: String, uid: String },
 }
 
-/// An endpoint's identity within a port group: sorted addresses, hostname, pod namespace
-/// and name (Kubernetes' endpoint hash). Conditions, node and zone may change in place.
-type EndpointKey = (Vec<String>, String, String, String);
-
-fn endpoint_key(ep: &Value) -> EndpointKey {
-    let mut addrs: Vec<String> = ep["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
-    addrs.sort();
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    (addrs, s(&ep["hostname"]), s(&ep["targetRef"]["namespace"]), s(&ep["targetRef"]["name"]))
-}
-
-/// A port set, order-free: sorted (name, port, protocol, appProtocol).
-type PortsKey = Vec<(String, i64, String, String)>;
-
-fn ports_key(ports: &Value) -> PortsKey {
-    let mut k: PortsKey = ports
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let s = |f: &str| p[f].as_str().unwrap_or("").to_string();
-            (s("name"), p["port"].as_i64().unwrap_or(0), service_pods::protocol(p).to_string(), s("appProtocol"))
-        })
-        .collect();
-    k.sort();
-    k
-}
-
-/// A list field, `[]` for missing or null.
-fn list<'a>(v: &'a Value, field: &str) -> &'a [Value] {
-    v[field].as_array().map(Vec::as_slice).unwrap_or(&[])
-}
-
-/// Kubernetes stores an empty list as null; so do the slices written here.
-fn list_value(items: Vec<Value>) -> Value {
-    if items.is_empty() { Value::Null } else { Value::Array(items) }
-}
-
 /// Pure: the writes that bring the slices of `svc` in line with its pods. `slices` are the
 /// namespace's EndpointSlices, `nodes` the cluster's Nodes by name.
 pub(crate) fn plan(svc: &Value, pods: &[&Value], slices: &[&Value], nodes: &HashMap<&str, &Value>) -> Vec<Step> {
-    let Some(selector) = service_pods::managed_selector(svc) else { return vec![] };
-    let selected: Vec<&Value> = pods.iter().copied().filter(|p| service_pods::selects(selector, p)).collect();
+    let Some(selector) = service_endpoints::managed_selector(svc) else { return vec![] };
+    let selected: Vec<&Value> = pods.iter().copied().filter(|p| service_endpoints::selects(selector, p)).collect();
     let ours: Vec<&Value> = slices
         .iter()
         .copied()
         .filter(|s| s["metadata"]["labels"][SERVICE_NAME] == svc["metadata"]["name"] && s["metadata"]["labels"][MANAGED_BY] == CONTROLLER_NAME && !deleting(s))
         .collect();
-    let trigger = service_pods::trigger_time(svc, &selected, service_pods::last_controller_write(ours.iter().copied()));
+    let trigger = service_endpoints::trigger_time(svc, &selected, service_endpoints::last_controller_write(ours.iter().copied()));
     let types = address_types(svc);
     let mut steps = Vec::new();
     for t in &types {
@@ -134,7 +96,7 @@ fn address_types(svc: &Value) -> Vec<&'static str> {
     if !types.is_empty() {
         return types;
     }
-    if service_pods::service_ip_set(svc) {
+    if service_endpoints::service_ip_set(svc) {
         let v6 = svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.contains(':'));
         return vec![if v6 { "IPv6" } else { "IPv4" }];
     }
@@ -155,7 +117,7 @@ fn slice_labels(slice: Option<&Value>, svc: &Value) -> (Map<String, Value>, bool
     };
     let mut labels = unreserved(Some(svc));
     let changed = unreserved(slice) != labels;
-    if !service_pods::service_ip_set(svc) {
+    if !service_endpoints::service_ip_set(svc) {
         labels.insert(HEADLESS.into(), json!(""));
     }
     labels.insert(SERVICE_NAME.into(), svc["metadata"]["name"].clone());
@@ -185,8 +147,8 @@ fn endpoint_ports(svc: &Value, pod: &Value) -> Vec<Value> {
     ports
         .iter()
         .filter_map(|sp| {
-            let port = service_pods::find_port(pod, sp)?;
-            let mut p = json!({"name": sp["name"].as_str().unwrap_or(""), "port": port, "protocol": service_pods::protocol(sp)});
+            let port = service_endpoints::find_port(pod, sp)?;
+            let mut p = json!({"name": sp["name"].as_str().unwrap_or(""), "port": port, "protocol": service_endpoints::protocol(sp)});
             if let Some(a) = sp["appProtocol"].as_str() {
                 p["appProtocol"] = json!(a);
             }
@@ -200,7 +162,7 @@ fn pod_endpoint(pod: &Value, node: Option<&Value>, svc: &Value, address_type: &s
     let terminating = deleting(pod);
     let ready = svc["spec"]["publishNotReadyAddresses"] == json!(true) || (serving && !terminating);
     let v6 = address_type == "IPv6";
-    let addresses: Vec<String> = service_pods::pod_ips(pod).into_iter().filter(|ip| ip.is_ipv6() == v6).map(|ip| ip.to_string()).collect();
+    let addresses: Vec<String> = service_endpoints::pod_ips(pod).into_iter().filter(|ip| ip.is_ipv6() == v6).map(|ip| ip.to_string()).collect();
     let mut ep = json!({
         "addresses": addresses,
         "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
@@ -212,26 +174,10 @@ fn pod_endpoint(pod: &Value, node: Option<&Value>, svc: &Value, address_type: &s
     if let Some(z) = node.and_then(|n| n["metadata"]["labels"][ZONE].as_str()).filter(|z| !z.is_empty()) {
         ep["zone"] = json!(z);
     }
-    if let Some(h) = service_pods::hostname(pod, svc) {
+    if let Some(h) = service_endpoints::hostname(pod, svc) {
         ep["hostname"] = json!(h);
     }
     ep
-}
-
-/// The same apart from what [`endpoint_key`] covers (Kubernetes' EndpointsEqualBeyondHash):
-/// nodeName, zone, conditions and targetRef (resourceVersion ignored).
-fn same_beyond_key(a: &Value, b: &Value) -> bool {
-    let opt = |v: &Value| if v.is_null() { None } else { Some(v.clone()) };
-    let target = |v: &Value| {
-        let mut t = v["targetRef"].clone();
-        if let Some(o) = t.as_object_mut() {
-            o.remove("resourceVersion");
-        }
-        opt(&t)
-    };
-    ["nodeName", "zone"].iter().all(|f| opt(&a[*f]) == opt(&b[*f]))
-        && ["ready", "serving", "terminating"].iter().all(|c| opt(&a["conditions"][*c]) == opt(&b["conditions"][*c]))
-        && target(a) == target(b)
 }
 
 /// Slices to create, update and delete for one address type; created slices have no name.
@@ -259,7 +205,7 @@ fn plan_address_type(svc: &Value, pods: &[&Value], existing: &[&Value], address_
     let publish_not_ready = svc["spec"]["publishNotReadyAddresses"] == json!(true);
     let mut desired: BTreeMap<PortsKey, (Value, BTreeMap<EndpointKey, Value>)> = BTreeMap::new();
     for pod in pods {
-        if !service_pods::published(pod, true) {
+        if !service_endpoints::published(pod, true) {
             continue;
         }
         let ports = Value::Array(endpoint_ports(svc, pod));

@@ -7,8 +7,9 @@
 //! [`objects`] (metadata accessors, the pass's snapshot, write options, transient errors),
 //! [`owner`] (ownerReferences, claiming, adoption and release), [`pods`] (pod state, pods
 //! made from templates), [`status`] (status counts, conditions, writing status),
-//! [`revisions`] (template hashes, ControllerRevisions) and [`service_pods`] (the pods
-//! behind a Service, for Endpoints and EndpointSlices).
+//! [`revisions`] (template hashes, ControllerRevisions) and [`service_endpoints`] (the
+//! pods behind a Service, subsets and slice endpoints, for the Endpoints, EndpointSlice and
+//! mirroring controllers).
 
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
@@ -25,7 +26,7 @@ pub(crate) mod pods;
 pub(crate) mod replicaset;
 pub(crate) mod revisions;
 pub(crate) mod scheduler;
-pub(crate) mod service_pods;
+pub(crate) mod service_endpoints;
 pub(crate) mod statefulset;
 pub(crate) mod status;
 

@@ -1,15 +1,18 @@
-//! The pods behind a Service, as the Endpoints and EndpointSlice controllers both read
-//! them (Kubernetes' `k8s.io/endpointslice/util`): which Services select pods, which pods
-//! are published, the address a pod gets for an IP family, the container port a service
-//! port resolves to in one pod, the hostname rule, and the
-//! `endpoints.kubernetes.io/last-change-trigger-time` both controllers write.
+//! What the Endpoints, EndpointSlice and EndpointSlice-mirroring controllers share
+//! (Kubernetes' `k8s.io/endpointslice/util` and `pkg/api/v1/endpoints`): which Services
+//! select pods, which pods are published, a pod's IPs, the container port a service port
+//! resolves to in one pod, the hostname rule, the repacking of Endpoints subsets, the
+//! identity and comparison of slice endpoints, and the
+//! `endpoints.kubernetes.io/last-change-trigger-time` the controllers write.
 //!
 //! - A Service selects pods only with a non-empty `spec.selector` (a map, matched by
 //!   equality) and when it is not of type ExternalName; others get nothing from these
 //!   controllers and their Endpoints and EndpointSlices are the user's.
 //! - Terminal pods (Succeeded, Failed) and pods without an IP are never published;
 //!   terminating pods only where the caller includes them.
+//! - Repacked subsets are canonical: equal inputs give equal output, whatever their order.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -129,6 +132,122 @@ pub(crate) fn trigger_time(svc: &Value, pods: &[&Value], last_write: Option<Date
         parse_time(&c["lastTransitionTime"])
     });
     ready_transitions.chain(created).filter(|t| *t >= since).min()
+}
+
+/// One address offering one port of an Endpoints subset (`port` None: a subset without
+/// ports).
+pub(crate) struct Offer {
+    pub addr: Value,
+    pub ready: bool,
+    pub port: Option<Value>,
+}
+
+/// (name, port, protocol, appProtocol) of an EndpointPort.
+type PortKey = (String, i64, String, String);
+
+fn port_key(p: &Value) -> PortKey {
+    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    (s("name"), p["port"].as_i64().unwrap_or(0), protocol(p).to_string(), s("appProtocol"))
+}
+
+/// An address's identity: (ip, targetRef uid).
+type AddrKey = (String, String);
+
+/// Which addresses offer one port, each ready or not.
+type Offering = (Option<Value>, BTreeMap<AddrKey, bool>);
+
+/// Kubernetes' RepackSubsets: the subsets for `offers`, one per group of ports offered by
+/// the same addresses with the same readiness (not ready wins for an address offered both
+/// ways; an address keeps the first form it was offered in). Addresses sort by IP then
+/// targetRef uid, as in Kubernetes. Kubernetes orders ports and subsets by an MD5 of a Go
+/// value dump; here ports sort by (name, port, protocol, appProtocol) and subsets by their
+/// addresses, which is as canonical.
+pub(crate) fn repack(offers: impl IntoIterator<Item = Offer>) -> Vec<Value> {
+    let mut addresses: HashMap<AddrKey, Value> = HashMap::new();
+    let mut by_port: BTreeMap<Option<PortKey>, Offering> = BTreeMap::new();
+    for Offer { addr, ready, port } in offers {
+        let key = (addr["ip"].as_str().unwrap_or("").to_string(), addr["targetRef"]["uid"].as_str().unwrap_or("").to_string());
+        let entry = by_port.entry(port.as_ref().map(port_key)).or_insert_with(|| (port, BTreeMap::new()));
+        let r = entry.1.entry(key.clone()).or_insert(ready);
+        *r = *r && ready;
+        addresses.entry(key).or_insert(addr);
+    }
+    let mut groups: BTreeMap<Vec<(AddrKey, bool)>, Vec<Value>> = BTreeMap::new();
+    for (_, (port, addrs)) in by_port {
+        groups.entry(addrs.into_iter().collect()).or_default().extend(port);
+    }
+    groups
+        .into_iter()
+        .map(|(addrs, ports)| {
+            let pick = |want: bool| -> Vec<Value> { addrs.iter().filter(|(_, r)| *r == want).filter_map(|(k, _)| addresses.get(k).cloned()).collect() };
+            let mut s = Map::new();
+            let (ready, not_ready) = (pick(true), pick(false));
+            if !ready.is_empty() {
+                s.insert("addresses".into(), Value::Array(ready));
+            }
+            if !not_ready.is_empty() {
+                s.insert("notReadyAddresses".into(), Value::Array(not_ready));
+            }
+            if !ports.is_empty() {
+                s.insert("ports".into(), Value::Array(ports));
+            }
+            Value::Object(s)
+        })
+        .collect()
+}
+
+/// A slice endpoint's identity within a port group: sorted addresses, hostname, pod namespace
+/// and name (Kubernetes' endpoint hash). Conditions, node and zone may change in place.
+pub(crate) type EndpointKey = (Vec<String>, String, String, String);
+
+pub(crate) fn endpoint_key(ep: &Value) -> EndpointKey {
+    let mut addrs: Vec<String> = ep["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
+    addrs.sort();
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    (addrs, s(&ep["hostname"]), s(&ep["targetRef"]["namespace"]), s(&ep["targetRef"]["name"]))
+}
+
+/// A port set, order-free: sorted (name, port, protocol, appProtocol).
+pub(crate) type PortsKey = Vec<(String, i64, String, String)>;
+
+pub(crate) fn ports_key(ports: &Value) -> PortsKey {
+    let mut k: PortsKey = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let s = |f: &str| p[f].as_str().unwrap_or("").to_string();
+            (s("name"), p["port"].as_i64().unwrap_or(0), protocol(p).to_string(), s("appProtocol"))
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+/// A list field, `[]` for missing or null.
+pub(crate) fn list<'a>(v: &'a Value, field: &str) -> &'a [Value] {
+    v[field].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Kubernetes stores an empty list as null; so do the slices written here.
+pub(crate) fn list_value(items: Vec<Value>) -> Value {
+    if items.is_empty() { Value::Null } else { Value::Array(items) }
+}
+
+/// The same apart from what [`endpoint_key`] covers (Kubernetes' EndpointsEqualBeyondHash):
+/// nodeName, zone, conditions and targetRef (resourceVersion ignored).
+pub(crate) fn same_beyond_key(a: &Value, b: &Value) -> bool {
+    let opt = |v: &Value| if v.is_null() { None } else { Some(v.clone()) };
+    let target = |v: &Value| {
+        let mut t = v["targetRef"].clone();
+        if let Some(o) = t.as_object_mut() {
+            o.remove("resourceVersion");
+        }
+        opt(&t)
+    };
+    ["nodeName", "zone"].iter().all(|f| opt(&a[*f]) == opt(&b[*f]))
+        && ["ready", "serving", "terminating"].iter().all(|c| opt(&a["conditions"][*c]) == opt(&b["conditions"][*c]))
+        && target(a) == target(b)
 }
 
 #[cfg(test)]
