@@ -3,7 +3,8 @@
 //! `get endpoints` / `get endpointslices` tables and `describe svc`, scaling to one, a
 //! Running pod that is not Ready (one of its two containers exited under restartPolicy
 //! Never) in notReadyAddresses and ready=false, the Service's deletion taking both away, and
-//! a selector-less Service's hand-written Endpoints left as they were.
+//! a selector-less Service's hand-written Endpoints left as they were and mirrored into a
+//! slice.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -215,6 +216,14 @@ fn endpoints_follow_pods_behind_a_service() {
         (r.code == 0 && r.stdout.is_empty() && r.stderr == "No resources found in default namespace.\n").then_some(())
     });
 
-    // All along, the selector-less Service's Endpoints were left as their user wrote them.
+    // All along, the selector-less Service's Endpoints were left as their user wrote them,
+    // and mirrored into a slice.
     assert_eq!(c.jsonpath(&["endpoints", "manual"], "{.metadata.resourceVersion} {.subsets[0].addresses[0].ip}"), format!("{manual_rv} 192.0.2.10"));
+    let mirrored = "kubernetes.io/service-name=manual,endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io";
+    let rows = wait_for(TIMEOUT, "the mirrored slice of manual", || {
+        let out = c.kubectl(&["get", "endpointslices", "-l", mirrored]).ok().to_string();
+        Some(out.lines().skip(1).map(cells).collect::<Vec<_>>()).filter(|rows| !rows.is_empty())
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1..4], ["IPv4", "80", "192.0.2.10"], "{rows:?}");
 }

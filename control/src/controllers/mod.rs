@@ -9,13 +9,14 @@
 //! made from templates), [`status`] (status counts, conditions, writing status),
 //! [`revisions`] (template hashes, ControllerRevisions) and [`service_endpoints`] (the
 //! pods behind a Service, subsets and slice endpoints, for the Endpoints, EndpointSlice and
-//! mirroring controllers).
+//! EndpointSlice mirroring controllers).
 
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
 pub(crate) mod endpoints;
 pub(crate) mod endpointslice;
+pub(crate) mod endpointslice_mirroring;
 pub(crate) mod garbage_collector;
 pub(crate) mod job;
 pub(crate) mod namespace;
@@ -84,5 +85,6 @@ async fn pass(api: &Api) -> Result<(), ApiError> {
     cronjob::reconcile_all(api, &keyed, api.clock.now()).await?;
     endpoints::reconcile_all(api, &keyed).await?;
     endpointslice::reconcile_all(api, &keyed).await?;
+    endpointslice_mirroring::reconcile_all(api, &keyed).await?;
     Ok(())
 }
