@@ -221,15 +221,12 @@ fn plan_address_type(svc: &Value, pods: &[&Value], existing: &[&Value], address_
         }
     }
 
-    for (key, (ports, mut want)) in desired.iter().map(|(k, v)| (k, v.clone())) {
-        let slices = by_ports.get(key).map(Vec::as_slice).unwrap_or(&[]);
+    let undesired: Vec<Value> = by_ports.iter().filter(|(k, _)| !desired.contains_key(*k)).flat_map(|(_, slices)| slices.iter().map(|s| (*s).clone())).collect();
+    for (key, (ports, mut want)) in desired {
+        let slices = by_ports.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         plan_port_group(svc, slices, &mut want, &ports, address_type, &mut ch);
     }
-    for (key, slices) in &by_ports {
-        if !desired.contains_key(key) {
-            ch.delete.extend(slices.iter().map(|s| (*s).clone()));
-        }
-    }
+    ch.delete.extend(undesired);
 
     // A Service with no endpoints keeps one empty slice.
     if existing.len() == ch.delete.len() && ch.create.is_empty() {
