@@ -42,8 +42,8 @@ use crate::apiserver::Api;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::service::{DeleteOptions, Part};
 
-pub(crate) const SERVICE_NAME: &str = "kubernetes.io/service-name";
-pub(crate) const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 /// Most endpoints in one slice (kube-controller-manager's --max-endpoints-per-slice default).
 const MAX_ENDPOINTS_PER_SLICE: usize = 100;
