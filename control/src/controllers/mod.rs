@@ -6,12 +6,17 @@
 //! Controllers never import each other. What several share lives in its own file:
 //! [`objects`] (metadata accessors, the pass's snapshot, write options, transient errors),
 //! [`owner`] (ownerReferences, claiming, adoption and release), [`pods`] (pod state, pods
-//! made from templates), [`status`] (status counts, conditions, writing status) and
-//! [`revisions`] (template hashes, ControllerRevisions).
+//! made from templates), [`status`] (status counts, conditions, writing status),
+//! [`revisions`] (template hashes, ControllerRevisions) and [`service_endpoints`] (the
+//! pods behind a Service, subsets and slice endpoints, for the Endpoints, EndpointSlice and
+//! EndpointSlice mirroring controllers).
 
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
+pub(crate) mod endpoints;
+pub(crate) mod endpointslice;
+pub(crate) mod endpointslice_mirroring;
 pub(crate) mod garbage_collector;
 pub(crate) mod ipaddress_repair;
 pub(crate) mod job;
@@ -23,6 +28,7 @@ pub(crate) mod pods;
 pub(crate) mod replicaset;
 pub(crate) mod revisions;
 pub(crate) mod scheduler;
+pub(crate) mod service_endpoints;
 pub(crate) mod statefulset;
 pub(crate) mod status;
 
@@ -79,5 +85,8 @@ async fn pass(api: &Api) -> Result<(), ApiError> {
     daemonset::reconcile_all(api, &keyed, api.clock.now()).await?;
     job::reconcile_all(api, &keyed, api.clock.now()).await?;
     cronjob::reconcile_all(api, &keyed, api.clock.now()).await?;
+    endpoints::reconcile_all(api, &keyed).await?;
+    endpointslice::reconcile_all(api, &keyed).await?;
+    endpointslice_mirroring::reconcile_all(api, &keyed).await?;
     Ok(())
 }
