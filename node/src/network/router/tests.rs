@@ -34,6 +34,9 @@ fn obj<T: serde::de::DeserializeOwned>(v: Value) -> Arc<T> {
     Arc::new(serde_json::from_value(v).expect("a valid object"))
 }
 
+/// (name, guest, containerPorts, env) of a container.
+type Container<'a> = (&'a str, &'a str, &'a [u16], &'a [(&'a str, &'a str)]);
+
 struct Cluster {
     routing: Arc<Routing>,
     pods: Arc<PodTable>,
@@ -70,8 +73,8 @@ impl Cluster {
         Cluster { routing, pods, logs: tempfile::tempdir().expect("tempdir") }
     }
 
-    /// Starts pod default/NAME at IP with (container, guest, ports, env) containers.
-    fn pod(&self, name: &str, ip: &str, containers: &[(&str, &str, &[u16], &[(&str, &str)])]) -> Arc<PodEntry> {
+    /// Starts pod default/NAME at IP with these containers.
+    fn pod(&self, name: &str, ip: &str, containers: &[Container<'_>]) -> Arc<PodEntry> {
         let entry = Arc::new(PodEntry { uid: format!("uid-{name}"), namespace: "default".into(), name: name.into(), containers: Default::default() });
         let ip: IpAddr = ip.parse().expect("ip");
         self.pods.insert_with_ip(entry.clone(), Some(ip));
