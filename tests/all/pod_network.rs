@@ -2,7 +2,7 @@
 //! (http-client) make outgoing wasi:http requests, reached through pods/proxy. A pod's
 //! front container calls its sidecar on localhost; a 3-replica Deployment behind a
 //! ClusterIP Service is called by short and full DNS name and by ClusterIP, with the
-//! requests spread over the replicas; a selector-less Service with hand-written Endpoints;
+//! requests spread over the replicas and none to a pod that is not Ready; a selector-less Service with hand-written Endpoints;
 //! a StatefulSet's pods by their stable names and its headless Service; ExternalName; a
 //! Service with no ready endpoint is refused at once, an unknown name is a DNS error and
 //! external egress is denied.
@@ -108,9 +108,9 @@ kind: Deployment
 metadata: {{name: web}}
 spec:
   replicas: 3
-  selector: {{matchLabels: {{app: web}}}}
+  selector: {{matchLabels: {{app: web, tier: deploy}}}}
   template:
-    metadata: {{labels: {{app: web}}}}
+    metadata: {{labels: {{app: web, tier: deploy}}}}
     spec:
       containers:
 {}---
@@ -177,6 +177,24 @@ spec: {{type: ExternalName, externalName: example.com}}
         assert!(t.keys().all(|l| replicas.iter().any(|r| *l == format!("200 {r}"))), "{url}: {t:?}");
     }
     assert_eq!(fetch(&c, "caller", "http://web:8080/whoami", 1), REFUSED, "the Service has no port 8080");
+
+    // A pod the Service selects that serves but is not Ready (a container failed) gets
+    // none of the Service's traffic, though its own address answers.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web-sick, labels: {{app: web}}}}\nspec:\n  restartPolicy: Never\n  containers:\n{}  - name: crash\n    image: {}\n    args: [--exit, \"1\"]\n",
+        client_container("web", &img),
+        guest("hello-cmd")
+    ));
+    wait_for(Duration::from_secs(30), "web-sick to serve and be listed not ready", || {
+        let ip = c.pod_jsonpath("web-sick", "{.status.podIP}");
+        let listed = c.jsonpath(&["endpointslices", "-l", "kubernetes.io/service-name=web"], "{range .items[*].endpoints[*]}{.addresses[0]}={.conditions.ready} {end}");
+        let not_ready = !ip.is_empty() && listed.split_whitespace().any(|e| e == format!("{ip}=false"));
+        (not_ready && fetch(&c, "caller", &format!("http://{ip}:8080/whoami"), 1) == "200 web-sick\n").then_some(())
+    });
+    assert_eq!(c.pod_jsonpath("web-sick", "{.status.phase} {.status.conditions[?(@.type==\"Ready\")].status}"), "Running False");
+    let t = tally(&fetch(&c, "caller", "http://web/whoami", 12));
+    assert_eq!(t.values().collect::<Vec<_>>(), [&4, &4, &4], "{t:?}");
+    assert!(!t.contains_key("200 web-sick"), "{t:?}");
     assert_eq!(fetch(&c, "caller", "http://outside/", 1), "error ErrorCode::HttpRequestDenied\n", "ExternalName to the outside: egress is off");
 
     // StatefulSet pods by their stable names; the headless name reaches both.
