@@ -104,7 +104,10 @@ impl Routing {
                     }
                 }
             }
-            Route::Refused(why) => refused(from, why, 0),
+            Route::Refused(why) => {
+                tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, "connection refused: {why}");
+                Dispatch::Refused
+            }
             Route::NoSuchName => Dispatch::NoSuchName,
         }
     }
