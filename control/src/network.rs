@@ -1,13 +1,19 @@
 //! The cluster's address plan: the service CIDR Service ClusterIPs are allocated from, and
-//! the cluster CIDR pod IPs will come from. Both are virtual: nothing is added to the
-//! host's routing table.
+//! the cluster CIDR pod IPs come from (a /[`NODE_CIDR_MASK_SIZE`] of it per Node, handed
+//! out by `controllers/node_ipam.rs`). Both are virtual: nothing is added to the host's
+//! routing table.
 //!
 //! Invariant: a [`NetworkConfig`] that passed [`NetworkConfig::validate`] has a service CIDR
-//! the allocator accepts (mask 12..=30) and two CIDRs that do not overlap.
+//! the allocator accepts (mask 12..=30), a cluster CIDR that holds at least one node range
+//! (mask <= [`NODE_CIDR_MASK_SIZE`]) and two CIDRs that do not overlap.
 
 use flotilla_api::cidr::Ipv4Cidr;
 
 use crate::apiserver::service_ip::{ServiceRange, ServiceRangeError};
+
+/// Prefix length of the range each Node gets from the cluster CIDR (kube-controller-manager's
+/// `--node-cidr-mask-size` IPv4 default): 256 addresses, 253 of them for pods.
+pub const NODE_CIDR_MASK_SIZE: u8 = 24;
 
 /// The `--service-cidr` and `--cluster-cidr` settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,8 +21,8 @@ pub struct NetworkConfig {
     /// Service ClusterIPs are allocated from here (default 10.43.0.0/16); its first
     /// address is the `kubernetes` Service's.
     pub service_cidr: Ipv4Cidr,
-    /// Pod IPs (default 10.42.0.0/16). Only carried for now: the node and podCIDR
-    /// allocation that will use it (a /24 per Node in `node.spec.podCIDR`) come later.
+    /// Pod IPs (default 10.42.0.0/16): each Node gets a /24 of it in `spec.podCIDR`, and
+    /// its node agent hands out its pods' addresses from there.
     pub cluster_cidr: Ipv4Cidr,
 }
 
@@ -27,6 +33,9 @@ pub enum NetworkConfigError {
     ServiceRange(#[from] ServiceRangeError),
     #[error("--service-cidr {service} overlaps --cluster-cidr {cluster}")]
     Overlap { service: Ipv4Cidr, cluster: Ipv4Cidr },
+    /// kube-controller-manager's refusal, naming the flag it has and Flotilla fixes.
+    #[error("invalid --cluster-cidr {0}: mask size of cluster CIDR must be less than or equal to the node CIDR mask size ({NODE_CIDR_MASK_SIZE})")]
+    ClusterTooSmall(Ipv4Cidr),
 }
 
 impl Default for NetworkConfig {
@@ -42,6 +51,9 @@ impl NetworkConfig {
     /// Checks the plan; returns the service range to allocate from.
     pub fn validate(&self) -> Result<ServiceRange, NetworkConfigError> {
         let range = ServiceRange::new(self.service_cidr)?;
+        if self.cluster_cidr.prefix() > NODE_CIDR_MASK_SIZE {
+            return Err(NetworkConfigError::ClusterTooSmall(self.cluster_cidr));
+        }
         if self.service_cidr.overlaps(&self.cluster_cidr) {
             return Err(NetworkConfigError::Overlap { service: self.service_cidr, cluster: self.cluster_cidr });
         }
@@ -62,5 +74,12 @@ mod tests {
         assert_eq!(overlap.validate().expect_err("overlap").to_string(), "--service-cidr 10.42.128.0/24 overlaps --cluster-cidr 10.42.0.0/16");
         let big = NetworkConfig { service_cidr: "10.0.0.0/8".parse().expect("cidr"), cluster_cidr: "192.168.0.0/16".parse().expect("cidr") };
         assert!(matches!(big.validate(), Err(NetworkConfigError::ServiceRange(_))));
+        let small = NetworkConfig { cluster_cidr: "10.42.0.0/25".parse().expect("cidr"), ..d };
+        assert_eq!(
+            small.validate().expect_err("too small").to_string(),
+            "invalid --cluster-cidr 10.42.0.0/25: mask size of cluster CIDR must be less than or equal to the node CIDR mask size (24)"
+        );
+        let one_node = NetworkConfig { cluster_cidr: "10.42.0.0/24".parse().expect("cidr"), ..d };
+        assert!(one_node.validate().is_ok());
     }
 }

@@ -1,4 +1,5 @@
-//! The agent: registers the Node, heartbeats its Lease, watches the pods bound to it and
+//! The agent: registers the Node, waits for the control plane to give it a pod range
+//! (spec.podCIDR, set by node IPAM), heartbeats its Lease, watches the pods bound to it and
 //! runs one worker per pod (`pod_worker.rs`). It reaches the control plane only through the API
 //! (kube-rs), exactly as a remote node would.
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::images::ImageStore;
 use crate::lifecycle::Backoff;
-use crate::network::{Egress, IpPool, Routing};
+use crate::network::{self, Egress, IpPool, Routing};
 use crate::pod_table::PodTable;
 use crate::runtime::{Runtime, RuntimeConfig, WASMTIME_VERSION};
 
@@ -224,7 +225,6 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
         images = images.with_root_certs(pem.as_bytes());
     }
     let pods = Arc::new(PodTable::default());
-    let ips = IpPool::new(&config.name);
     let host_ip = config.bind_address.to_string();
 
     let listener = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
@@ -238,25 +238,25 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
 
+    let ips = register(&client, &config, &host_ip, server_addr.port(), &cert_sha256).await?;
     let egress = if config.allow_egress { Egress::Allow } else { Egress::Deny };
     let routing = Routing::new(config.name.clone(), pods.clone(), egress);
-    tasks.push(tokio::spawn(crate::network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
-    register(&ctx, server_addr.port(), &cert_sha256).await?;
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), cert_sha256)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
 }
 
-fn node_status(ctx: &Ctx, port: u16) -> Value {
+fn node_status(config: &NodeConfig, host_ip: &str, port: u16) -> Value {
     let now = crate::lifecycle::ts(chrono::Utc::now());
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem = total_memory();
-    let disk = disk_bytes(&ctx.config.data_dir);
+    let disk = disk_bytes(&config.data_dir);
     let resources = json!({
         "cpu": cpus.to_string(),
         "memory": format!("{}Ki", mem / 1024),
-        "pods": ctx.config.max_pods.to_string(),
+        "pods": config.max_pods.to_string(),
         "ephemeral-storage": format!("{}Ki", disk / 1024),
     });
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
@@ -271,7 +271,7 @@ fn node_status(ctx: &Ctx, port: u16) -> Value {
             cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
-        "addresses": [{"type": "InternalIP", "address": ctx.host_ip}, {"type": "Hostname", "address": ctx.config.name}],
+        "addresses": [{"type": "InternalIP", "address": host_ip}, {"type": "Hostname", "address": config.name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
@@ -284,19 +284,19 @@ fn node_status(ctx: &Ctx, port: u16) -> Value {
     })
 }
 
-/// Creates (or takes over) the Node object, publishes this run's serving certificate and
-/// reports status.
-async fn register(ctx: &Arc<Ctx>, port: u16, cert_sha256: &str) -> anyhow::Result<()> {
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let cidr = ctx.ips.lock().expect("ip lock").cidr();
+/// Creates (or takes over) the Node object, publishes this run's serving certificate,
+/// waits for the Node's pod range, which the returned pool hands out, and reports status.
+/// A Node that exists keeps its pod range (it never changes), so pods that outlive a
+/// restart of this node keep their addresses.
+async fn register(client: &kube::Client, config: &NodeConfig, host_ip: &str, port: u16, cert_sha256: &str) -> anyhow::Result<IpPool> {
+    let api: Api<Node> = Api::all(client.clone());
     let node = json!({
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": ctx.config.name, "annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}, "labels": {
-            "kubernetes.io/hostname": ctx.config.name, "kubernetes.io/os": "linux",
+        "metadata": {"name": config.name, "annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}, "labels": {
+            "kubernetes.io/hostname": config.name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
             "node.kubernetes.io/instance-type": "flotilla",
         }},
-        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
     });
     let node: Node = serde_json::from_value(node)?;
     match api.create(&PostParams::default(), &node).await {
@@ -304,13 +304,73 @@ async fn register(ctx: &Arc<Ctx>, port: u16, cert_sha256: &str) -> anyhow::Resul
         Err(kube::Error::Api(e)) if e.code == 409 => {
             // A restart serves a new certificate: publish it.
             let annotate = json!({"metadata": {"annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}}});
-            api.patch(&ctx.config.name, &PatchParams::default(), &Patch::Merge(annotate)).await?;
+            api.patch(&config.name, &PatchParams::default(), &Patch::Merge(annotate)).await?;
         }
         Err(e) => return Err(e.into()),
     }
-    let status = node_status(ctx, port);
-    api.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
-    Ok(())
+    // Ready only once pods can get addresses (a new Node has no conditions until then,
+    // so nothing is scheduled to it).
+    let cidr = wait_for_pod_cidr(&api, &config.name).await?;
+    tracing::info!(node.name = %config.name, pod_cidr = %cidr, "pod addresses come from the node's podCIDR");
+    let mut pool = IpPool::new(cidr)?;
+    let status = node_status(config, host_ip, port);
+    api.patch_status(&config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    reserve_earlier_addresses(client, &config.name, &mut pool).await;
+    Ok(pool)
+}
+
+/// Reserves the addresses of the pods bound here that have not ended, so each gets its
+/// own back even when a newer pod's worker starts first.
+async fn reserve_earlier_addresses(client: &kube::Client, node: &str, pool: &mut IpPool) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
+    match api.list(&lp).await {
+        Ok(list) => {
+            for pod in list {
+                let status = pod.status.unwrap_or_default();
+                if !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+                    && let Some(ip) = status.pod_ip
+                {
+                    pool.reserve(&ip);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing this node's pods failed; earlier pod addresses are not reserved"),
+    }
+}
+
+/// How long registration waits for the control plane to set the Node's spec.podCIDR.
+const POD_CIDR_WAIT: Duration = Duration::from_secs(60);
+
+/// Polls the Node until it has a pod range (the control plane's node IPAM sets it within
+/// moments of the Node's creation), logging while it waits; fails after [`POD_CIDR_WAIT`].
+async fn wait_for_pod_cidr(api: &Api<Node>, name: &str) -> anyhow::Result<flotilla_api::cidr::Ipv4Cidr> {
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut next_log = start + Duration::from_secs(1);
+    loop {
+        match api.get(name).await {
+            Ok(node) => {
+                let spec = node.spec.unwrap_or_default();
+                if let Some(cidr) = network::pod_cidr(spec.pod_cidr.as_deref(), spec.pod_cidrs.as_deref().unwrap_or_default())? {
+                    return Ok(cidr);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, node.name = %name, "reading the Node for its podCIDR failed"),
+        }
+        let now = tokio::time::Instant::now();
+        anyhow::ensure!(
+            now - start < POD_CIDR_WAIT,
+            "node {name} got no spec.podCIDR from the control plane within {}s; its cluster CIDR may be full (look for CIDRNotAvailable in `kubectl describe node {name}`)",
+            POD_CIDR_WAIT.as_secs()
+        );
+        if now >= next_log {
+            tracing::info!(node.name = %name, waited_s = (now - start).as_secs(), "waiting for the control plane to assign this node a pod CIDR (spec.podCIDR)");
+            next_log = now + Duration::from_secs(10);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
 }
 
 async fn heartbeat(ctx: Arc<Ctx>, cert_sha256: String) {
@@ -346,7 +406,7 @@ async fn heartbeat(ctx: Arc<Ctx>, cert_sha256: String) {
             }
         }
         if tick % 6 == 5 || !seen_ready {
-            let status = node_status(&ctx, ctx.port.load(std::sync::atomic::Ordering::Relaxed));
+            let status = node_status(&ctx.config, &ctx.host_ip, ctx.port.load(std::sync::atomic::Ordering::Relaxed));
             if let Err(e) = nodes.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
                 tracing::warn!(error = %e, "node status update failed");
             }

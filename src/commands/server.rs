@@ -31,7 +31,8 @@ pub(crate) struct ControlPlaneFlags {
     /// is the `kubernetes` Service's
     #[arg(long, value_name = "CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: Ipv4Cidr,
-    /// IPv4 range for pod IPs (a /24 per node); recorded now, used once pods get IPs
+    /// IPv4 range pod IPs come from: each node gets a /24 of it (spec.podCIDR), so the mask
+    /// must be 24 or less
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: Ipv4Cidr,
 }

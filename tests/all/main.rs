@@ -13,6 +13,7 @@ mod kubectl_misc;
 mod node_pods;
 mod node_limits;
 mod node_images;
+mod pod_cidr;
 mod pod_network;
 mod services;
 mod workloads;

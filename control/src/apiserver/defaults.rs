@@ -87,6 +87,24 @@ fn template(spec: &mut Value) {
     }
 }
 
+/// spec.podCIDR and spec.podCIDRs kept in agreement, as the round trip through Kubernetes'
+/// internal type (which has only podCIDRs) leaves them: podCIDRs wins, podCIDR is its
+/// first entry; podCIDR alone becomes the one entry of podCIDRs.
+fn node_pod_cidrs(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let first = spec.get("podCIDRs").and_then(Value::as_array).and_then(|a| a.first()).cloned();
+    match first {
+        Some(first) => {
+            spec.insert("podCIDR".into(), first);
+        }
+        None => {
+            if let Some(one) = spec.get("podCIDR").filter(|v| v.as_str().is_some_and(|s| !s.is_empty())).cloned() {
+                spec.insert("podCIDRs".into(), json!([one]));
+            }
+        }
+    }
+}
+
 /// Fills in defaults for an object of `info`'s kind.
 pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
@@ -116,6 +134,7 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("", "Secret") => set_default(obj, "type", json!("Opaque")),
+        ("", "Node") => node_pod_cidrs(obj),
         ("", "Service") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "type", json!("ClusterIP"));
@@ -227,5 +246,24 @@ mod tests {
         default_tolerations(&mut own, 300);
         assert_eq!(own["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
         assert_eq!(own["tolerations"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn node_pod_cidr_and_pod_cidrs_agree() {
+        // (spec before, spec after)
+        let cases = [
+            (json!({"podCIDR": "10.42.0.0/24"}), json!({"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"]})),
+            (json!({"podCIDRs": ["10.42.1.0/24", "fd00::/64"]}), json!({"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24", "fd00::/64"]})),
+            (json!({"podCIDR": "10.9.0.0/24", "podCIDRs": ["10.42.1.0/24"]}), json!({"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]})),
+            (json!({"podCIDR": ""}), json!({"podCIDR": ""})),
+            (json!({}), json!({})),
+        ];
+        let info = crate::apiserver::resources::find("", "v1", "nodes").expect("nodes served");
+        for (before, after) in cases {
+            let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}, "spec": before.clone()});
+            apply(info, &mut node);
+            apply(info, &mut node);
+            assert_eq!(node["spec"], after, "{before}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Controllers that run on the control plane's leader. Each is a pure `plan` over the
 //! objects it observes plus a thin executor that writes through the [`Api`], as any client
 //! would; this module only runs them: one loop re-plans every controller whenever the
-//! store changes, and the scheduler runs its own loop ([`scheduler::run`]).
+//! store changes, and the scheduler, the IPAddress repair and node IPAM run their own loops
+//! ([`scheduler::run`], [`ipaddress_repair::run`], [`node_ipam::run`]).
 //!
 //! Controllers never import each other. What several share lives in its own file:
 //! [`objects`] (metadata accessors, the pass's snapshot, write options, transient errors),
@@ -21,6 +22,7 @@ pub(crate) mod garbage_collector;
 pub(crate) mod ipaddress_repair;
 pub(crate) mod job;
 pub(crate) mod namespace;
+pub(crate) mod node_ipam;
 pub(crate) mod node_lifecycle;
 pub(crate) mod objects;
 pub(crate) mod owner;
@@ -34,18 +36,22 @@ pub(crate) mod status;
 
 use std::time::Duration;
 
+use flotilla_api::cidr::Ipv4Cidr;
+
 use crate::apiserver::error::ApiError;
 use crate::apiserver::{Api, Shutdown};
 
 /// Longest time between two controller passes.
 const RESYNC: Duration = Duration::from_secs(1);
 
-/// Runs the controllers (and the scheduler, if `scheduler`) until shutdown.
-pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool) {
+/// Runs the controllers (and the scheduler, if `scheduler`) until shutdown; node IPAM hands
+/// out ranges of `cluster_cidr`.
+pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_cidr: Ipv4Cidr) {
     if scheduler {
         tokio::spawn(scheduler::run(api.clone(), shutdown.clone()));
     }
     tokio::spawn(ipaddress_repair::run(api.clone(), shutdown.clone()));
+    tokio::spawn(node_ipam::run(api.clone(), cluster_cidr, shutdown.clone()));
     let mut last_seen = u64::MAX;
     let mut last_pass = std::time::Instant::now();
     loop {

@@ -20,6 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_api::cidr::Ipv4Cidr;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service as ServiceObject};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -35,8 +36,8 @@ pub(crate) struct Table {
     /// Services by namespace, then name.
     services: HashMap<String, HashMap<String, Arc<Service>>>,
     by_cluster_ip: HashMap<IpAddr, Arc<Service>>,
-    /// Pod CIDRs of the nodes, with the node's name.
-    node_cidrs: Vec<(Cidr, String)>,
+    /// Pod CIDRs of the nodes (IPv4, as the node IPAM hands them out), with the node's name.
+    node_cidrs: Vec<(Ipv4Cidr, String)>,
     /// Node of every endpoint address that names one.
     endpoint_nodes: HashMap<IpAddr, String>,
 }
@@ -92,38 +93,6 @@ pub(crate) struct Endpoint {
     pub ip: IpAddr,
     /// Its `hostname` (a StatefulSet pod's name, a pod's `hostname` under `subdomain`).
     pub hostname: Option<String>,
-}
-
-/// An IP network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Cidr {
-    net: IpAddr,
-    bits: u8,
-}
-
-impl Cidr {
-    /// `a.b.c.d/n` or an IPv6 CIDR; None when malformed.
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (ip, bits) = s.trim().split_once('/')?;
-        let net: IpAddr = ip.parse().ok()?;
-        let bits: u8 = bits.parse().ok()?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        (bits <= max).then_some(Cidr { net, bits })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - u32::from(self.bits)) };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - u32::from(self.bits)) };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 /// A name as the table keeps it: lowercase, no trailing dot.
@@ -267,7 +236,7 @@ impl Table {
             let Some(name) = n.metadata.name.as_deref() else { continue };
             let spec = n.spec.as_ref();
             let cidrs = spec.and_then(|s| s.pod_cidrs.clone()).filter(|c| !c.is_empty()).or_else(|| spec.and_then(|s| s.pod_cidr.clone()).map(|c| vec![c]));
-            for c in cidrs.iter().flatten().filter_map(|c| Cidr::parse(c)) {
+            for c in cidrs.iter().flatten().filter_map(|c| c.parse::<Ipv4Cidr>().ok()) {
                 table.node_cidrs.push((c, name.to_string()));
             }
         }
@@ -295,6 +264,7 @@ impl Table {
         if let Some(n) = self.endpoint_nodes.get(&ip) {
             return Some(n);
         }
+        let IpAddr::V4(ip) = ip else { return None };
         self.node_cidrs.iter().find(|(c, _)| c.contains(ip)).map(|(_, n)| n.as_str())
     }
 

@@ -1,8 +1,10 @@
 //! `core/v1` validation of the kinds other than Pod: Service (ports, types, cluster IPs),
-//! ConfigMap and Secret (keys, sizes, typed secrets, `immutable`), and Namespace finalizers.
+//! ConfigMap and Secret (keys, sizes, typed secrets, `immutable`), Namespace finalizers, and
+//! Node pod ranges (spec.podCIDRs).
 //!
-//! Invariant: a Service's cluster IP never changes once set, and an `immutable` ConfigMap or
-//! Secret keeps its data and stays immutable.
+//! Invariant: a Service's cluster IP never changes once set, an `immutable` ConfigMap or
+//! Secret keeps its data and stays immutable, and a Node's podCIDRs change only from none
+//! to some.
 
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -313,6 +315,92 @@ pub(super) fn validate_namespace(c: &mut Vec<Cause>, obj: &Value) {
     }
     validate_kube_finalizers(c, list, "spec.finalizers", false);
 }
+
+const NODE_POD_CIDR_IMMUTABLE: &str =
+    "node updates may not change podCIDR except from \"\" to valid";
+
+/// The node's pod ranges as the internal API holds them: spec.podCIDRs, else spec.podCIDR.
+fn node_pod_cidrs(node: &Value) -> Vec<String> {
+    let list: Vec<String> = arr_at(node, &["spec", "podCIDRs"])
+        .iter()
+        .map(text)
+        .collect();
+    if !list.is_empty() {
+        return list;
+    }
+    let one = str_at(node, &["spec", "podCIDR"]);
+    if one.is_empty() {
+        Vec::new()
+    } else {
+        vec![one.to_string()]
+    }
+}
+
+/// Some(true) for an IPv4 CIDR, Some(false) for IPv6, None if `s` is not a CIDR.
+fn cidr_family_is_v4(s: &str) -> Option<bool> {
+    let (addr, prefix) = s.split_once('/')?;
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefix: u32 = prefix.parse().ok()?;
+    match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(_) => (prefix <= 32).then_some(true),
+        std::net::IpAddr::V6(_) => (prefix <= 128).then_some(false),
+    }
+}
+
+/// `ValidateNode`'s spec.podCIDRs rules: each a CIDR, at most one per IP family, no
+/// duplicates.
+pub(super) fn validate_node(c: &mut Vec<Cause>, obj: &Value) {
+    let cidrs = node_pod_cidrs(obj);
+    let mut families = Vec::new();
+    for (i, v) in cidrs.iter().enumerate() {
+        match cidr_family_is_v4(v) {
+            Some(v4) => families.push(v4),
+            None => c.push(invalid(
+                &index("spec.podCIDRs", i),
+                s(v),
+                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            )),
+        }
+    }
+    if cidrs.len() > 1 {
+        // Kubernetes only judges dual-stack when every entry parsed.
+        let dual_stack = families.len() == 2 && families[0] != families[1];
+        if families.len() == cidrs.len() && (!dual_stack || cidrs.len() > 2) {
+            c.push(invalid(
+                "spec.podCIDRs",
+                Bad::Raw(go_string_slice(&cidrs)),
+                "may specify no more than one CIDR for each IP family",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, v) in cidrs.iter().enumerate() {
+            if !seen.insert(v.as_str()) {
+                c.push(duplicate(&index("spec.podCIDRs", i), s(v)));
+            }
+        }
+    }
+}
+
+/// `ValidateNodeUpdate`'s podCIDR rule: the controller manager may set the node's ranges
+/// once; after that they never change.
+pub(super) fn validate_node_update(c: &mut Vec<Cause>, old: &Value, new: &Value) {
+    let (before, after) = (node_pod_cidrs(old), node_pod_cidrs(new));
+    if before.is_empty() {
+        return;
+    }
+    if before.len() != after.len() {
+        c.push(forbidden("spec.podCIDRs", NODE_POD_CIDR_IMMUTABLE));
+        return;
+    }
+    // One cause per changed entry, as Kubernetes reports them.
+    for (b, a) in before.iter().zip(&after) {
+        if b != a {
+            c.push(forbidden("spec.podCIDRs", NODE_POD_CIDR_IMMUTABLE));
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::msgs;
@@ -433,4 +521,67 @@ mod tests {
         );
     }
 
+    #[test]
+    fn node_pod_cidrs() {
+        let node = |spec: Value| json!({"metadata": {"name": "n1"}, "spec": spec});
+        assert!(validate_create("", "Node", false, &node(json!({}))).is_empty());
+        assert!(
+            validate_create(
+                "",
+                "Node",
+                false,
+                &node(json!({"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"]}))
+            )
+            .is_empty()
+        );
+        assert!(
+            validate_create(
+                "",
+                "Node",
+                false,
+                &node(json!({"podCIDRs": ["10.42.0.0/24", "fd00::/64"]}))
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            msgs(&validate_create(
+                "",
+                "Node",
+                false,
+                &node(json!({"podCIDR": "10.42.0.0/33"}))
+            )),
+            vec![
+                "spec.podCIDRs[0]: Invalid value: \"10.42.0.0/33\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+            ]
+        );
+        assert_eq!(
+            msgs(&validate_create(
+                "",
+                "Node",
+                false,
+                &node(json!({"podCIDRs": ["10.42.0.0/24", "10.42.0.0/24"]}))
+            )),
+            vec![
+                "spec.podCIDRs: Invalid value: []string{\"10.42.0.0/24\", \"10.42.0.0/24\"}: may specify no more than one CIDR for each IP family",
+                "spec.podCIDRs[1]: Duplicate value: \"10.42.0.0/24\"",
+            ]
+        );
+
+        let old = node(json!({"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"]}));
+        let immutable = "spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid";
+        // From "" to valid: the controller manager's assignment.
+        assert!(validate_update("", "Node", &node(json!({})), &old).is_empty());
+        assert!(validate_update("", "Node", &old, &old).is_empty());
+        for changed in [
+            json!({"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}),
+            json!({}),
+            json!({"podCIDRs": ["10.42.0.0/24", "fd00::/64"]}),
+        ] {
+            assert_eq!(
+                msgs(&validate_update("", "Node", &old, &node(changed.clone()))),
+                vec![immutable],
+                "{changed}"
+            );
+        }
+    }
 }

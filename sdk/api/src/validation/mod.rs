@@ -6,7 +6,7 @@
 //! per-kind dispatch, the [`Cause`] constructors and the JSON and Go-rendering helpers the
 //! checks share. The checks themselves live by API group: `format` (string formats of
 //! `pkg/util/validation`), `meta` (object metadata and label selectors), `pod` (pods and
-//! pod templates), `core` (Service, ConfigMap, Secret, Namespace), `apps` (workloads) and
+//! pod templates), `core` (Service, ConfigMap, Secret, Namespace, Node), `apps` (workloads) and
 //! `batch` (Job, CronJob).
 //!
 //! Invariants:
@@ -358,6 +358,10 @@ pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec
         ("", "Service") => core::validate_service_update(&mut c, old, new),
         ("", "ConfigMap") => core::validate_config_map_update(&mut c, old, new),
         ("", "Secret") => core::validate_secret_update(&mut c, old, new),
+        ("", "Node") => {
+            validate_spec(&mut c, group, kind, new, Some(old));
+            core::validate_node_update(&mut c, old, new);
+        }
         _ => validate_spec(&mut c, group, kind, new, Some(old)),
     }
     c
@@ -370,6 +374,7 @@ fn validate_spec(c: &mut Vec<Cause>, group: &str, kind: &str, obj: &Value, old: 
         ("", "ConfigMap") => core::validate_config_map(c, obj),
         ("", "Secret") => core::validate_secret(c, obj),
         ("", "Namespace") => core::validate_namespace(c, obj),
+        ("", "Node") => core::validate_node(c, obj),
         ("apps", "Deployment" | "ReplicaSet") => apps::validate_replica_set_like(c, obj, kind),
         ("apps", "DaemonSet") => apps::validate_daemon_set(c, obj),
         ("apps", "StatefulSet") => apps::validate_stateful_set(c, obj),
