@@ -1,11 +1,12 @@
-//! The pod network on one node, driven by the real kubectl against `flotilla up`: guests
+//! The pod network, driven by the real kubectl against `flotilla up`: guests
 //! (http-client) make outgoing wasi:http requests, reached through pods/proxy. A pod's
 //! front container calls its sidecar on localhost; a 3-replica Deployment behind a
 //! ClusterIP Service is called by short and full DNS name and by ClusterIP, with the
-//! requests spread over the replicas and none to a pod that is not Ready; a selector-less Service with hand-written Endpoints;
-//! a StatefulSet's pods by their stable names and its headless Service; ExternalName; a
-//! Service with no ready endpoint is refused at once, an unknown name is a DNS error and
-//! external egress is denied.
+//! requests spread over the replicas and none to a pod that is not Ready; a selector-less
+//! Service with hand-written Endpoints; a StatefulSet's pods by their stable names and its
+//! headless Service; ExternalName; a Service with no ready endpoint is refused at once, an
+//! unknown name is a DNS error and external egress is denied; a pod on another node is
+//! refused (cross-node routing is not built yet).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -232,4 +233,29 @@ subsets:
         (t.len() == 1 && t.values().all(|&n| n == 6)).then_some(t)
     });
     assert!(left.keys().all(|l| l.starts_with("200 web-")), "{left:?}");
+}
+
+#[test]
+fn pod_network_cross_node_is_refused_for_now() {
+    let c = Cluster::start_with(&["--nodes", "2"]);
+    let nodes = crate::workloads::node_names(2);
+    let img = guest("http-client");
+    for (pod, node) in [("here", &nodes[0]), ("there", &nodes[1])] {
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, labels: {{app: {pod}}}}}\nspec:\n  nodeName: {node}\n  containers:\n{}",
+            client_container("client", &img)
+        ));
+    }
+    c.wait_ready("here");
+    c.wait_ready("there");
+    c.kubectl(&["expose", "pod", "there", "--port=80", "--target-port=8080"]).ok();
+    // Cross-node routing is not built yet: a pod or endpoint on the other node is refused
+    // at once (the node logs why), never a hang.
+    let ip = c.pod_jsonpath("there", "{.status.podIP}");
+    let t = Instant::now();
+    assert_eq!(fetch(&c, "here", &format!("http://{ip}:8080/whoami"), 1), REFUSED);
+    wait_for(Duration::from_secs(10), "the Service to be known and refused", || (fetch(&c, "here", "http://there/whoami", 1) == REFUSED).then_some(()));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // The same requests made on the target's node are served.
+    assert_eq!(fetch(&c, "there", "http://there/whoami", 1), "200 there\n");
 }
