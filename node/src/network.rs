@@ -15,6 +15,7 @@
 mod resolve;
 mod router;
 mod table;
+pub(crate) mod tcp;
 pub(crate) mod watch;
 
 pub(crate) use self::router::{Egress, Routing};

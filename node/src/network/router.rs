@@ -16,15 +16,18 @@
 //! - a route is decided without waiting: a read lock for the table's `Arc`, a mutex only
 //!   to pick a Service backend, the pod's container list under its read lock.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
 use super::resolve::{Balancer, Client, Route, pick, resolve};
 use super::table::Table;
+use super::tcp::{NameLookup, PodSockets, Target};
 use crate::pod_table::{PodEntry, PodTable};
 use crate::runtime::{Dispatch, HttpService, Network};
 
+mod tcp_route;
 #[cfg(test)]
 mod tests;
 
@@ -47,11 +50,13 @@ pub(crate) struct Routing {
     table: RwLock<Arc<Table>>,
     balancer: Mutex<Balancer>,
     egress: Egress,
+    /// Each pod's TCP port space, by pod UID (`tcp_route.rs`).
+    sockets: Mutex<HashMap<String, Weak<PodSockets>>>,
 }
 
 impl Routing {
     pub fn new(node: String, pods: Arc<PodTable>, egress: Egress) -> Arc<Routing> {
-        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress })
+        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress, sockets: Mutex::default() })
     }
 
     /// Makes `table` the one every later request sees.
@@ -71,6 +76,7 @@ impl Routing {
             namespace: entry.namespace.clone(),
             name: entry.name.clone(),
             ip,
+            sockets: self.pod_sockets(entry, ip),
         })
     }
 
@@ -159,6 +165,7 @@ pub(crate) struct PodRouter {
     namespace: String,
     name: String,
     ip: Option<IpAddr>,
+    sockets: Arc<PodSockets>,
 }
 
 impl std::fmt::Debug for PodRouter {
@@ -172,5 +179,17 @@ impl Network for PodRouter {
         let table = self.routing.table();
         let route = resolve(&table, &Client { namespace: &self.namespace, ip: self.ip }, host, port);
         self.routing.dispatch(self, &table, route)
+    }
+
+    fn sockets(&self) -> Option<Arc<PodSockets>> {
+        Some(self.sockets.clone())
+    }
+
+    fn tcp_target(&self, addr: SocketAddr) -> Target {
+        self.routing.tcp_target(self, addr)
+    }
+
+    fn lookup(&self, name: &str) -> NameLookup {
+        self.routing.lookup(self, name)
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct Table {
 pub(crate) struct Service {
     pub name: String,
     pub kind: Kind,
+    /// Its ClusterIPs (what its name resolves to), sorted; empty unless [`Kind::ClusterIp`].
+    pub cluster_ips: Vec<IpAddr>,
     /// Its TCP ports, each with its ready backends.
     pub ports: Vec<Port>,
     /// Its ready endpoint addresses (what a headless name resolves to), sorted by IP.
@@ -223,6 +225,7 @@ impl Table {
             let service = Arc::new(Service {
                 name: normalize(name),
                 kind,
+                cluster_ips: cluster_ips.clone(),
                 ports,
                 endpoints: ready,
                 headless: Arc::new(headless),

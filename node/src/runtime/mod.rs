@@ -28,6 +28,7 @@ mod host;
 mod http;
 mod limits;
 mod outgoing;
+mod sockets;
 mod stdio;
 #[cfg(test)]
 mod tests;
@@ -166,6 +167,21 @@ pub trait Network: Send + Sync + std::fmt::Debug {
     /// literal, IPv6 without brackets; the port defaulted from the scheme). Called inside
     /// the guest's `outgoing-handler.handle`: it must answer at once, never wait.
     fn route(&self, host: &str, port: u16) -> Dispatch;
+
+    /// The pod's TCP port space (wasi:sockets `tcp`); None: TCP is off (access-denied).
+    fn sockets(&self) -> Option<Arc<crate::network::tcp::PodSockets>> {
+        None
+    }
+
+    /// Where a TCP connection to `addr` goes. Must answer at once, never wait.
+    fn tcp_target(&self, _addr: std::net::SocketAddr) -> crate::network::tcp::Target {
+        crate::network::tcp::Target::Denied
+    }
+
+    /// What `name` resolves to (wasi:sockets `ip-name-lookup`). Must answer at once.
+    fn lookup(&self, _name: &str) -> crate::network::tcp::NameLookup {
+        crate::network::tcp::NameLookup::NoSuchName
+    }
 }
 
 /// What to do with an outgoing request.
