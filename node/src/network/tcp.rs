@@ -29,21 +29,21 @@ use std::time::Duration;
 use bytes::{Buf as _, Bytes, BytesMut};
 
 /// Most sockets one pod holds at once (see the module invariants).
-pub(crate) const MAX_POD_SOCKETS: usize = 1024;
+pub const MAX_POD_SOCKETS: usize = 1024;
 /// Bytes buffered per direction of an in-memory connection.
-pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
+pub const PIPE_CAPACITY: usize = 64 * 1024;
 /// Backlog of a listener when the guest sets none (Linux's SOMAXCONN).
-pub(crate) const DEFAULT_BACKLOG: usize = 128;
+pub const DEFAULT_BACKLOG: usize = 128;
 /// Largest backlog a guest may ask for.
-pub(crate) const MAX_BACKLOG: usize = 1024;
+pub const MAX_BACKLOG: usize = 1024;
 /// Real egress gives up connecting after this long (a failed route shows within 3 s).
-pub(crate) const EGRESS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const EGRESS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Ephemeral ports handed to connecting sockets and to binds of port 0.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// Why a TCP operation failed, as the guest will see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TcpError {
+pub enum TcpError {
     #[error("connection refused")]
     Refused,
     #[error("access denied")]
@@ -64,7 +64,7 @@ pub(crate) enum TcpError {
 
 /// The end of a pipe: the other side is gone or shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Closed;
+pub struct Closed;
 
 // ---------------------------------------------------------------------------------------
 // Pipes
@@ -111,20 +111,20 @@ type Held = Option<Arc<SocketSlot>>;
 
 /// The read end of a bounded in-memory pipe.
 #[derive(Debug)]
-pub(crate) struct PipeReader {
+pub struct PipeReader {
     pipe: Arc<Pipe>,
     _held: Held,
 }
 
 /// The write end of a bounded in-memory pipe.
 #[derive(Debug)]
-pub(crate) struct PipeWriter {
+pub struct PipeWriter {
     pipe: Arc<Pipe>,
     _held: Held,
 }
 
 /// A pipe holding at most [`PIPE_CAPACITY`] bytes.
-pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
+pub fn pipe() -> (PipeWriter, PipeReader) {
     let pipe = Arc::new(Pipe {
         state: Mutex::new(PipeState { buf: BytesMut::new(), write_closed: false, read_closed: false, reader: None, writer: None }),
     });
@@ -230,7 +230,7 @@ impl Drop for PipeWriter {
 
 /// Closes one end of a pipe without owning it (socket shutdown).
 #[derive(Clone, Debug)]
-pub(crate) struct Closer {
+pub struct Closer {
     pipe: Weak<Pipe>,
     read: bool,
 }
@@ -295,7 +295,7 @@ impl tokio::io::AsyncWrite for PipeWriter {
 /// One side of a connection: what it reads, what it writes, and the addresses as this
 /// side sees them.
 #[derive(Debug)]
-pub(crate) struct Conn {
+pub struct Conn {
     pub rx: PipeReader,
     pub tx: PipeWriter,
     pub local: SocketAddr,
@@ -330,7 +330,7 @@ impl Conn {
 
 /// Copies between `conn` and a real byte stream until both directions end (real egress;
 /// the cross-node data plane's streams).
-pub(crate) fn bridge<S>(conn: Conn, stream: S)
+pub fn bridge<S>(conn: Conn, stream: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -354,7 +354,7 @@ where
 
 /// A pod's socket count while this is alive.
 #[derive(Debug)]
-pub(crate) struct SocketSlot {
+pub struct SocketSlot {
     pod: Arc<PodSockets>,
 }
 
@@ -387,7 +387,7 @@ struct Binding {
 
 /// Connections waiting for a listener's accept.
 #[derive(Debug)]
-pub(crate) struct Backlog {
+pub struct Backlog {
     state: Mutex<BacklogState>,
 }
 
@@ -498,7 +498,7 @@ fn ephemeral(ports: &mut Ports) -> Option<u16> {
 
 /// A bound port of a pod, held until dropped.
 #[derive(Debug)]
-pub(crate) struct Bound {
+pub struct Bound {
     pod: Arc<PodSockets>,
     pub addr: SocketAddr,
 }
@@ -524,7 +524,7 @@ impl Drop for Bound {
 
 /// A listening port of a pod; dropping it refuses what waits in its backlog.
 #[derive(Debug)]
-pub(crate) struct Listener {
+pub struct Listener {
     bound: Bound,
     queue: Arc<Backlog>,
 }
@@ -587,7 +587,7 @@ pub enum Target {
 
 /// Opens a connection from `from` (the connecting pod, its socket `slot`) to `target`.
 /// Answers a pod of this node at once; real egress within [`EGRESS_CONNECT_TIMEOUT`].
-pub(crate) async fn connect(from: Arc<PodSockets>, slot: Arc<SocketSlot>, target: Target) -> Result<Conn, TcpError> {
+pub async fn connect(from: Arc<PodSockets>, slot: Arc<SocketSlot>, target: Target) -> Result<Conn, TcpError> {
     match target {
         Target::Pod { sockets, port, loopback } => {
             let ip = if loopback { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { from.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) };
