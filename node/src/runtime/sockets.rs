@@ -268,6 +268,7 @@ impl TcpSocket {
     /// Moves a finished connect into ConnectReady.
     fn poll_connect(&mut self) {
         if let State::Connecting { task, .. } = &mut self.state
+            && task.is_finished()
             && let Some(done) = task.now_or_never()
         {
             let State::Connecting { local, remote, .. } = std::mem::replace(&mut self.state, State::Closed) else { unreachable!() };
@@ -282,8 +283,10 @@ impl Pollable for TcpSocket {
     async fn ready(&mut self) {
         match &mut self.state {
             State::Connecting { task, .. } => {
-                let _ = (&mut *task).await;
-                self.poll_connect();
+                // A JoinHandle must not be polled again once it has completed.
+                let result = (&mut *task).await.unwrap_or(Err(TcpError::Reset));
+                let State::Connecting { local, remote, .. } = std::mem::replace(&mut self.state, State::Closed) else { unreachable!() };
+                self.state = State::ConnectReady { local, remote, result };
             }
             State::Listening(l) => l.pending().await,
             _ => {}

@@ -98,3 +98,6 @@ impl Routing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

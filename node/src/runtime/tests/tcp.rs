@@ -13,6 +13,8 @@ struct Pods {
     me: Arc<PodSockets>,
     pods: HashMap<IpAddr, Arc<PodSockets>>,
     names: HashMap<String, Vec<IpAddr>>,
+    /// Where 203.0.113.7 goes: real egress.
+    egress: Option<SocketAddr>,
 }
 
 impl Network for Pods {
@@ -28,6 +30,7 @@ impl Network for Pods {
         }
         match self.pods.get(&addr.ip()) {
             Some(s) => Target::Pod { sockets: s.clone(), port: addr.port(), loopback: false },
+            None if addr.ip() == IpAddr::from([203, 0, 113, 7]) => self.egress.map_or(Target::Denied, Target::External),
             None => Target::Denied,
         }
     }
@@ -38,16 +41,17 @@ impl Network for Pods {
 
 struct Net {
     pods: HashMap<IpAddr, Arc<PodSockets>>,
+    egress: Option<SocketAddr>,
 }
 
 impl Net {
     fn new(ips: &[&str]) -> Net {
-        Net { pods: ips.iter().map(|ip| (ip.parse().unwrap(), PodSockets::new(Some(ip.parse().unwrap())))).collect() }
+        Net { pods: ips.iter().map(|ip| (ip.parse().unwrap(), PodSockets::new(Some(ip.parse().unwrap())))).collect(), egress: None }
     }
 
     fn spec(&self, me: &str, argv: &[&str], names: &[(&str, &str)]) -> InstanceSpec {
         let names = names.iter().map(|(n, ip)| (n.to_string(), vec![ip.parse().unwrap()])).collect();
-        let net = Pods { me: self.pods[&me.parse().unwrap()].clone(), pods: self.pods.clone(), names };
+        let net = Pods { me: self.pods[&me.parse().unwrap()].clone(), pods: self.pods.clone(), names, egress: self.egress };
         InstanceSpec { network: Some(Arc::new(net)), ..spec(argv) }
     }
 
@@ -153,4 +157,27 @@ async fn without_a_network_tcp_is_not_supported() {
     let (st, out) = run("tcp-client", &spec(&["tcp-client", "127.0.0.1:80"])).await;
     assert_eq!(st.reason, ExitReason::Error);
     assert!(out.stdout().contains("error: not-supported"), "{}", out.stdout());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_egress_is_bridged_to_the_guest() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (conn, _) = server.accept().await.unwrap();
+        let (rd, mut wr) = conn.into_split();
+        let mut line = String::new();
+        tokio::io::BufReader::new(rd).read_line(&mut line).await.unwrap();
+        wr.write_all(format!("host: {line}").as_bytes()).await.unwrap();
+    });
+    let net = Net { egress: Some(at), ..Net::new(&["10.42.0.2"]) };
+    let (ok, out) = client(&net.spec("10.42.0.2", &["tcp-client", "203.0.113.7:80", "out"], &[])).await;
+    assert!(ok && out.contains("reply: host: out"), "{out}");
+    // A real address nobody listens on: refused, within the egress connect timeout.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let net = Net { egress: Some(closed), ..Net::new(&["10.42.0.2"]) };
+    let (ok, out) = client(&net.spec("10.42.0.2", &["tcp-client", "203.0.113.7:80"], &[])).await;
+    assert!(!ok && out.contains("error: connection-refused"), "{out}");
+    assert_eq!(net.sockets("10.42.0.2").open_sockets(), 0);
 }
