@@ -8,8 +8,8 @@
 //! get an [`HttpService`] from [`Runtime::serve`] that makes a fresh instance per request.
 //!
 //! Invariants: a guest only sees what its [`InstanceSpec`] grants (argv, env, preopened
-//! mounts; no sockets; outgoing wasi:http requests only where its [`Network`] routes
-//! them, none without one); every store carries the memory limiter and the
+//! mounts; TCP and name lookup over its [`Network`] only, no host sockets, no UDP;
+//! outgoing wasi:http requests only where its [`Network`] routes them, none without one); every store carries the memory limiter and the
 //! fuel/epoch meter, so a guest that traps, loops, overflows its stack or hogs memory ends
 //! only itself; wasm yields to tokio at least every fuel slice (~2 ms of CPU) or epoch
 //! tick, so a busy guest never starves a worker thread and can be killed (its future
@@ -20,7 +20,8 @@
 //! limiter, CPU token bucket, per-store meter), `host.rs` (store state, WASI context),
 //! `stdio.rs` (stdout/stderr into an [`OutputSink`], stdin from a channel), `command.rs`
 //! (command containers), `http.rs` (HTTP containers), `outgoing.rs` (outgoing wasi:http
-//! requests: executes the [`Network`]'s [`Dispatch`]).
+//! requests: executes the [`Network`]'s [`Dispatch`]), `sockets.rs` (wasi:sockets TCP and
+//! ip-name-lookup over the [`Network`]).
 
 mod command;
 mod engine;
