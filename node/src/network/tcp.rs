@@ -451,9 +451,9 @@ impl PodSockets {
     }
 
     /// Opens a connection from `from` (a pod's client socket, `from_addr` its address as
-    /// the target sees it) to this pod's `port`. `loopback`: the client is this pod,
-    /// connecting over loopback.
-    pub fn accept_from(self: &Arc<Self>, from: &Arc<SocketSlot>, from_addr: SocketAddr, port: u16, loopback: bool) -> Result<Conn, TcpError> {
+    /// the target sees it; None: a client outside this node, through the cross-node data
+    /// plane) to this pod's `port`. `loopback`: the client is this pod, over loopback.
+    pub fn accept_from(self: &Arc<Self>, from: Option<&Arc<SocketSlot>>, from_addr: SocketAddr, port: u16, loopback: bool) -> Result<Conn, TcpError> {
         let ports = self.ports();
         let Some(Binding { ip, queue: Some(queue) }) = ports.bound.get(&port) else { return Err(TcpError::Refused) };
         let takes = ip.is_unspecified() || if loopback { ip.is_loopback() } else { !ip.is_loopback() };
@@ -471,7 +471,10 @@ impl PodSockets {
         if let Some(w) = q.waker.take() {
             w.wake();
         }
-        Ok(client.hold(from))
+        Ok(match from {
+            Some(slot) => client.hold(slot),
+            None => client,
+        })
     }
 
     /// An ephemeral port for a connecting socket of this pod.
@@ -592,7 +595,7 @@ pub async fn connect(from: Arc<PodSockets>, slot: Arc<SocketSlot>, target: Targe
         Target::Pod { sockets, port, loopback } => {
             let ip = if loopback { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { from.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) };
             let from_addr = SocketAddr::new(ip, from.ephemeral_port());
-            sockets.accept_from(&slot, from_addr, port, loopback)
+            sockets.accept_from(Some(&slot), from_addr, port, loopback)
         }
         Target::Remote { node, addr } => {
             tracing::debug!(target = %addr, target.node = %node, "connection refused: cross-node TCP is not built yet");

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::super::resolve::{Client, Route, lookup_name, pick, resolve};
 use super::super::table::Table;
-use super::super::tcp::{NameLookup, PodSockets, Target};
+use super::super::tcp::{Conn, NameLookup, PodSockets, Target, TcpError};
 use super::{Egress, PodRouter, Routing};
 use crate::pod_table::PodEntry;
 
@@ -33,6 +33,16 @@ impl Routing {
     fn sockets_at(&self, ip: IpAddr) -> Option<Arc<PodSockets>> {
         let pod = self.pods.by_ip(ip)?;
         self.sockets.lock().unwrap_or_else(|p| p.into_inner()).get(&pod.uid).and_then(Weak::upgrade)
+    }
+
+    /// Opens a connection from outside this node (the cross-node data plane's entry point
+    /// for inbound TCP) to the pod of this node at `to`; `from` is the remote client's
+    /// address as the pod sees it. Refused when no pod of this node holds `to` or nobody
+    /// there takes it. Bridge the returned [`Conn`] to the transport with `tcp::bridge`.
+    #[allow(dead_code, reason = "the cross-node data plane's entry point; used by tests until it lands")]
+    pub(crate) fn tcp_inbound(&self, from: SocketAddr, to: SocketAddr) -> Result<Conn, TcpError> {
+        let sockets = self.sockets_at(to.ip()).ok_or(TcpError::Refused)?;
+        sockets.accept_from(None, from, to.port(), false)
     }
 
     /// Where a TCP connection from `from` to the pod address `addr` goes.

@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
 use super::super::super::table::Table;
-use super::super::super::tcp::{NameLookup, Target};
+use super::super::super::tcp::{NameLookup, Target, TcpError};
 use super::super::{Egress, Routing};
 use crate::pod_table::{PodEntry, PodTable};
 use crate::runtime::Network;
@@ -132,4 +132,19 @@ fn a_pod_keeps_one_port_space_while_it_lives() {
     assert!(old.upgrade().is_none(), "the port space goes with the pod's last router");
     let fresh = net.routing.for_pod(&entry, None);
     assert!(fresh.sockets().expect("sockets").listening().is_empty());
+}
+
+#[test]
+fn inbound_connections_from_other_nodes_reach_a_listening_pod() {
+    let net = Net::new(Egress::Deny);
+    let (_s, server) = net.pod("server", "10.42.1.11");
+    let sockets = server.sockets().expect("sockets");
+    let from = addr("10.42.2.5:50000");
+    assert_eq!(net.routing.tcp_inbound(from, addr("10.42.1.11:7000")).err(), Some(TcpError::Refused), "nobody listens");
+    let listener = sockets.bind(addr("0.0.0.0:7000")).expect("bind").listen(4);
+    let conn = net.routing.tcp_inbound(from, addr("10.42.1.11:7000")).expect("accepted");
+    assert_eq!((conn.local, conn.peer), (from, addr("10.42.1.11:7000")));
+    let accepted = listener.try_accept().expect("waiting");
+    assert_eq!(accepted.peer, from);
+    assert_eq!(net.routing.tcp_inbound(from, addr("10.42.1.99:7000")).err(), Some(TcpError::Refused), "not a pod of this node");
 }
