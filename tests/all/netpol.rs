@@ -101,7 +101,7 @@ fn netpol_ingress_default_deny_and_allow_by_pod_and_namespace_selector() {
     assert_eq!(fetch(&c, "shop", "other", "http://web.shop.svc.cluster.local/whoami"), REFUSED);
     assert!(t.elapsed() < Duration::from_secs(5), "denials took {:?}", t.elapsed());
     let direct = c.kubectl(&["get", "--raw", "/api/v1/namespaces/shop/pods/web:8080/proxy/whoami"]).ok().to_string();
-    assert_eq!(direct, "web", "pods/proxy is never filtered");
+    assert_eq!(direct, "web\n", "pods/proxy is never filtered");
     // The guests namespace is not isolated: its pods reach out (to a pod there).
     assert_eq!(fetch(&c, "guests", "visitor", "http://localhost:8080/whoami"), "200 visitor\n");
 
