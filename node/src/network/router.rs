@@ -80,7 +80,7 @@ impl Routing {
     }
 
     /// Whether NetworkPolicy lets `from` reach `to` on TCP `port`; logs a denial.
-    fn permits(&self, view: &PolicyView, from: &PodRouter, to: Peer<'_>, port: u16) -> bool {
+    pub(super) fn permits(&self, view: &PolicyView, from: &PodRouter, to: Peer<'_>, port: u16) -> bool {
         let ok = policy::allowed(view, from.peer(), to, port, Protocol::Tcp);
         if !ok {
             tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = ?to, port, "connection refused: denied by NetworkPolicy");
@@ -199,7 +199,7 @@ impl std::fmt::Debug for PodRouter {
 
 impl PodRouter {
     /// This pod as a NetworkPolicy peer.
-    fn peer(&self) -> Peer<'_> {
+    pub(super) fn peer(&self) -> Peer<'_> {
         Peer::Pod { namespace: &self.namespace, name: &self.name, ip: self.ip }
     }
 }
