@@ -10,6 +10,7 @@ mod kubectl_apply;
 mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
+mod netpol;
 mod node_pods;
 mod node_limits;
 mod node_images;
