@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every wasm guest under guests/ (tests and samples for the node agent) and writes
-# OUT_DIR/<guest-dir-name>.wasm.
+# OUT_DIR/<guest-dir-name>.wasm; a sample of several components keeps one crate per
+# component in samples/SAMPLE/COMPONENT/ and gets OUT_DIR/SAMPLE-COMPONENT.wasm.
 #
 #   scripts/build-guests.sh [OUT_DIR]        OUT_DIR defaults to target/guests
 #
@@ -76,8 +77,9 @@ meta() { # meta CARGO_TOML KEY: a value from [package.metadata.flotilla-guest]
   sed -n '/^\[package\.metadata\.flotilla-guest\]/,/^\[/{s/^'"$2"' *= *"\([^"]*\)".*/\1/p}' "$1"
 }
 built=0
-for manifest in "$ROOT"/guests/*/Cargo.toml "$ROOT"/samples/*/Cargo.toml; do
+for manifest in "$ROOT"/guests/*/Cargo.toml "$ROOT"/samples/*/Cargo.toml "$ROOT"/samples/*/*/Cargo.toml; do
   dir=$(dirname "$manifest"); name=$(basename "$dir")
+  case $manifest in "$ROOT"/samples/*/*/Cargo.toml) name=$(basename "$(dirname "$dir")")-$name ;; esac
   target=$(meta "$manifest" target); adapter=$(meta "$manifest" adapter)
   [ -n "$target" ] || { echo "build-guests: $manifest lacks [package.metadata.flotilla-guest] target" >&2; exit 1; }
   pkg=$(sed -n '/^\[package\]/,/^\[/{s/^name *= *"\([^"]*\)".*/\1/p}' "$manifest")

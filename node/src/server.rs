@@ -1054,6 +1054,17 @@ mod tests {
         }
     }
 
+    /// Polls `cond` every 10 ms until it holds; panics naming `what` after WAIT.
+    async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
+        tokio::time::timeout(WAIT, async {
+            while !cond().await {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    }
+
     #[tokio::test]
     async fn exec_is_killed_when_the_client_goes_away() {
         let h = start().await;
@@ -1061,13 +1072,7 @@ mod tests {
         let first = tokio::time::timeout(WAIT, ws.next()).await.expect("timely");
         assert!(matches!(first, Some(Ok(Message::Binary(_)))), "{first:?}");
         drop(ws);
-        tokio::time::timeout(WAIT, async {
-            while !h.killed.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("instance killed");
+        wait_until("instance killed", || async { h.killed.load(Ordering::SeqCst) }).await;
     }
 
     #[tokio::test]
@@ -1079,13 +1084,7 @@ mod tests {
         let got = frames(&mut ws).await;
         assert!(h.killed.load(Ordering::SeqCst));
         assert!(got.last().is_some_and(|(ch, s)| *ch == 3 && s.contains("exit code 137")), "{got:?}");
-        tokio::time::timeout(WAIT, async {
-            while tokio::net::TcpStream::connect(h.addr).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("listener closed");
+        wait_until("listener closed", || async { tokio::net::TcpStream::connect(h.addr).await.is_err() }).await;
     }
 
     #[tokio::test]

@@ -11,8 +11,12 @@
 //!   container; anything else is connection-refused;
 //! - a pod address this node does not hold is refused at once, with a log line: cross-node
 //!   routing is not built yet;
-//! - external egress is denied unless the node's [`Egress`] allows it (it does not, until
-//!   NetworkPolicy lands): the guest gets HTTP-request-denied, as before the pod network;
+//! - external egress is denied unless the node's [`Egress`] allows it: the guest gets
+//!   HTTP-request-denied, as before the pod network;
+//! - NetworkPolicy (`policy.rs`) is checked in [`Routing::to_pod`] and for external
+//!   egress, where the final destination (pod and container port after Service
+//!   resolution, or the external address) is known; a denial is connection-refused. A
+//!   pod reaching itself (localhost, its own IP) is never checked;
 //! - a route is decided without waiting: a read lock for the table's `Arc`, a mutex only
 //!   to pick a Service backend, the pod's container list under its read lock.
 
@@ -21,6 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
+use super::policy::{self, Peer, PolicyView, Protocol};
 use super::resolve::{Balancer, Client, Route, pick, resolve};
 use super::table::Table;
 use super::tcp::{NameLookup, PodSockets, Target};
@@ -50,13 +55,15 @@ pub(crate) struct Routing {
     table: RwLock<Arc<Table>>,
     balancer: Mutex<Balancer>,
     egress: Egress,
+    /// NetworkPolicy, published apart from the table (pods change more often than routes).
+    policy: RwLock<Arc<PolicyView>>,
     /// Each pod's TCP port space, by pod UID (`tcp_route.rs`).
     sockets: Mutex<HashMap<String, Weak<PodSockets>>>,
 }
 
 impl Routing {
     pub fn new(node: String, pods: Arc<PodTable>, egress: Egress) -> Arc<Routing> {
-        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress, sockets: Mutex::default() })
+        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress, policy: RwLock::default(), sockets: Mutex::default() })
     }
 
     /// Makes `table` the one every later request sees.
@@ -66,6 +73,24 @@ impl Routing {
 
     pub fn table(&self) -> Arc<Table> {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `view` the NetworkPolicy every later connection is checked against.
+    pub fn publish_policy(&self, view: PolicyView) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    }
+
+    pub fn policy(&self) -> Arc<PolicyView> {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether NetworkPolicy lets `from` reach `to` on TCP `port`; logs a denial.
+    pub(super) fn permits(&self, view: &PolicyView, from: &PodRouter, to: Peer<'_>, port: u16) -> bool {
+        let ok = policy::allowed(view, from.peer(), to, port, Protocol::Tcp);
+        if !ok {
+            tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = ?to, port, "connection refused: denied by NetworkPolicy");
+        }
+        ok
     }
 
     /// The network of the pod `entry` at `ip`.
@@ -103,7 +128,11 @@ impl Routing {
                     return self.to_pod(from, table, SocketAddr::new(ip, port));
                 }
                 match self.egress {
-                    Egress::Allow => Dispatch::External { host, port },
+                    Egress::Allow => {
+                        let view = self.policy();
+                        let to = host.parse::<IpAddr>().map_or(Peer::Name, |ip| view.peer_at(ip));
+                        if self.permits(&view, from, to, port) { Dispatch::External { host, port } } else { Dispatch::Refused }
+                    }
                     Egress::Deny => {
                         tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, host = %host, port, "external egress is off");
                         Dispatch::Denied
@@ -118,9 +147,10 @@ impl Routing {
         }
     }
 
-    /// A request to the pod at `addr`.
+    /// A request to the pod at `addr`: the one place a pod destination is final.
     fn to_pod(&self, from: &PodRouter, table: &Table, addr: SocketAddr) -> Dispatch {
         match self.pods.by_ip(addr.ip()) {
+            Some(pod) if !self.permits(&self.policy(), from, Peer::Pod { namespace: &pod.namespace, name: &pod.name, ip: Some(addr.ip()) }, addr.port()) => Dispatch::Refused,
             Some(pod) => serve(&pod, addr.port()).map_or_else(|| refused(from, "no container of the target pod listens on that port", addr.port()), Dispatch::Local),
             None => {
                 match table.node_of(addr.ip()).filter(|n| *n != self.node) {
@@ -171,6 +201,13 @@ pub(crate) struct PodRouter {
 impl std::fmt::Debug for PodRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PodRouter").field("namespace", &self.namespace).field("name", &self.name).field("ip", &self.ip).finish()
+    }
+}
+
+impl PodRouter {
+    /// This pod as a NetworkPolicy peer.
+    pub(super) fn peer(&self) -> Peer<'_> {
+        Peer::Pod { namespace: &self.namespace, name: &self.name, ip: self.ip }
     }
 }
 

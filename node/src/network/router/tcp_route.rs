@@ -2,6 +2,12 @@
 //! decided by the same [`resolve`] and [`pick`] as HTTP, and each pod's port space
 //! ([`PodSockets`]), found by pod UID.
 //!
+//! NetworkPolicy is checked as for HTTP (`Routing::permits`) where the destination is
+//! final: a pod of this node (after Service resolution, on its container port) or an
+//! external address; a denial is connection-refused. A pod reaching itself is never
+//! checked. Inbound connections from other nodes ([`Routing::tcp_inbound`]) are left to
+//! the cross-node data plane's check.
+//!
 //! Invariants: a pod's port space is the one its [`PodRouter`] holds, so it lives while
 //! any container of the pod does; the registry keeps only weak references (dead ones are
 //! swept when a pod joins); a target is decided without waiting.
@@ -10,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use super::super::policy::Peer;
 use super::super::resolve::{Client, Route, lookup_name, pick, resolve};
 use super::super::table::Table;
 use super::super::tcp::{Conn, NameLookup, PodSockets, Target, TcpError};
@@ -29,10 +36,15 @@ impl Routing {
         s
     }
 
+    /// The port space of `pod`.
+    fn sockets_of(&self, pod: &PodEntry) -> Option<Arc<PodSockets>> {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).get(&pod.uid).and_then(Weak::upgrade)
+    }
+
     /// The port space of the pod of this node at `ip`.
     fn sockets_at(&self, ip: IpAddr) -> Option<Arc<PodSockets>> {
         let pod = self.pods.by_ip(ip)?;
-        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).get(&pod.uid).and_then(Weak::upgrade)
+        self.sockets_of(&pod)
     }
 
     /// Opens a connection from outside this node (the cross-node data plane's entry point
@@ -47,8 +59,15 @@ impl Routing {
 
     /// Where a TCP connection from `from` to the pod address `addr` goes.
     fn tcp_to_pod(&self, from: &PodRouter, table: &Table, addr: SocketAddr) -> Target {
-        if let Some(sockets) = self.sockets_at(addr.ip()) {
-            return Target::Pod { sockets, port: addr.port(), loopback: false };
+        if let Some(pod) = self.pods.by_ip(addr.ip()) {
+            let to = Peer::Pod { namespace: &pod.namespace, name: &pod.name, ip: Some(addr.ip()) };
+            if !self.permits(&self.policy(), from, to, addr.port()) {
+                return Target::Refused;
+            }
+            return match self.sockets_of(&pod) {
+                Some(sockets) => Target::Pod { sockets, port: addr.port(), loopback: false },
+                None => Target::Refused,
+            };
         }
         match table.node_of(addr.ip()).filter(|n| *n != self.node) {
             Some(node) => Target::Remote { node: node.to_string(), addr },
@@ -81,7 +100,10 @@ impl Routing {
                     return self.tcp_to_pod(from, &table, addr);
                 }
                 match self.egress {
-                    Egress::Allow => Target::External(addr),
+                    Egress::Allow => {
+                        let view = self.policy();
+                        if self.permits(&view, from, view.peer_at(addr.ip()), addr.port()) { Target::External(addr) } else { Target::Refused }
+                    }
                     Egress::Deny => {
                         tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "external egress is off");
                         Target::Denied
