@@ -148,3 +148,33 @@ fn inbound_connections_from_other_nodes_reach_a_listening_pod() {
     assert_eq!(accepted.peer, from);
     assert_eq!(net.routing.tcp_inbound(from, addr("10.42.1.99:7000")).err(), Some(TcpError::Refused), "not a pod of this node");
 }
+
+#[test]
+fn network_policy_refuses_tcp_at_the_final_destination() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+    use super::super::super::policy::PolicyView;
+    let net = Net::new(Egress::Allow);
+    let (_s, server) = net.pod("server", "10.42.1.11");
+    let (_c, client) = net.pod("client", "10.42.1.12");
+    let pod = |name: &str, app: &str, ip: &str| obj::<Pod>(json!({"metadata": {"namespace": "default", "name": name, "labels": {"app": app}}, "status": {"podIP": ip}}));
+    let pods = [pod("server", "echo", "10.42.1.11"), pod("client", "client", "10.42.1.12")];
+    let ingress = |port: u16| {
+        [obj::<NetworkPolicy>(json!({"metadata": {"namespace": "default", "name": "echo"}, "spec": {"podSelector": {"matchLabels": {"app": "echo"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": port}]}]}}))]
+    };
+    // The Service's 6000 is the pod's 7000 after resolution: a rule for 6000 does not match.
+    net.routing.publish_policy(PolicyView::build(&ingress(6000), &[], &pods));
+    assert!(matches!(client.tcp_target(addr("10.43.0.20:6000")), Target::Refused));
+    assert!(matches!(client.tcp_target(addr("10.42.1.11:7000")), Target::Refused));
+    assert_eq!(to_pod(&client.tcp_target(addr("127.0.0.1:1")), &client), Some((1, true)), "a pod reaches itself");
+    net.routing.publish_policy(PolicyView::build(&ingress(7000), &[], &pods));
+    assert_eq!(to_pod(&client.tcp_target(addr("10.43.0.20:6000")), &server), Some((7000, false)));
+    // Egress: no rule allows external addresses.
+    let egress = [obj::<NetworkPolicy>(json!({"metadata": {"namespace": "default", "name": "client"}, "spec": {"podSelector": {"matchLabels": {"app": "client"}},
+        "policyTypes": ["Egress"], "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "echo"}}}]}]}}))];
+    net.routing.publish_policy(PolicyView::build(&egress, &[], &pods));
+    assert!(matches!(client.tcp_target(addr("192.0.2.1:80")), Target::Refused));
+    assert_eq!(to_pod(&client.tcp_target(addr("10.42.1.11:7000")), &server), Some((7000, false)));
+}
