@@ -128,7 +128,8 @@ spec:
 "#
     ));
     wait_for(Duration::from_secs(60), "two ready echo endpoints", || {
-        let ips = c.jsonpath(&["endpoints", "echo"], "{.subsets[*].addresses[*].ip}");
+        // Not `jsonpath`: the Endpoints object may not exist yet.
+        let ips = c.kubectl(&["get", "endpoints", "echo", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]).stdout;
         (ips.split_whitespace().count() == 2).then_some(())
     });
     // The client retries while its node learns the Service (the name is unknown until then).
