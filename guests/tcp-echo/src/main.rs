@@ -1,8 +1,8 @@
 //! tcp-echo: a TCP echo server over wasi:sockets. Listens on `BIND:PORT` (args:
 //! `tcp-echo [PORT [BIND]]`, else env `PORT`, `BIND`; defaults 7000 and 0.0.0.0), prints
 //! `listening on ADDR`, then answers every line of every connection with `NAME: LINE`
-//! (env `NAME`, default `echo`), forever. Connections are served one at a time (wasip2
-//! has no threads). Exits 1 if it cannot listen (`bind ...: ERROR`).
+//! (env `NAME`, default `echo`), forever, serving every connection at once by polling
+//! (wasip2 has no threads). Exits 1 if it cannot listen (`bind ...: ERROR`).
 #![forbid(unsafe_code)]
 
 mod net;
@@ -26,20 +26,46 @@ fn main() {
         }
     };
     println!("listening on {}", listener.local_address().map(net::fmt_addr).unwrap_or_default());
+    // Every connection at once, by polling the listener and each connection's input.
+    let mut conns: Vec<(net::Stream, String)> = Vec::new();
     loop {
-        let mut conn = match net::accept(&listener) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("accept: {}", e.name());
+        let ready = {
+            let mut pollables = vec![listener.subscribe()];
+            pollables.extend(conns.iter().map(|(c, _)| c.subscribe()));
+            let refs: Vec<&wasip2::io::poll::Pollable> = pollables.iter().collect();
+            wasip2::io::poll::poll(&refs)
+        };
+        let mut ended = Vec::new();
+        for i in ready {
+            if i == 0 {
+                while let Some(conn) = net::try_accept(&listener) {
+                    match conn {
+                        Ok(c) => {
+                            let peer = c.peer();
+                            conns.push((c, peer));
+                        }
+                        Err(e) => eprintln!("accept: {}", e.name()),
+                    }
+                }
                 continue;
             }
-        };
-        let peer = conn.peer();
-        while let Some(line) = conn.read_line() {
-            println!("{peer}: {line}");
-            if !conn.write_all(format!("{name}: {line}\n").as_bytes()) {
-                break;
+            let (conn, peer) = &mut conns[i as usize - 1];
+            let Some(lines) = conn.read_lines() else {
+                ended.push(i as usize - 1);
+                continue;
+            };
+            for line in lines {
+                println!("{peer}: {line}");
+                if !conn.write_all(format!("{name}: {line}\n").as_bytes()) {
+                    ended.push(i as usize - 1);
+                    break;
+                }
             }
+        }
+        ended.sort_unstable();
+        ended.dedup();
+        for i in ended.into_iter().rev() {
+            conns.swap_remove(i);
         }
     }
 }

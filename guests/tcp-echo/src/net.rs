@@ -51,6 +51,15 @@ pub fn listen(bind: (u8, u8, u8, u8), port: u16) -> Result<TcpSocket, ErrorCode>
     Ok(s)
 }
 
+/// A waiting connection, if any (never blocks).
+pub fn try_accept(listener: &TcpSocket) -> Option<Result<Stream, ErrorCode>> {
+    match listener.accept() {
+        Ok((socket, input, output)) => Some(Ok(Stream { input, output, socket, buf: Vec::new() })),
+        Err(ErrorCode::WouldBlock) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
 pub fn accept(listener: &TcpSocket) -> Result<Stream, ErrorCode> {
     let (socket, input, output) = retry(listener, || listener.accept())?;
     Ok(Stream { input, output, socket, buf: Vec::new() })
@@ -88,6 +97,35 @@ impl Stream {
 
     pub fn peer(&self) -> String {
         self.socket.remote_address().map(fmt_addr).unwrap_or_default()
+    }
+
+    /// Ready when bytes can be read (or the stream ended). Drop it before the stream.
+    pub fn subscribe(&self) -> wasip2::io::poll::Pollable {
+        self.input.subscribe()
+    }
+
+    /// The complete lines read so far without blocking; None once the stream ended
+    /// (the lines still buffered, then the rest, were returned before).
+    pub fn read_lines(&mut self) -> Option<Vec<String>> {
+        let ended = loop {
+            match self.input.read(4096) {
+                Ok(bytes) if bytes.is_empty() => break false,
+                Ok(bytes) => self.buf.extend_from_slice(&bytes),
+                Err(_) => break true,
+            }
+        };
+        let mut lines = Vec::new();
+        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            lines.push(String::from_utf8_lossy(&line[..i]).trim_end_matches('\r').to_string());
+        }
+        if ended {
+            if !self.buf.is_empty() {
+                lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).to_string());
+            }
+            return if lines.is_empty() { None } else { Some(lines) };
+        }
+        Some(lines)
     }
 
     /// The next line without its newline; None at the end of the stream.

@@ -181,3 +181,42 @@ async fn real_egress_is_bridged_to_the_guest() {
     assert!(!ok && out.contains("error: connection-refused"), "{out}");
     assert_eq!(net.sockets("10.42.0.2").open_sockets(), 0);
 }
+
+/// A line from `conn`, waiting for it.
+async fn line(conn: &mut crate::network::tcp::Conn) -> String {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.ends_with(b"\n") {
+        assert!(Instant::now() < deadline, "no line: {:?}", String::from_utf8_lossy(&got));
+        match conn.rx.try_read(1024) {
+            Ok(b) if b.is_empty() => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), conn.rx.readable()).await;
+            }
+            Ok(b) => got.extend_from_slice(&b),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_serves_many_connections_at_once() {
+    use crate::network::tcp::connect;
+    let net = Net::new(&["10.42.0.2", "10.42.0.3"]);
+    let server = Server::start(net.spec("10.42.0.2", &["tcp-echo", "7000"], &[])).await;
+    let client = net.sockets("10.42.0.3").clone();
+    let target = || Target::Pod { sockets: net.sockets("10.42.0.2").clone(), port: 7000, loopback: false };
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        conns.push(connect(client.clone(), client.socket().unwrap(), target()).await.expect("connected"));
+    }
+    // Answered in any order while all stay open: the last first.
+    for (i, c) in conns.iter_mut().enumerate().rev() {
+        c.tx.try_write(format!("n{i}\n").as_bytes()).unwrap();
+        assert_eq!(line(c).await, format!("echo: n{i}\n"));
+    }
+    drop(conns);
+    assert_eq!(server.stop().await.reason, ExitReason::Killed);
+    assert_eq!(net.sockets("10.42.0.2").open_sockets(), 0);
+    assert_eq!(net.sockets("10.42.0.3").open_sockets(), 0);
+}
