@@ -13,7 +13,9 @@
 //!   the listener's address does not take it (a loopback-only listener takes only its
 //!   own pod), its backlog is full, or the target pod is at [`MAX_POD_SOCKETS`];
 //! - a pod holds at most [`MAX_POD_SOCKETS`] sockets (created, accepted, or queued in its
-//!   backlogs, counted until the socket and both its streams are gone);
+//!   backlogs, counted until the socket and both its streams are gone),
+//!   so the host memory a pod's connections can pin is bounded too (at most
+//!   `MAX_POD_SOCKETS` x 2 x [`PIPE_CAPACITY`], 128 MiB, outside its wasm memory limit);
 //! - a pipe holds at most [`PIPE_CAPACITY`] bytes (writers see backpressure); a pipe
 //!   whose writer is gone or shut down reads to its end, then end-of-stream; a write to a
 //!   pipe whose reader is gone fails.
