@@ -65,8 +65,13 @@ pub fn accept(listener: &TcpSocket) -> Result<Stream, ErrorCode> {
     Ok(Stream { input, output, socket, buf: Vec::new() })
 }
 
-/// The IPv4 addresses `host` resolves to (an IP literal resolves to itself).
+/// The IPv4 addresses `host` resolves to. An IP literal is itself, without a lookup (as
+/// in std and wasi-libc).
 pub fn resolve(host: &str) -> Result<Vec<(u8, u8, u8, u8)>, ErrorCode> {
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        let o = ip.octets();
+        return Ok(vec![(o[0], o[1], o[2], o[3])]);
+    }
     let net = instance_network();
     let stream = resolve_addresses(&net, host)?;
     let mut out = Vec::new();
