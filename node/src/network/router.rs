@@ -9,17 +9,19 @@
 //!   containerPort; an HTTP container that declares no port listens on
 //!   [`UNDECLARED_PORT`] (`wasmtime serve`'s default) when it is the pod's only such
 //!   container; anything else is connection-refused;
-//! - a pod address this node does not hold is refused at once, with a log line: cross-node
-//!   routing is not built yet;
+//! - a pod address in another node's podCIDR (or an endpoint naming another node) goes
+//!   through the data plane (`dataplane.rs`) once the node has one; one no pod of this node
+//!   holds, or of a node the data plane cannot reach, is refused at once;
 //! - external egress is denied unless the node's [`Egress`] allows it (it does not, until
 //!   NetworkPolicy lands): the guest gets HTTP-request-denied, as before the pod network;
 //! - a route is decided without waiting: a read lock for the table's `Arc`, a mutex only
 //!   to pick a Service backend, the pod's container list under its read lock.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
+use super::dataplane::Peers;
 use super::resolve::{Balancer, Client, Route, pick, resolve};
 use super::table::Table;
 use crate::pod_table::{PodEntry, PodTable};
@@ -47,11 +49,13 @@ pub(crate) struct Routing {
     table: RwLock<Arc<Table>>,
     balancer: Mutex<Balancer>,
     egress: Egress,
+    /// Connections to the other nodes' data planes; unset, their pods are refused.
+    data_plane: OnceLock<Arc<Peers>>,
 }
 
 impl Routing {
     pub fn new(node: String, pods: Arc<PodTable>, egress: Egress) -> Arc<Routing> {
-        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress })
+        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress, data_plane: OnceLock::new() })
     }
 
     /// Makes `table` the one every later request sees.
@@ -61,6 +65,17 @@ impl Routing {
 
     pub fn table(&self) -> Arc<Table> {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends requests for other nodes' pods through `peers` (set once).
+    pub fn set_data_plane(&self, peers: Arc<Peers>) {
+        let _ = self.data_plane.set(peers);
+    }
+
+    /// The running HTTP service of this node's pod at `addr` (where the data plane
+    /// delivers requests from other nodes).
+    pub fn serve_addr(&self, addr: SocketAddr) -> Option<Arc<HttpService>> {
+        serve(&*self.pods.by_ip(addr.ip())?, addr.port())
     }
 
     /// The network of the pod `entry` at `ip`.
@@ -117,14 +132,18 @@ impl Routing {
         match self.pods.by_ip(addr.ip()) {
             Some(pod) => serve(&pod, addr.port()).map_or_else(|| refused(from, "no container of the target pod listens on that port", addr.port()), Dispatch::Local),
             None => {
-                match table.node_of(addr.ip()).filter(|n| *n != self.node) {
-                    Some(node) => tracing::warn!(
-                        pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, target.node = %node,
-                        "connection refused: the target pod is on another node and cross-node routing is not yet built"
-                    ),
-                    None => tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "connection refused: no pod holds that address"),
-                }
-                Dispatch::Refused
+                let Some(node) = table.node_of(addr.ip()).filter(|n| *n != self.node) else {
+                    tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "connection refused: no pod holds that address");
+                    return Dispatch::Refused;
+                };
+                let hop = match self.data_plane.get() {
+                    Some(peers) => peers.hop(table, node, addr, from.ip),
+                    None => Err("this node has no data plane"),
+                };
+                hop.unwrap_or_else(|why| {
+                    tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, target.node = %node, "connection refused: {why}");
+                    Dispatch::Refused
+                })
             }
         }
     }
