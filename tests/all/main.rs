@@ -15,6 +15,7 @@ mod node_limits;
 mod node_images;
 mod pod_cidr;
 mod pod_network;
+mod pod_network_xnode;
 mod services;
 mod workloads;
 mod workloads_batch;
