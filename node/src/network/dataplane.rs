@@ -313,15 +313,15 @@ fn inbound(response: Response<Incoming>) -> Result<Response<BoxBody>, ForwardErr
 /// What the listener checks and where it delivers: this node's pods, and the pins of
 /// the nodes it trusts.
 pub(crate) trait Delivery: Send + Sync + 'static {
-    /// The name of the node that published certificate pin `pin`, if any.
-    fn trusted(&self, pin: &[u8; 32]) -> Option<String>;
+    /// Whether a node of the cluster published certificate pin `pin`.
+    fn trusted(&self, pin: &[u8; 32]) -> bool;
     /// The HTTP service of this node's pod serving `addr`.
     fn service(&self, addr: SocketAddr) -> Option<Arc<crate::runtime::HttpService>>;
 }
 
 impl Delivery for Routing {
-    fn trusted(&self, pin: &[u8; 32]) -> Option<String> {
-        self.table().node_with_pin(pin).map(str::to_string)
+    fn trusted(&self, pin: &[u8; 32]) -> bool {
+        self.table().node_with_pin(pin).is_some()
     }
 
     fn service(&self, addr: SocketAddr) -> Option<Arc<crate::runtime::HttpService>> {
@@ -340,7 +340,7 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
 /// open connections get [`DRAIN_TIMEOUT`] to finish their requests.
 pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, delivery: Arc<dyn Delivery>, shutdown: watch::Receiver<bool>) {
     let trust = delivery.clone();
-    let config = match tls::server_config(&identity, Arc::new(move |pin: &[u8; 32]| trust.trusted(pin).is_some())) {
+    let config = match tls::server_config(&identity, Arc::new(move |pin: &[u8; 32]| trust.trusted(pin))) {
         Ok(c) => Arc::new(c),
         Err(error) => return tracing::error!(%error, "data plane: TLS setup failed; other nodes cannot reach this node's pods"),
     };
@@ -399,7 +399,7 @@ pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, delive
 
 /// Answers one request of a peer whose certificate has pin `pin`.
 async fn deliver(delivery: &dyn Delivery, pin: &[u8; 32], request: Request<Incoming>) -> Response<BoxBody> {
-    if delivery.trusted(pin).is_none() {
+    if !delivery.trusted(pin) {
         return refusal("the peer is not a node of the cluster");
     }
     if request.method() == Method::CONNECT {

@@ -44,6 +44,8 @@ pub(crate) struct Table {
     endpoint_nodes: HashMap<IpAddr, String>,
     /// The nodes' data planes, by node name (`dataplane.rs`).
     peers: HashMap<String, Peer>,
+    /// Node names by published certificate pin.
+    pins: HashMap<[u8; 32], String>,
 }
 
 /// A node as the data plane reaches and authenticates it, from its Node object.
@@ -279,7 +281,11 @@ impl Table {
             for c in cidrs.iter().flatten().filter_map(|c| c.parse::<Ipv4Cidr>().ok()) {
                 table.node_cidrs.push((c, name.to_string()));
             }
-            table.peers.insert(name.to_string(), peer(n));
+            let peer = peer(n);
+            if let Some(pin) = peer.pin {
+                table.pins.insert(pin, name.to_string());
+            }
+            table.peers.insert(name.to_string(), peer);
         }
         table
     }
@@ -316,7 +322,7 @@ impl Table {
 
     /// The node that published certificate pin `pin`.
     pub fn node_with_pin(&self, pin: &[u8; 32]) -> Option<&str> {
-        self.peers.iter().find(|(_, p)| p.pin.as_ref() == Some(pin)).map(|(n, _)| n.as_str())
+        self.pins.get(pin).map(String::as_str)
     }
 
     /// Number of Services (for logs).

@@ -2,8 +2,8 @@
 //! listener on 127.0.0.1) running pods of the test guests (target/guests), a routing table
 //! naming both, and requests made by the http-client guest: pod IPs and Services across
 //! nodes, refusals (no such pod or port there, a node without listener or without
-//! published data plane, a wrong or unknown certificate), pooled connections, and a node
-//! that shuts down.
+//! published data plane, a wrong or unknown certificate, a node that left the cluster),
+//! pooled connections, and a node that shuts down.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -210,6 +210,14 @@ async fn both_ends_check_certificate_pins() {
     let got = send_with(&stranger, c.n2.port, c.n2.pin()).await;
     assert!(matches!(got, Err(ForwardError::Refused)), "{:?}", got.map(|r| r.status()));
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // n1 leaves the cluster (its Node is gone from n2's table): its open connection is
+    // refused at the next request.
+    assert_eq!(fetch(&c.front, "http://10.42.2.5:8080/whoami", 1).await, "200 web-2\n");
+    let before = c.n1.peers.connected.load(Ordering::Relaxed);
+    c.n2.routing.publish(Table::build(&[], &[], &[], &[node("n2", "10.42.2.0/24", Some(c.n2.port), Some(c.n2.pin()))]));
+    assert_eq!(fetch(&c.front, "http://10.42.2.5:8080/whoami", 1).await, REFUSED);
+    assert_eq!(c.n1.peers.connected.load(Ordering::Relaxed), before, "refused on the pooled connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
