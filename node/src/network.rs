@@ -14,6 +14,7 @@
 //! workers start in; a reservation whose pod never claims it (deleted while the node was
 //! down) lasts until the node restarts.
 
+pub(crate) mod dataplane;
 pub(crate) mod policy;
 mod resolve;
 mod router;

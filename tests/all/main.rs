@@ -16,6 +16,7 @@ mod node_limits;
 mod node_images;
 mod pod_cidr;
 mod pod_network;
+mod pod_network_xnode;
 mod pod_tcp;
 mod samples;
 mod services;

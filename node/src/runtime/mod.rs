@@ -199,6 +199,32 @@ pub enum Dispatch {
     NoSuchName,
     /// Not allowed: the guest gets HTTP-request-denied.
     Denied,
+    /// A pod of another node: the [`Forward`] carries the request there.
+    Remote(Box<dyn Forward>),
+}
+
+/// One request's hop to a pod of another node (the node's data plane implements it).
+pub trait Forward: Send + Sync {
+    /// Sends `request` (the guest's URI, method, headers and body) and answers the pod's
+    /// response. Connecting gives up after `connect_timeout` (a default when None) with
+    /// [`ForwardError::Refused`], so a route that fails never hangs.
+    fn forward(
+        self: Box<Self>,
+        request: ::http::Request<BoxBody>,
+        connect_timeout: Option<Duration>,
+    ) -> futures::future::BoxFuture<'static, Result<::http::Response<BoxBody>, ForwardError>>;
+}
+
+/// Why a [`Forward`] gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Nobody takes the request there (no such node, pod or port; unreachable node): the
+    /// guest gets connection-refused.
+    #[error("connection refused")]
+    Refused,
+    /// The connection failed after the request was sent: connection-terminated.
+    #[error("connection terminated")]
+    Terminated(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -154,8 +154,8 @@ async fn pods_and_services_of_this_node_are_reached_in_process() {
     assert_eq!(fetch(&front, "http://empty/", 1).await, REFUSED, "no ready endpoint");
     assert_eq!(fetch(&front, "http://web:81/", 1).await, REFUSED, "no such Service port");
     assert_eq!(fetch(&front, "http://10.42.1.99:8080/", 1).await, REFUSED, "no such pod");
-    assert_eq!(fetch(&front, "http://10.42.2.5:8080/", 1).await, REFUSED, "cross-node is not built");
-    assert_eq!(fetch(&front, "http://remote/", 1).await, REFUSED, "cross-node is not built");
+    assert_eq!(fetch(&front, "http://10.42.2.5:8080/", 1).await, REFUSED, "another node's pod, and this node has no data plane");
+    assert_eq!(fetch(&front, "http://remote/", 1).await, REFUSED, "another node's pod, and this node has no data plane");
     assert_eq!(fetch(&front, "http://nosuch/", 1).await, "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n");
     assert_eq!(fetch(&front, "http://nosuch.default.svc.cluster.local/", 1).await, "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n");
     assert_eq!(fetch(&front, "http://example.com/", 1).await, "error ErrorCode::HttpRequestDenied\n", "egress is off");
