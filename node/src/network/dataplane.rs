@@ -15,9 +15,11 @@
 //!   headers (its Host among them) and body; `:authority` is the target pod address
 //!   `IP:PORT`; [`SOURCE_HEADER`] carries the calling pod's IP (for NetworkPolicy ingress
 //!   on the target's node). The target pod sees the request without either.
-//! - Reserved for TCP streams (wasi:sockets): `CONNECT` with `:authority` = `IP:PORT`
-//!   (RFC 9113 §8.5), the stream's DATA frames then carrying the connection's bytes both
-//!   ways. Answered 501 until TCP lands.
+//! - A TCP connection (wasi:sockets, [`Peers::tcp`]) is `CONNECT` with `:authority` =
+//!   `IP:PORT` (RFC 9113 §8.5) and the calling pod in [`SOURCE_HEADER`]; the listener
+//!   queues it on the target pod's listener at once (`Routing::tcp_inbound`) and answers
+//!   200, the stream's DATA frames then carrying the connection's bytes both ways (an end
+//!   of stream is the sender's shutdown), or refuses it as below.
 //! - When nobody takes a request (no such pod on the node, no container on that port, a
 //!   peer no longer trusted) the listener answers 503 with [`REFUSED_HEADER`] (the reason);
 //!   the client turns that into connection-refused. The header is removed from pods' own
@@ -70,6 +72,7 @@ use tokio::sync::watch;
 
 use super::router::Routing;
 use super::table::Table;
+use super::tcp::{ByteStream, Conn, Dial, TcpError, bridge};
 use crate::runtime::{BoxBody, Dispatch, Forward, ForwardError};
 
 pub(crate) use self::tls::sha256;
@@ -139,6 +142,60 @@ impl Peers {
         let addr = peer.addr.ok_or("the target pod's node publishes no data-plane address")?;
         let pin = peer.pin.ok_or("the target pod's node publishes no certificate pin")?;
         Ok(Dispatch::Remote(Box::new(Hop { peers: self.clone(), key: (addr, pin), target, source })))
+    }
+
+    /// A TCP connection from the pod at `source` to `target`, a pod address of `node`
+    /// (another node): an HTTP/2 CONNECT tunnel on the pooled connection, or why it is
+    /// refused. The tunnel is refused when the target's node refuses it (nobody listens
+    /// there) or cannot be reached within [`CONNECT_TIMEOUT`].
+    pub fn tcp(self: &Arc<Self>, table: &Table, node: &str, target: SocketAddr, source: Option<IpAddr>) -> Result<Dial, &'static str> {
+        let peer = table.peer(node).ok_or("the target pod's node is unknown")?;
+        let addr = peer.addr.ok_or("the target pod's node publishes no data-plane address")?;
+        let pin = peer.pin.ok_or("the target pod's node publishes no certificate pin")?;
+        let peers = self.clone();
+        Ok(Dial(Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, peers.tunnel((addr, pin), target, source)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(peer = %addr, "data plane: opening a TCP tunnel timed out; connection refused");
+                    Err(TcpError::Refused)
+                }
+            }
+        })))
+    }
+
+    async fn tunnel(&self, key: PeerKey, target: SocketAddr, source: Option<IpAddr>) -> Result<Box<dyn ByteStream>, TcpError> {
+        let mut fresh = false;
+        loop {
+            let mut sender = self.sender(key, fresh).await.map_err(|_| TcpError::Refused)?;
+            let mut request = Request::builder().method(Method::CONNECT).uri(target.to_string());
+            if let Some(ip) = source {
+                request = request.header(SOURCE_HEADER, ip.to_string());
+            }
+            let body = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+            let request = request.body(body).map_err(|_| TcpError::Refused)?;
+            let response = match sender.try_send_request(request).await {
+                Ok(r) => r,
+                // Not sent: the pooled connection had died. Once more, on a new one.
+                Err(e) if !fresh && e.message().is_some() => {
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %key.0, error = %e.into_error(), "data plane: TCP tunnel failed");
+                    return Err(TcpError::Refused);
+                }
+            };
+            if response.status() != StatusCode::OK {
+                tracing::debug!(peer = %key.0, status = %response.status(), reason = ?response.headers().get(REFUSED_HEADER), "data plane: the target's node refused the TCP connection");
+                return Err(TcpError::Refused);
+            }
+            let upgraded = hyper::upgrade::on(response).await.map_err(|e| {
+                tracing::debug!(peer = %key.0, error = %e, "data plane: TCP tunnel upgrade failed");
+                TcpError::Refused
+            })?;
+            return Ok(Box::new(TokioIo::new(upgraded)));
+        }
     }
 
     /// A connection to `key`: the pooled one while it lives (unless `fresh`), else a new
@@ -317,6 +374,10 @@ pub(crate) trait Delivery: Send + Sync + 'static {
     fn trusted(&self, pin: &[u8; 32]) -> bool;
     /// The HTTP service of this node's pod serving `addr`.
     fn service(&self, addr: SocketAddr) -> Option<Arc<crate::runtime::HttpService>>;
+    /// A TCP connection from `from` (another node's pod) to this node's pod at `to`.
+    fn tcp(&self, _from: SocketAddr, _to: SocketAddr) -> Result<Conn, TcpError> {
+        Err(TcpError::Refused)
+    }
 }
 
 impl Delivery for Routing {
@@ -326,6 +387,10 @@ impl Delivery for Routing {
 
     fn service(&self, addr: SocketAddr) -> Option<Arc<crate::runtime::HttpService>> {
         self.serve_addr(addr)
+    }
+
+    fn tcp(&self, from: SocketAddr, to: SocketAddr) -> Result<Conn, TcpError> {
+        self.tcp_inbound(from, to)
     }
 }
 
@@ -403,7 +468,7 @@ async fn deliver(delivery: &dyn Delivery, pin: &[u8; 32], request: Request<Incom
         return refusal("the peer is not a node of the cluster");
     }
     if request.method() == Method::CONNECT {
-        return plain(StatusCode::NOT_IMPLEMENTED, "TCP streams are not carried yet\n");
+        return tunnel(delivery, request);
     }
     let Some(target) = request.uri().authority().and_then(|a| a.as_str().parse::<SocketAddr>().ok()) else {
         return refusal("the request names no pod address");
@@ -421,6 +486,28 @@ async fn deliver(delivery: &dyn Delivery, pin: &[u8; 32], request: Request<Incom
     let mut response = service.handle(Request::from_parts(parts, body)).await;
     response.headers_mut().remove(REFUSED_HEADER);
     response
+}
+
+/// A TCP connection from another node's pod (CONNECT): accepted by the target pod's
+/// listener at once, then bridged to the stream once hyper hands it over.
+fn tunnel(delivery: &dyn Delivery, request: Request<Incoming>) -> Response<BoxBody> {
+    let Some(target) = request.uri().authority().and_then(|a| a.as_str().parse::<SocketAddr>().ok()) else {
+        return refusal("the request names no pod address");
+    };
+    let source = request.headers().get(SOURCE_HEADER).and_then(|v| v.to_str().ok()?.parse::<IpAddr>().ok());
+    let from = SocketAddr::new(source.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)), 0);
+    let conn = match delivery.tcp(from, target) {
+        Ok(conn) => conn,
+        Err(_) => return refusal("nobody listens on that port of a pod of this node"),
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => bridge(conn, TokioIo::new(upgraded)),
+            Err(error) => tracing::debug!(%error, %target, "data plane: TCP tunnel upgrade failed"),
+        }
+    });
+    let body = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+    Response::new(body)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<BoxBody> {

@@ -575,13 +575,27 @@ impl Drop for Listener {
 // ---------------------------------------------------------------------------------------
 // Routing a connect
 
+/// A byte stream a connection can be bridged to (a data-plane tunnel, a real socket).
+pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> ByteStream for S {}
+
+/// Opens the transport to a pod of another node (the data plane's tunnel).
+pub struct Dial(pub futures::future::BoxFuture<'static, Result<Box<dyn ByteStream>, TcpError>>);
+
+impl std::fmt::Debug for Dial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dial")
+    }
+}
+
 /// Where a TCP connection goes, as the router decides it.
 #[derive(Debug)]
 pub enum Target {
     /// A pod of this node (the connecting pod itself when `loopback`).
     Pod { sockets: Arc<PodSockets>, port: u16, loopback: bool },
-    /// A pod of another node: for the cross-node data plane (refused until it lands).
-    Remote { node: String, addr: SocketAddr },
+    /// A pod of another node, reached through the data plane's `dial` (refused without).
+    Remote { node: String, addr: SocketAddr, dial: Option<Dial> },
     /// Outside the cluster, over the host's network (egress allowed).
     External(SocketAddr),
     /// Nobody takes it: connection refused.
@@ -599,9 +613,16 @@ pub async fn connect(from: Arc<PodSockets>, slot: Arc<SocketSlot>, target: Targe
             let from_addr = SocketAddr::new(ip, from.ephemeral_port());
             sockets.accept_from(Some(&slot), from_addr, port, loopback)
         }
-        Target::Remote { node, addr } => {
-            tracing::debug!(target = %addr, target.node = %node, "connection refused: cross-node TCP is not built yet");
-            Err(TcpError::Refused)
+        Target::Remote { node, addr, dial } => {
+            let Some(Dial(dial)) = dial else {
+                tracing::debug!(target = %addr, target.node = %node, "connection refused: no data plane to the target's node");
+                return Err(TcpError::Refused);
+            };
+            let stream = dial.await?;
+            let ip = from.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let (guest, host) = Conn::pair(SocketAddr::new(ip, from.ephemeral_port()), addr);
+            bridge(host, stream);
+            Ok(guest.hold(&slot))
         }
         Target::External(addr) => {
             let stream = match tokio::time::timeout(EGRESS_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {

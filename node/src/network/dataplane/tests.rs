@@ -267,3 +267,51 @@ fn the_table_reads_peers_from_nodes() {
     assert_eq!(crate::network::table::parse_sha256(&hex(&pin).to_uppercase()), Some(pin));
     assert_eq!(crate::network::table::parse_sha256("07"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_cross_the_data_plane_as_connect_tunnels() {
+    use crate::network::tcp::{Target, TcpError, connect};
+    let c = cluster().await;
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    let front = c.n1.routing.for_pod(&c.front, Some(ip("10.42.1.10")));
+    let web2 = c.n2.routing.for_pod(&c.web2, Some(ip("10.42.2.5"))).sockets().expect("sockets");
+    let listener = web2.bind("0.0.0.0:7000".parse().expect("addr")).expect("bind").listen(8);
+    let from = front.sockets().expect("sockets");
+    let open = |target: Target| connect(from.clone(), from.socket().expect("slot"), target);
+
+    let target = front.tcp_target("10.42.2.5:7000".parse().expect("addr"));
+    assert!(matches!(target, Target::Remote { dial: Some(_), .. }), "{target:?}");
+    let mut conn = open(target).await.expect("tunnelled");
+    assert_eq!(conn.peer, "10.42.2.5:7000".parse().expect("addr"));
+    let mut server = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(s) = listener.try_accept() {
+                return s;
+            }
+            listener.pending().await;
+        }
+    })
+    .await
+    .expect("accepted on n2");
+    assert_eq!(server.peer.ip(), ip("10.42.1.10"), "the server sees the calling pod");
+    // Both ways, then the client's shutdown ends the server's read.
+    conn.tx.try_write(b"ping").expect("open");
+    conn.tx.close();
+    let mut got = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut server.rx, &mut got).await.expect("read");
+    assert_eq!(got, b"ping");
+    server.tx.try_write(b"pong").expect("open");
+    drop(server);
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut conn.rx, &mut back).await.expect("read");
+    assert_eq!(back, b"pong");
+
+    // Nobody listening on the other node: refused at once; a node without a listener too.
+    let t = Instant::now();
+    assert_eq!(open(front.tcp_target("10.42.2.5:7001".parse().expect("addr"))).await.err(), Some(TcpError::Refused));
+    assert_eq!(open(front.tcp_target("10.42.3.9:7000".parse().expect("addr"))).await.err(), Some(TcpError::Refused));
+    assert!(matches!(front.tcp_target("10.42.4.9:7000".parse().expect("addr")), Target::Refused), "no published data plane");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // One pooled connection carried the tunnels.
+    assert_eq!(c.n1.peers.connected.load(Ordering::Relaxed), 1);
+}

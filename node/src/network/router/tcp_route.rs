@@ -5,8 +5,9 @@
 //! NetworkPolicy is checked as for HTTP (`Routing::permits`) where the destination is
 //! final: a pod of this node (after Service resolution, on its container port) or an
 //! external address; a denial is connection-refused. A pod reaching itself is never
-//! checked. Inbound connections from other nodes ([`Routing::tcp_inbound`]) are left to
-//! the cross-node data plane's check.
+//! checked. A pod of another node is reached through the data plane's TCP tunnel
+//! (`Peers::tcp`), policy decided here as for HTTP (both directions on the node where the
+//! connection starts); the target's node delivers it with [`Routing::tcp_inbound`].
 //!
 //! Invariants: a pod's port space is the one its [`PodRouter`] holds, so it lives while
 //! any container of the pod does; the registry keeps only weak references (dead ones are
@@ -51,7 +52,6 @@ impl Routing {
     /// for inbound TCP) to the pod of this node at `to`; `from` is the remote client's
     /// address as the pod sees it. Refused when no pod of this node holds `to` or nobody
     /// there takes it. Bridge the returned [`Conn`] to the transport with `tcp::bridge`.
-    #[allow(dead_code, reason = "the cross-node data plane's entry point; used by tests until it lands")]
     pub(crate) fn tcp_inbound(&self, from: SocketAddr, to: SocketAddr) -> Result<Conn, TcpError> {
         let sockets = self.sockets_at(to.ip()).ok_or(TcpError::Refused)?;
         sockets.accept_from(None, from, to.port(), false)
@@ -70,7 +70,23 @@ impl Routing {
             };
         }
         match table.node_of(addr.ip()).filter(|n| *n != self.node) {
-            Some(node) => Target::Remote { node: node.to_string(), addr },
+            Some(node) => {
+                let view = self.policy();
+                if !self.permits(&view, from, view.peer_at(addr.ip()), addr.port()) {
+                    return Target::Refused;
+                }
+                let dial = match self.data_plane.get() {
+                    Some(peers) => peers.tcp(table, node, addr, from.ip),
+                    None => Err("this node has no data plane"),
+                };
+                match dial {
+                    Ok(dial) => Target::Remote { node: node.to_string(), addr, dial: Some(dial) },
+                    Err(why) => {
+                        tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, target.node = %node, "connection refused: {why}");
+                        Target::Refused
+                    }
+                }
+            }
             None => {
                 tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "connection refused: no pod holds that address");
                 Target::Refused

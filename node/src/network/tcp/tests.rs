@@ -76,8 +76,8 @@ async fn nobody_listening_wrong_address_or_full_backlog_is_refused() {
     // Other targets.
     assert_eq!(c(Target::Refused).await.err(), Some(TcpError::Refused));
     assert_eq!(c(Target::Denied).await.err(), Some(TcpError::AccessDenied));
-    let remote = Target::Remote { node: "other".into(), addr: SocketAddr::new(ip("10.42.1.2"), 80) };
-    assert_eq!(c(remote).await.err(), Some(TcpError::Refused), "cross-node is not built yet");
+    let remote = Target::Remote { node: "other".into(), addr: SocketAddr::new(ip("10.42.1.2"), 80), dial: None };
+    assert_eq!(c(remote).await.err(), Some(TcpError::Refused), "no data plane");
 }
 
 #[tokio::test]
