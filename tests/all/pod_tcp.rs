@@ -3,11 +3,12 @@
 //! output `kubectl logs` shows. A pod's client container talks to its server container
 //! on localhost; two pods both listen on 6379; a port nobody listens on is refused at
 //! once; an echo Deployment behind a Service whose port differs from its targetPort is
-//! reached by the Service's short and full DNS names.
+//! reached by the Service's short and full DNS names; an echo pod on a separate
+//! `flotilla node` process is reached across the data plane by Service name and pod IP.
 
 use std::time::Duration;
 
-use crate::harness::{Cluster, guest, wait_for};
+use crate::harness::{Cluster, NodeProcess, guest, node_name, wait_for};
 
 /// Waits until `kubectl logs POD -c CONTAINER` contains `want`; returns the logs.
 fn logs_with(c: &Cluster, pod: &str, container: &str, want: &str) -> String {
@@ -19,11 +20,17 @@ fn logs_with(c: &Cluster, pod: &str, container: &str, want: &str) -> String {
 
 /// A Pod running tcp-client once against `target`.
 fn client_pod(name: &str, img: &str, target: &str, message: &str, retries: u32) -> String {
+    client_pod_on(name, img, target, message, retries, &node_name())
+}
+
+/// A Pod on `node` running tcp-client once against `target`.
+fn client_pod_on(name: &str, img: &str, target: &str, message: &str, retries: u32, node: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
+  nodeName: {node}
   restartPolicy: Never
   containers:
   - name: client
@@ -150,4 +157,50 @@ spec:
     c.apply(&client_pod("no-name", &client, "nosuch:6000", "x", 0));
     let out = logs_with(&c, "no-name", "client", "error:");
     assert!(out.contains("error: name-unresolvable"), "{out}");
+}
+
+#[test]
+fn pod_tcp_cross_node_through_the_data_plane() {
+    let c = Cluster::start();
+    let joined = NodeProcess::start(&c, "joined");
+    let (echo, client) = (guest("tcp-echo"), guest("tcp-client"));
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: far, labels: {{app: far}}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: echo
+    image: {echo}
+    args: ["7000"]
+    ports: [{{name: tcp, containerPort: 7000}}]
+    env: [{{name: NAME, value: "far"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: far}}
+spec:
+  selector: {{app: far}}
+  ports: [{{port: 6000, targetPort: tcp}}]
+"#,
+        node = joined.name
+    ));
+    c.wait_ready("far");
+    let ip = c.pod_jsonpath("far", "{.status.podIP}");
+    let here = node_name();
+    c.apply(&client_pod_on("by-ip", &client, &format!("{ip}:7000"), "over the data plane", 100, &here));
+    c.apply(&client_pod_on("by-name", &client, "far:6000", "by service", 100, &here));
+    let out = logs_with(&c, "by-ip", "client", "reply:");
+    assert!(out.contains("reply: far: over the data plane"), "{out}");
+    assert!(logs_with(&c, "by-name", "client", "reply:").contains("reply: far: by service"));
+    // The server on the other node saw the client pod's address.
+    let client_ip = c.pod_jsonpath("by-ip", "{.status.podIP}");
+    let server = logs_with(&c, "far", "echo", "over the data plane");
+    assert!(server.contains(&format!("{client_ip}:")), "{server}");
+    // Nobody listening on that port over there: refused by the remote node.
+    c.apply(&client_pod_on("far-closed", &client, &format!("{ip}:7999"), "x", 0, &here));
+    let out = logs_with(&c, "far-closed", "client", "error:");
+    assert!(out.contains("error: connection-refused"), "{out}");
+    drop(joined);
 }
