@@ -1,9 +1,9 @@
 //! The pod network's TCP: each pod's port space ([`PodSockets`]), in-memory
 //! connections between pods of this node ([`Conn`], a pair of bounded [`pipe`]s), and the
 //! one entry point that opens a connection to a routed [`Target`] ([`connect`]).
-//! wasi:sockets (`runtime/sockets.rs`) is the only user today; the cross-node data plane
-//! plugs in at [`Target::Remote`] and can bridge any tokio byte stream to a [`Conn`]
-//! with [`bridge`].
+//! wasi:sockets (`runtime/sockets.rs`) opens connections; a pod of another node is a
+//! [`Target::Remote`] whose [`Dial`] (the data plane's CONNECT tunnel) yields a byte
+//! stream, joined to the guest's [`Conn`] with [`bridge`], as real egress sockets are.
 //!
 //! Invariants:
 //! - every pod has its own ports: a port is bound by at most one socket of the pod, and a
