@@ -46,8 +46,10 @@ pub struct NodeConfig {
     pub max_log_bytes: u64,
     /// How many pods the node accepts (allocatable pods).
     pub max_pods: u32,
-    /// Let pods' outgoing requests leave the cluster over the host's network. Off by
-    /// default: NetworkPolicy is not enforced yet, so egress would be unfiltered.
+    /// Let pods' outgoing requests and connections leave the cluster over the host's
+    /// network, where NetworkPolicy allows (a pod no egress policy selects reaches any
+    /// external address, as in Kubernetes). Off by default: a guest gets no network beyond
+    /// the cluster unless the node's operator grants it (`--allow-pod-egress`).
     pub allow_egress: bool,
 }
 

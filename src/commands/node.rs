@@ -27,6 +27,10 @@ pub(crate) struct NodeCommand {
     /// Allow `file:///abs/path.wasm` images
     #[arg(long)]
     pub allow_file_images: bool,
+    /// Let pods reach addresses outside the cluster over the host's network (HTTP and TCP),
+    /// where NetworkPolicy allows; without it pods reach only the pod network
+    #[arg(long)]
+    pub allow_pod_egress: bool,
     /// Address the node server binds to and reports as its InternalIP
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
@@ -60,6 +64,7 @@ impl NodeCommand {
         };
         let mut config = flotilla_node::NodeConfig::new(self.server.clone(), self.token.clone(), name, data_dir);
         config.allow_file_images = self.allow_file_images;
+        config.allow_egress = self.allow_pod_egress;
         config.bind_address = self.bind_address;
         config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
         if let Some(ca) = &self.certificate_authority {

@@ -14,6 +14,10 @@ pub(crate) struct UpCommand {
     /// HOST-1 … HOST-N
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub nodes: u32,
+    /// Let pods reach addresses outside the cluster over the host's network (HTTP and TCP),
+    /// where NetworkPolicy allows; without it pods reach only the pod network
+    #[arg(long)]
+    pub allow_pod_egress: bool,
     /// First delay before restarting a crashed container, in milliseconds; it doubles up to
     /// 5 minutes (Kubernetes: 10000)
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
@@ -37,6 +41,7 @@ impl UpCommand {
             let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), name, dir);
             config.ca_pem = Some(handle.ca_pem.clone());
             config.allow_file_images = true;
+            config.allow_egress = self.allow_pod_egress;
             config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
             config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
             nodes.push(flotilla_node::start(config).await?);

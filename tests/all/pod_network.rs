@@ -261,3 +261,19 @@ fn pod_network_cross_node_reaches_the_other_embedded_node() {
     // The same request made on the target's node is served the same.
     assert_eq!(fetch(&c, "there", "http://there/whoami", 1), "200 there\n");
 }
+
+/// `--allow-pod-egress` lets pods out of the cluster where NetworkPolicy allows: a name
+/// outside the cluster is then looked up on the host (this machine resolves no such name:
+/// a DNS error, not HTTP-request-denied), and a default-deny egress policy refuses it.
+#[test]
+fn pod_network_egress_flag_lets_pods_out_where_policy_allows() {
+    let c = Cluster::start_with(&["--allow-pod-egress"]);
+    c.apply(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: out}}\nspec:\n  containers:\n{}", client_container("c", &guest("http-client"))));
+    c.wait_ready("out");
+    let url = "http://flotilla-egress-test.invalid/";
+    let got = fetch(&c, "out", url, 1);
+    assert!(got.starts_with("error ErrorCode::DnsError"), "egress allowed: the host's resolver answers: {got}");
+    c.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: no-egress}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n");
+    wait_for(Duration::from_secs(10), "the default-deny egress policy to apply", || (fetch(&c, "out", url, 1) == REFUSED).then_some(()));
+    assert_eq!(fetch(&c, "out", "http://localhost:8080/whoami", 1), "200 out\n", "a pod reaching itself is never filtered");
+}
