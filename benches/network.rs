@@ -401,13 +401,19 @@ async fn run() {
     let localhost = Case { label: "in-pod localhost call (front -> side:9090)".into(), base: cl.proxy(&here, "duo", 8080), bearer: token.clone(), target: "http://localhost:9090/".into() };
     for case in [&baseline, &via_service, &via_ip, &localhost] {
         if let Err(e) = case.wait_routable(&cl.any, Duration::from_secs(60)).await {
-            panic!("{}: {} never answered: {e}", case.label, case.target);
+            let hint = if e.contains("not found: /load") { " (this http-client.wasm predates /load: run scripts/build-guests.sh)" } else { "" };
+            panic!("{}: {} never answered: {e}{hint}", case.label, case.target);
         }
     }
 
     // 1-3.
     println!();
     println!("HTTP GET / of hello-http from http-client's /load (c = requests in flight inside the guest; p50/p99 per request, timed in the guest)");
+    println!(
+        "baseline: `wasmtime serve -S cli -S http` runs http-client, whose outgoing requests go through wasmtime-wasi-http's default sender \
+         (a new loopback TCP connection and HTTP/1.1 handshake per request) to hello-http under a second `wasmtime serve`; \
+         on Flotilla the same requests are routed in-process (no socket)"
+    );
     let mut localhost_seq = Summary::default();
     for conc in CONCURRENCY {
         let s = measure(&cl.any, &[&baseline, &via_service, &via_ip, &localhost], conc).await;

@@ -40,14 +40,20 @@ fn start(url: &str) -> Step {
 fn advance(slot: Slot) -> Step {
     match slot {
         Slot::Waiting { pollable, pending, t0 } => {
-            let resp = match pending.get() {
+            let got = match pending.get() {
                 None => return Step::Again(Slot::Waiting { pollable, pending, t0 }),
-                Some(Ok(Ok(resp))) => resp,
-                Some(Ok(Err(e))) => return Step::Done(Err(super::code(&e))),
-                Some(Err(())) => return Step::Done(Err("response already taken".to_string())),
+                Some(Ok(Ok(resp))) => Ok(resp),
+                Some(Ok(Err(e))) => Err(super::code(&e)),
+                Some(Err(())) => Err("response already taken".to_string()),
             };
+            // A child resource goes before its parent (else the guest traps with "resource
+            // has children"); bindings would drop in the other order.
             drop(pollable);
             drop(pending);
+            let resp = match got {
+                Ok(resp) => resp,
+                Err(e) => return Step::Done(Err(e)),
+            };
             let status = resp.status();
             let Ok(body) = resp.consume() else { return Step::Done(Err("body already consumed".to_string())) };
             let Ok(stream) = body.stream() else { return Step::Done(Err("body stream already taken".to_string())) };
@@ -64,7 +70,14 @@ fn advance(slot: Slot) -> Step {
                     drop(IncomingBody::finish(body));
                     return Step::Done(if status == 200 { Ok(took) } else { Err(format!("status {status}")) });
                 }
-                Err(StreamError::LastOperationFailed(e)) => return Step::Done(Err(format!("reading body: {}", e.to_debug_string()))),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    let e = format!("reading body: {}", e.to_debug_string());
+                    drop(pollable);
+                    drop(stream);
+                    drop(body);
+                    drop(_resp);
+                    return Step::Done(Err(e));
+                }
             }
         },
     }
