@@ -14,9 +14,10 @@
 //!    calling `http://localhost:9090/`; its p50 is the whole call from the caller's
 //!    `handle` to the end of the callee's body, so it bounds the added latency from above
 //!    (goal: added <= 50 µs p50);
-//! 4. TCP echo round trips/s between two pods and 5. a cross-node hop (a second
-//!    in-process node): each prints "not built yet" until main has it (see `tcp_echo` and
-//!    `cross_node`).
+//! 4. TCP echo round trips/s between two pods: http-client's `/tcp-load` keeps one
+//!    wasi:sockets connection to a tcp-echo pod (through a Service and by pod IP);
+//! 5. a cross-node hop: a second in-process node runs hello-http and tcp-echo pods, which
+//!    the client pod on the first node loads by pod IP (HTTP and TCP over the data plane).
 //! Each figure is the median of ROUNDS rounds of N requests, after a warm-up; the cases
 //! run interleaved in each round, so drift hits them alike.
 
@@ -73,18 +74,43 @@ impl Figures {
     }
 }
 
-/// One way to reach an http-client instance and the URL it loads.
+/// What an http-client loads.
+enum Load {
+    /// `/load`: GETs of this URL.
+    Http(String),
+    /// `/tcp-load`: line round trips over one TCP connection to this HOST:PORT.
+    Tcp(String),
+}
+
+/// One way to reach an http-client instance and what it loads.
 struct Case {
     label: String,
     /// The http-client's base URL (node /proxy or `wasmtime serve`), no trailing slash.
     base: String,
     bearer: Option<String>,
-    target: String,
+    target: Load,
 }
 
 impl Case {
+    fn http(label: &str, base: String, bearer: Option<String>, url: String) -> Case {
+        Case { label: label.into(), base, bearer, target: Load::Http(url) }
+    }
+
+    fn tcp(label: &str, base: String, bearer: Option<String>, addr: String) -> Case {
+        Case { label: label.into(), base, bearer, target: Load::Tcp(addr) }
+    }
+
+    fn target(&self) -> &str {
+        match &self.target {
+            Load::Http(t) | Load::Tcp(t) => t,
+        }
+    }
+
     async fn load(&self, c: &reqwest::Client, n: u32, conc: u32) -> Figures {
-        let url = format!("{}/load?url={}&n={n}&c={conc}", self.base, encode(&self.target));
+        let url = match &self.target {
+            Load::Http(u) => format!("{}/load?url={}&n={n}&c={conc}", self.base, encode(u)),
+            Load::Tcp(a) => format!("{}/tcp-load?addr={}&n={n}", self.base, encode(a)),
+        };
         let mut r = c.get(&url);
         if let Some(t) = &self.bearer {
             r = r.bearer_auth(t);
@@ -147,10 +173,14 @@ fn summarize(rounds: &[Figures]) -> Summary {
 }
 
 fn report(label: &str, conc: u32, s: &Summary, baseline: Option<&Summary>) {
+    report_in("req/s", label, conc, s, baseline);
+}
+
+fn report_in(unit: &str, label: &str, conc: u32, s: &Summary, baseline: Option<&Summary>) {
     let ratio = baseline.map_or(String::new(), |b| format!("  = {:.1}% of wasmtime serve req/s (goal >= 90%)", 100.0 * s.rps / b.rps.max(1e-9)));
     let err = s.first_error.as_deref().map_or(String::new(), |e| format!(" (first: {e})"));
     println!(
-        "{label:<52} c={conc:<2} {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  [{} ok, {} errors{err}]{ratio}",
+        "{label:<52} c={conc:<2} {:>8.0} {unit}  p50 {:>8.1} µs  p99 {:>8.1} µs  [{} ok, {} errors{err}]{ratio}",
         s.rps, s.p50_us, s.p99_us, s.ok, s.errors
     );
 }
@@ -290,12 +320,22 @@ fn container(name: &str, wasm: &str, port: u16) -> Value {
     json!({"name": name, "image": format!("file://{}", guest(wasm)), "ports": [{"name": "http", "containerPort": port}]})
 }
 
+/// tcp-echo listening on `port` (a command container).
+fn echo_container(port: u16) -> Value {
+    json!({"name": "echo", "image": format!("file://{}", guest("tcp-echo")), "args": [port.to_string()], "ports": [{"name": "tcp", "containerPort": port}]})
+}
+
 fn pod(name: &str, node: &str, labels: Value, containers: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": {"nodeName": node, "containers": containers}})
 }
 
 fn service(name: &str, selector: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": "http"}]}})
+}
+
+/// A Service of TCP port `port` to the container port named `tcp`.
+fn tcp_service(name: &str, selector: Value, port: u16) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"selector": selector, "ports": [{"port": port, "targetPort": "tcp"}]}})
 }
 
 fn host_name() -> String {
@@ -375,6 +415,13 @@ async fn run() {
     )
     .await;
     cl.create(&format!("{ns_path}/pods"), pod("far", &there.name, json!({"app": "far"}), vec![container("web", "hello-http", 8080)])).await;
+    // TCP echo servers: one on each node, each behind a Service.
+    let tcp = Path::new(&guest("tcp-echo")).is_file();
+    if tcp {
+        cl.create(&format!("{ns_path}/pods"), pod("echo", &here.name, json!({"app": "echo"}), vec![echo_container(7000)])).await;
+        cl.create(&format!("{ns_path}/services"), tcp_service("echo", json!({"app": "echo"}), 6000)).await;
+        cl.create(&format!("{ns_path}/pods"), pod("far-echo", &there.name, json!({"app": "far-echo"}), vec![echo_container(7000)])).await;
+    }
 
     // The baseline: the same two components under `wasmtime serve` on loopback.
     let (_hello_serve, hello_url) = wasmtime_serve(&guest("hello-http"), &["cli"]);
@@ -395,14 +442,15 @@ async fn run() {
     };
     let web_ip = cl.pod_ip(&web_pod).await;
 
-    let baseline = Case { label: "wasmtime serve -> wasmtime serve (loopback TCP)".into(), base: client_url.clone(), bearer: None, target: format!("{hello_url}/") };
-    let via_service = Case { label: "pod -> Service web -> pod (one node)".into(), base: cl.proxy(&here, "client", 8080), bearer: token.clone(), target: "http://web/".into() };
-    let via_ip = Case { label: "pod -> pod IP (one node)".into(), base: cl.proxy(&here, "client", 8080), bearer: token.clone(), target: format!("http://{web_ip}:8080/") };
-    let localhost = Case { label: "in-pod localhost call (front -> side:9090)".into(), base: cl.proxy(&here, "duo", 8080), bearer: token.clone(), target: "http://localhost:9090/".into() };
+    let client = cl.proxy(&here, "client", 8080);
+    let baseline = Case::http("wasmtime serve -> wasmtime serve (loopback TCP)", client_url.clone(), None, format!("{hello_url}/"));
+    let via_service = Case::http("pod -> Service web -> pod (one node)", client.clone(), token.clone(), "http://web/".into());
+    let via_ip = Case::http("pod -> pod IP (one node)", client.clone(), token.clone(), format!("http://{web_ip}:8080/"));
+    let localhost = Case::http("in-pod localhost call (front -> side:9090)", cl.proxy(&here, "duo", 8080), token.clone(), "http://localhost:9090/".into());
     for case in [&baseline, &via_service, &via_ip, &localhost] {
         if let Err(e) = case.wait_routable(&cl.any, Duration::from_secs(60)).await {
             let hint = if e.contains("not found: /load") { " (this http-client.wasm predates /load: run scripts/build-guests.sh)" } else { "" };
-            panic!("{}: {} never answered: {e}{hint}", case.label, case.target);
+            panic!("{}: {} never answered: {e}{hint}", case.label, case.target());
         }
     }
 
@@ -435,35 +483,68 @@ async fn run() {
 
     // 4, 5.
     println!();
-    tcp_echo();
-    cross_node(&cl, &here, &there).await;
+    if tcp {
+        tcp_echo(&cl, &here).await;
+    } else {
+        println!("TCP echo round trips/s between two pods: not built yet ({} is missing)", guest("tcp-echo"));
+    }
+    println!();
+    cross_node(&cl, &here, &there, tcp).await;
 
     here.shutdown().await;
     there.shutdown().await;
     handle.shutdown().await;
 }
 
-/// TCP echo round trips/s between two pods. Needs wasi:sockets TCP on main (branch
-/// s10-tcp: guests tcp-echo and tcp-client) and a load mode that keeps one connection and
-/// times N round trips inside the guest; then: a tcp-echo pod and Service, a client pod,
-/// and a `Case`-like trigger reading its figures, as for HTTP above.
-fn tcp_echo() {
-    println!("TCP echo round trips/s between two pods: not built yet (wasi:sockets TCP is not on main)");
+/// TCP echo round trips/s between two pods on one node: http-client's `/tcp-load` in pod
+/// `client` keeps one connection to tcp-echo in pod `echo` (through Service `echo` port
+/// 6000 -> 7000, and by pod IP) and times N one-line round trips.
+async fn tcp_echo(cl: &Cluster, here: &flotilla_node::NodeHandle) {
+    let echo_ip = cl.pod_ip("echo").await;
+    let client = cl.proxy(here, "client", 8080);
+    let token = Some(cl.token.clone());
+    let via_service = Case::tcp("TCP echo: pod -> Service echo:6000 -> pod", client.clone(), token.clone(), "echo:6000".into());
+    let via_ip = Case::tcp("TCP echo: pod -> pod IP:7000", client, token, format!("{echo_ip}:7000"));
+    for case in [&via_service, &via_ip] {
+        if let Err(e) = case.wait_routable(&cl.any, Duration::from_secs(60)).await {
+            println!("{}: not working ({}: {e})", case.label, case.target());
+            return;
+        }
+    }
+    println!("TCP echo round trips between two pods on one node (one connection, {N} one-line round trips per round, timed in the client guest; connect not counted)");
+    let s = measure(&cl.any, &[&via_service, &via_ip], 1).await;
+    report_in("rt/s ", &via_service.label, 1, &s[0], None);
+    report_in("rt/s ", &via_ip.label, 1, &s[1], None);
 }
 
-/// A cross-node hop: http-client on one node loading hello-http in pod `far` on the other
-/// node by pod IP. Until cross-node routing is on main the call is refused at once, and
-/// this prints "not built yet".
-async fn cross_node(cl: &Cluster, here: &flotilla_node::NodeHandle, there: &flotilla_node::NodeHandle) {
+/// A cross-node hop: http-client in pod `client` on one node loading hello-http in pod
+/// `far` on the other node by pod IP (HTTP over the nodes' data plane), and TCP echo round
+/// trips to pod `far-echo` there. Prints "not built yet" if the hop is refused.
+async fn cross_node(cl: &Cluster, here: &flotilla_node::NodeHandle, there: &flotilla_node::NodeHandle, tcp: bool) {
     let far_ip = cl.pod_ip("far").await;
     wait_http(&cl.any, &format!("{}/", cl.proxy(there, "far", 8080)), Some(&cl.token), Duration::from_secs(60)).await;
-    let hop = Case { label: "cross-node: pod -> pod IP on the other node".into(), base: cl.proxy(here, "client", 8080), bearer: Some(cl.token.clone()), target: format!("http://{far_ip}:8080/") };
-    if let Err(e) = hop.wait_routable(&cl.any, Duration::from_secs(10)).await {
-        println!("cross-node: not built yet ({} from {}: {e})", hop.target, here.name);
+    let client = cl.proxy(here, "client", 8080);
+    let token = Some(cl.token.clone());
+    let hop = Case::http("cross-node: pod -> pod IP on the other node", client.clone(), token.clone(), format!("http://{far_ip}:8080/"));
+    if let Err(e) = hop.wait_routable(&cl.any, Duration::from_secs(20)).await {
+        println!("cross-node: not built yet ({} from {}: {e})", hop.target(), here.name);
         return;
     }
+    println!("cross-node hop: {} -> {} (the same load as above, to a pod on the other in-process node)", here.name, there.name);
     for conc in CONCURRENCY {
         let s = measure(&cl.any, &[&hop], conc).await;
         report(&hop.label, conc, &s[0], None);
+    }
+    if !tcp {
+        return;
+    }
+    let far_echo = cl.pod_ip("far-echo").await;
+    let tcp_hop = Case::tcp("cross-node TCP echo: pod -> pod IP:7000", client, token, format!("{far_echo}:7000"));
+    match tcp_hop.wait_routable(&cl.any, Duration::from_secs(60)).await {
+        Ok(()) => {
+            let s = measure(&cl.any, &[&tcp_hop], 1).await;
+            report_in("rt/s ", &tcp_hop.label, 1, &s[0], None);
+        }
+        Err(e) => println!("{}: not working ({}: {e})", tcp_hop.label, tcp_hop.target()),
     }
 }

@@ -129,5 +129,18 @@ else
   check "not serving" serving "http-misbehave serve"
 fi
 
+# --- TCP guests over the host's real sockets (wasmtime's own wasi:sockets) ----------------
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$WASMTIME" run -S inherit-network "$OUT/tcp-echo.wasm" "$port" 127.0.0.1 >"$D/tcp-echo.out" 2>&1 & SERVER=$!
+for _ in $(seq 100); do grep -q "listening on" "$D/tcp-echo.out" && break; sleep 0.1; done
+check "$(head -n1 "$D/tcp-echo.out")" "listening on 127.0.0.1:$port" "tcp-echo listens"
+run tcp-client -S inherit-network "$OUT/tcp-client.wasm" "127.0.0.1:$port" hi
+check "$(rc tcp-client) $(has "$D/tcp-client.out" "reply: echo: hi")" "0 yes" "tcp-client talks to tcp-echo"
+run tcp-client-name -S inherit-network -S allow-ip-name-lookup "$OUT/tcp-client.wasm" "localhost:$port" by-name
+check "$(rc tcp-client-name) $(has "$D/tcp-client-name.out" "reply: echo: by-name")" "0 yes" "tcp-client resolves localhost"
+stop
+run tcp-refused -S inherit-network "$OUT/tcp-client.wasm" "127.0.0.1:$port" x
+check "$(rc tcp-refused) $(has "$D/tcp-refused.out" "error: connection-refused")" "1 yes" "tcp-client: nobody listening is connection-refused"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,4 +1,5 @@
-//! The agent: registers the Node, waits for the control plane to give it a pod range
+//! The agent: registers the Node (publishing its serving certificate's pin and its pod
+//! network's data-plane port), waits for the control plane to give it a pod range
 //! (spec.podCIDR, set by node IPAM), heartbeats its Lease, watches the pods bound to it and
 //! runs one worker per pod (`pod_worker.rs`). It reaches the control plane only through the API
 //! (kube-rs), exactly as a remote node would.
@@ -229,21 +230,24 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let listener = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
     let server_addr = listener.local_addr()?;
-    let (tls, cert) = crate::server::self_signed(&[config.bind_address])?;
-    let cert_sha256: String = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02x}")).collect()
-    };
+    let (tls, cert, key) = crate::server::self_signed_with_key(&[config.bind_address])?;
+    let cert_sha256: String = network::dataplane::sha256(&cert).iter().map(|b| format!("{b:02x}")).collect();
+    // The pod network's data plane: its own free port, the node server's certificate.
+    let data_plane = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
+    let published = Published { cert_sha256, data_plane_port: data_plane.local_addr()?.port() };
+    let identity = Arc::new(network::dataplane::Identity { cert, key });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
 
-    let ips = register(&client, &config, &host_ip, server_addr.port(), &cert_sha256).await?;
+    let ips = register(&client, &config, &host_ip, server_addr.port(), &published).await?;
     let egress = if config.allow_egress { Egress::Allow } else { Egress::Deny };
     let routing = Routing::new(config.name.clone(), pods.clone(), egress);
+    routing.set_data_plane(network::dataplane::Peers::new(identity.clone()));
+    tasks.push(tokio::spawn(network::dataplane::serve(data_plane, identity, routing.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
-    tasks.push(tokio::spawn(heartbeat(ctx.clone(), cert_sha256)));
+    tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
 }
@@ -284,15 +288,41 @@ fn node_status(config: &NodeConfig, host_ip: &str, port: u16) -> Value {
     })
 }
 
-/// Creates (or takes over) the Node object, publishes this run's serving certificate,
+/// What a node publishes in its Node's annotations for this run.
+struct Published {
+    /// SHA-256 (hex) of the serving certificate, presented by the node server and the data plane.
+    cert_sha256: String,
+    /// Port of the pod network's data-plane listener.
+    data_plane_port: u16,
+}
+
+impl Published {
+    fn annotations(&self) -> Value {
+        json!({
+            flotilla_api::SERVING_CERT_ANNOTATION: self.cert_sha256,
+            flotilla_api::DATA_PLANE_PORT_ANNOTATION: self.data_plane_port.to_string(),
+        })
+    }
+
+    /// Whether `node` shows them all.
+    fn shown_on(&self, node: &Node) -> bool {
+        let a = node.metadata.annotations.as_ref();
+        let get = |k: &str| a.and_then(|a| a.get(k)).map(String::as_str);
+        get(flotilla_api::SERVING_CERT_ANNOTATION) == Some(&self.cert_sha256)
+            && get(flotilla_api::DATA_PLANE_PORT_ANNOTATION) == Some(&self.data_plane_port.to_string())
+    }
+}
+
+/// Creates (or takes over) the Node object, publishes this run's serving certificate and
+/// data-plane port,
 /// waits for the Node's pod range, which the returned pool hands out, and reports status.
 /// A Node that exists keeps its pod range (it never changes), so pods that outlive a
 /// restart of this node keep their addresses.
-async fn register(client: &kube::Client, config: &NodeConfig, host_ip: &str, port: u16, cert_sha256: &str) -> anyhow::Result<IpPool> {
+async fn register(client: &kube::Client, config: &NodeConfig, host_ip: &str, port: u16, published: &Published) -> anyhow::Result<IpPool> {
     let api: Api<Node> = Api::all(client.clone());
     let node = json!({
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": config.name, "annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}, "labels": {
+        "metadata": {"name": config.name, "annotations": published.annotations(), "labels": {
             "kubernetes.io/hostname": config.name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
             "node.kubernetes.io/instance-type": "flotilla",
@@ -302,8 +332,8 @@ async fn register(client: &kube::Client, config: &NodeConfig, host_ip: &str, por
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            // A restart serves a new certificate: publish it.
-            let annotate = json!({"metadata": {"annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}}});
+            // A restart serves a new certificate and data-plane port: publish them.
+            let annotate = json!({"metadata": {"annotations": published.annotations()}});
             api.patch(&config.name, &PatchParams::default(), &Patch::Merge(annotate)).await?;
         }
         Err(e) => return Err(e.into()),
@@ -373,7 +403,7 @@ async fn wait_for_pod_cidr(api: &Api<Node>, name: &str) -> anyhow::Result<flotil
     }
 }
 
-async fn heartbeat(ctx: Arc<Ctx>, cert_sha256: String) {
+async fn heartbeat(ctx: Arc<Ctx>, published: Published) {
     let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let mut tick = 0u64;
@@ -396,13 +426,14 @@ async fn heartbeat(ctx: Arc<Ctx>, cert_sha256: String) {
             Ok(n) => n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
             Err(_) => true,
         };
-        // Keep the certificate pin published (the Node may have been edited or recreated).
+        // Keep the certificate pin and data-plane port published (the Node may have been
+        // edited or recreated).
         if let Ok(n) = &seen
-            && n.metadata.annotations.as_ref().and_then(|a| a.get(flotilla_api::SERVING_CERT_ANNOTATION)) != Some(&cert_sha256)
+            && !published.shown_on(n)
         {
-            let annotate = json!({"metadata": {"annotations": {flotilla_api::SERVING_CERT_ANNOTATION: cert_sha256}}});
+            let annotate = json!({"metadata": {"annotations": published.annotations()}});
             if let Err(e) = nodes.patch(&ctx.config.name, &PatchParams::default(), &Patch::Merge(annotate)).await {
-                tracing::warn!(error = %e, "publishing the serving certificate failed");
+                tracing::warn!(error = %e, "publishing the serving certificate and data-plane port failed");
             }
         }
         if tick % 6 == 5 || !seen_ready {

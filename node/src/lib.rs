@@ -5,7 +5,9 @@
 //! Map: `agent.rs` (Node, Lease, the pod watch), `lifecycle/` (the pure pod lifecycle:
 //! `step(state, event) -> effects`), `pod_worker.rs` (one pod's executor of those
 //! effects), `pod_table.rs` (the node's table of running pods), `volumes.rs`,
-//! `network.rs` (pod addresses) and `network/` (where pods' outgoing requests go),
+//! `network.rs` (pod addresses) and `network/` (where pods' outgoing requests and TCP
+//! connections go, cluster DNS, each pod's TCP ports, whether NetworkPolicy lets them, and
+//! the data plane that carries them to other nodes),
 //! `images.rs` (pulls), `runtime/` (wasmtime), `logs.rs`, `server.rs` (the node's HTTPS
 //! server).
 

@@ -1,6 +1,8 @@
-//! The pod network of this node. Today: virtual pod addresses from the node's pod range,
-//! the spec.podCIDR the control plane's node IPAM gave the Node (never routed on the host);
-//! the pod network proper will live here too.
+//! The pod network of this node: virtual pod addresses from the node's pod range (here),
+//! the spec.podCIDR the control plane's node IPAM gave the Node (never routed on the
+//! host); the routing table (`table.rs`, kept by `watch.rs`), pure name and address
+//! resolution (`resolve.rs`), each pod's router (`router.rs`, TCP in
+//! `router/tcp_route.rs`) and the in-memory pod TCP stack (`tcp.rs`).
 //!
 //! Invariants: an address is handed out at most once until it is released; only addresses
 //! inside the pod range are handed out or claimed, and never its network address, its
@@ -12,9 +14,12 @@
 //! workers start in; a reservation whose pod never claims it (deleted while the node was
 //! down) lasts until the node restarts.
 
+pub(crate) mod dataplane;
+pub(crate) mod policy;
 mod resolve;
 mod router;
 mod table;
+pub(crate) mod tcp;
 pub(crate) mod watch;
 
 pub(crate) use self::router::{Egress, Routing};

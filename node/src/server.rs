@@ -53,6 +53,15 @@ pub async fn serve(
 /// A self-signed serving certificate for `hosts` (plus `localhost`), ALPN http/1.1, and
 /// the certificate (DER) clients pin.
 pub fn self_signed(hosts: &[IpAddr]) -> anyhow::Result<(Arc<rustls::ServerConfig>, rustls::pki_types::CertificateDer<'static>)> {
+    let (config, cert, _) = self_signed_with_key(hosts)?;
+    Ok((config, cert))
+}
+
+/// [`self_signed`], and the certificate's private key (the node's data plane presents the
+/// same certificate, `network/dataplane.rs`).
+pub(crate) fn self_signed_with_key(
+    hosts: &[IpAddr],
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>)> {
     let mut names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     names.push("localhost".to_string());
     let key = rcgen::generate_simple_self_signed(names)?;
@@ -61,9 +70,9 @@ pub fn self_signed(hosts: &[IpAddr]) -> anyhow::Result<(Arc<rustls::ServerConfig
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], private)?;
+        .with_single_cert(vec![cert.clone()], private.clone_key())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(config), cert))
+    Ok((Arc::new(config), cert, private))
 }
 
 /// Runs exec instances; the server's only link to the runtime (tests inject a fake).

@@ -105,6 +105,23 @@ fn node_pod_cidrs(obj: &mut Value) {
     }
 }
 
+/// A NetworkPolicy's defaults (Kubernetes' `SetDefaults_NetworkPolicy`): `policyTypes`
+/// Ingress, plus Egress when it has egress rules; every port's protocol TCP.
+fn network_policy(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else { return };
+    if spec["policyTypes"].as_array().is_none_or(Vec::is_empty) {
+        let egress = spec["egress"].as_array().is_some_and(|e| !e.is_empty());
+        spec["policyTypes"] = if egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
+    }
+    for rules in ["ingress", "egress"] {
+        for rule in spec.get_mut(rules).and_then(Value::as_array_mut).into_iter().flatten() {
+            for p in rule.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+                set_default(p, "protocol", json!("TCP"));
+            }
+        }
+    }
+}
+
 /// Fills in defaults for an object of `info`'s kind.
 pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
@@ -203,6 +220,7 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
+        ("networking.k8s.io", "NetworkPolicy") => network_policy(obj),
         ("batch", "CronJob") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "concurrencyPolicy", json!("Allow"));
@@ -246,6 +264,28 @@ mod tests {
         default_tolerations(&mut own, 300);
         assert_eq!(own["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
         assert_eq!(own["tolerations"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn network_policies_get_policy_types_and_port_protocols() {
+        let info = crate::apiserver::resources::find("networking.k8s.io", "v1", "networkpolicies").expect("netpol served");
+        // (spec before, policyTypes after)
+        let cases = [
+            (json!({"podSelector": {}}), json!(["Ingress"])),
+            (json!({"podSelector": {}, "egress": []}), json!(["Ingress"])),
+            (json!({"podSelector": {}, "egress": [{}]}), json!(["Ingress", "Egress"])),
+            (json!({"podSelector": {}, "policyTypes": ["Egress"]}), json!(["Egress"])),
+        ];
+        for (before, types) in cases {
+            let mut np = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "n"}, "spec": before.clone()});
+            apply(info, &mut np);
+            assert_eq!(np["spec"]["policyTypes"], types, "{before}");
+        }
+        let mut np = json!({"spec": {"ingress": [{"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}], "egress": [{"ports": [{"port": "http"}]}]}});
+        apply(info, &mut np);
+        apply(info, &mut np);
+        assert_eq!(np["spec"]["ingress"][0]["ports"], json!([{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]));
+        assert_eq!(np["spec"]["egress"][0]["ports"], json!([{"port": "http", "protocol": "TCP"}]));
     }
 
     #[test]

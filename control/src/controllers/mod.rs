@@ -67,8 +67,11 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_c
                 tracing::warn!(error = %e, "controller pass failed");
             }
             // A pass scans every object: under a stream of writes, keep its share of CPU
-            // bounded by waiting several times as long as it took.
-            pause = pause.max(started.elapsed() * 5);
+            // bounded by waiting several times as long as it took — but never longer than
+            // RESYNC, or a pass slowed by a busy machine (its time counts write waits too)
+            // would leave finished Jobs unpruned and Endpoints stale for seconds
+            // (workloads_batch_cronjob_schedules_and_prunes saw a fourth finished Job).
+            pause = pause.max(started.elapsed() * 5).min(RESYNC);
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}

@@ -16,8 +16,12 @@
 //!   `elapsed_us`, `rps` (ok / elapsed) and per-request latency (`handle` to end of body)
 //!   `min_us`, `p50_us`, `p90_us`, `p99_us`, `max_us`, `mean_us`, all from
 //!   wasi:clocks/monotonic-clock inside the guest.
+//! - `GET /tcp-load?addr=HOST:PORT&n=N`
+//!   one wasi:sockets TCP connection to a line echo server (tcp-echo), then N round trips
+//!   of one line each, timed the same way; the same JSON plus `connect_us`.
 //!
-//! Linked with the proxy adapter; imports wasi:cli/environment too (for /whoami).
+//! Linked with the proxy adapter; imports wasi:cli/environment too (for /whoami), and
+//! wasi:sockets (tcp, ip-name-lookup; for /tcp-load, through tcp-echo's `net.rs`).
 
 use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
@@ -74,6 +78,14 @@ fn route(request: &IncomingRequest) -> (u16, String) {
             let c = param("c").and_then(|c| c.parse::<u32>().ok()).unwrap_or(1).clamp(1, 256);
             (200, load::run(&url, n, c))
         }
+        "/tcp-load" => {
+            let addr = param("addr").unwrap_or_default();
+            let Some((host, Ok(port))) = addr.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse::<u16>())) else {
+                return (400, "usage: /tcp-load?addr=HOST:PORT&n=N\n".to_string());
+            };
+            let n = param("n").and_then(|n| n.parse::<u32>().ok()).unwrap_or(100).clamp(1, 1_000_000);
+            (200, load::tcp(&host, port, n))
+        }
         _ => (404, format!("not found: {path}\n")),
     }
 }
@@ -124,6 +136,8 @@ fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
 }
 
 mod load;
+#[path = "../../tcp-echo/src/net.rs"]
+mod net;
 
 fn code(e: &ErrorCode) -> String {
     format!("{e:?}")

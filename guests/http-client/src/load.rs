@@ -127,13 +127,18 @@ pub fn run(url: &str, n: u32, c: u32) -> String {
         }
     }
     let elapsed = monotonic_clock::now().saturating_sub(t_start);
+    figures(n, c, lat, errors, first_error, elapsed, "")
+}
+
+/// The figures of a run as one JSON object (and a newline); `extra` is more `"k":v,` pairs.
+fn figures(n: u32, c: u32, mut lat: Vec<u64>, errors: u32, first_error: Option<String>, elapsed: u64, extra: &str) -> String {
     lat.sort_unstable();
     let us = |ns: u64| ns as f64 / 1000.0;
     let pct = |p: f64| if lat.is_empty() { 0.0 } else { us(lat[(((lat.len() - 1) as f64) * p).round() as usize]) };
     let mean = if lat.is_empty() { 0.0 } else { us(lat.iter().sum::<u64>()) / lat.len() as f64 };
     let err = first_error.map_or("null".to_string(), |e| format!("\"{}\"", e.replace('\\', "\\\\").replace('"', "\\\"")));
     format!(
-        "{{\"n\":{n},\"c\":{c},\"ok\":{},\"errors\":{errors},\"first_error\":{err},\"elapsed_us\":{:.1},\"rps\":{:.1},\"min_us\":{:.1},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1},\"mean_us\":{:.1}}}\n",
+        "{{{extra}\"n\":{n},\"c\":{c},\"ok\":{},\"errors\":{errors},\"first_error\":{err},\"elapsed_us\":{:.1},\"rps\":{:.1},\"min_us\":{:.1},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1},\"mean_us\":{:.1}}}\n",
         lat.len(),
         us(elapsed),
         lat.len() as f64 / (elapsed as f64 / 1e9).max(1e-9),
@@ -144,4 +149,41 @@ pub fn run(url: &str, n: u32, c: u32) -> String {
         pct(1.0),
         mean,
     )
+}
+
+/// `/tcp-load`: one TCP connection to `host:port` (a line echo server), then N round trips
+/// of one line each (write a line, read the answering line), each timed; the connect is
+/// timed apart (`connect_us`). Stops at the first failure.
+pub fn tcp(host: &str, port: u16, n: u32) -> String {
+    let t0 = monotonic_clock::now();
+    let mut conn = match super::net::connect(host, port) {
+        Ok(c) => c,
+        Err(e) => return figures(n, 1, Vec::new(), n, Some(e.name().to_string()), 0, "\"connect_us\":0,"),
+    };
+    let connect = monotonic_clock::now().saturating_sub(t0);
+    let mut lat: Vec<u64> = Vec::with_capacity(n as usize);
+    let mut first_error = None;
+    let t_start = monotonic_clock::now();
+    for i in 0..n {
+        let t = monotonic_clock::now();
+        if !conn.write_all(format!("{i}\n").as_bytes()) {
+            first_error = Some("write failed".to_string());
+            break;
+        }
+        match conn.read_line() {
+            Some(line) if line.ends_with(&format!(": {i}")) => lat.push(monotonic_clock::now().saturating_sub(t)),
+            Some(line) => {
+                first_error = Some(format!("unexpected reply {line:?}"));
+                break;
+            }
+            None => {
+                first_error = Some("connection-closed".to_string());
+                break;
+            }
+        }
+    }
+    let elapsed = monotonic_clock::now().saturating_sub(t_start);
+    conn.finish();
+    let errors = n - lat.len() as u32;
+    figures(n, 1, lat, errors, first_error, elapsed, &format!("\"connect_us\":{:.1},", connect as f64 / 1000.0))
 }

@@ -159,6 +159,10 @@ fn pod_ip(label: &str) -> Option<IpAddr> {
 /// A request to the Service's name.
 fn service_name(table: &Table, client: &Client<'_>, svc: &Service, port: u16, depth: usize) -> Route {
     match &svc.kind {
+        Kind::ClusterIp if port == LOOKUP_PORT => Route::Balanced {
+            backends: Arc::new(Backends { key: svc.name.as_str().into(), addrs: svc.cluster_ips.iter().map(|&ip| SocketAddr::new(ip, 0)).collect(), affinity: None }),
+            port: Some(LOOKUP_PORT),
+        },
         Kind::ClusterIp => service_port(svc, port),
         Kind::Headless if svc.headless.addrs.is_empty() => Route::NoSuchName,
         Kind::Headless => Route::Balanced { backends: svc.headless.clone(), port: Some(port) },
@@ -176,6 +180,26 @@ fn service_port(svc: &Service, port: u16) -> Route {
         Some(p) => Route::Balanced { backends: p.backends.clone(), port: None },
     }
 }
+
+/// The addresses `host` resolves to for the pod `client` (wasi:sockets ip-name-lookup),
+/// by the same names as [`resolve`]: a ClusterIP Service to its ClusterIPs, a headless
+/// one to its ready endpoints' addresses, a pod name or pod DNS name to the pod address,
+/// `localhost` to 127.0.0.1. `host` is a name, never an IP literal.
+pub(crate) fn lookup_name(table: &Table, client: &Client<'_>, host: &str) -> crate::network::tcp::NameLookup {
+    use crate::network::tcp::NameLookup;
+    // Port 0 is never a Service port (the table drops it): it marks a lookup, for which a
+    // ClusterIP Service answers with its ClusterIPs.
+    match resolve(table, client, host, LOOKUP_PORT) {
+        Route::Local { .. } => NameLookup::Addresses(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+        Route::Pod { addr } => NameLookup::Addresses(vec![addr.ip()]),
+        Route::Balanced { backends, .. } => NameLookup::Addresses(backends.addrs.iter().map(SocketAddr::ip).collect()),
+        Route::External { host, .. } => NameLookup::External(host),
+        Route::Refused(_) | Route::NoSuchName => NameLookup::NoSuchName,
+    }
+}
+
+/// The port [`lookup_name`] resolves for.
+const LOOKUP_PORT: u16 = 0;
 
 /// Balancing state: the next round-robin index per Service port, and the sticky
 /// backends of sessionAffinity ClientIP.

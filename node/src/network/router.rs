@@ -9,22 +9,32 @@
 //!   containerPort; an HTTP container that declares no port listens on
 //!   [`UNDECLARED_PORT`] (`wasmtime serve`'s default) when it is the pod's only such
 //!   container; anything else is connection-refused;
-//! - a pod address this node does not hold is refused at once, with a log line: cross-node
-//!   routing is not built yet;
-//! - external egress is denied unless the node's [`Egress`] allows it (it does not, until
-//!   NetworkPolicy lands): the guest gets HTTP-request-denied, as before the pod network;
+//! - a pod address in another node's podCIDR (or an endpoint naming another node) goes
+//!   through the data plane (`dataplane.rs`) once the node has one; one no pod of this node
+//!   holds, or of a node the data plane cannot reach, is refused at once;
+//! - external egress is denied unless the node's [`Egress`] allows it: the guest gets
+//!   HTTP-request-denied, as before the pod network;
+//! - NetworkPolicy (`policy.rs`) is checked in [`Routing::to_pod`] and for external
+//!   egress, where the final destination (pod and container port after Service
+//!   resolution, or the external address) is known, for pods on other nodes too (the view
+//!   holds every pod); a denial is connection-refused. A pod reaching itself (localhost, its own IP) is never checked;
 //! - a route is decided without waiting: a read lock for the table's `Arc`, a mutex only
 //!   to pick a Service backend, the pod's container list under its read lock.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
+use super::dataplane::Peers;
+use super::policy::{self, Peer, PolicyView, Protocol};
 use super::resolve::{Balancer, Client, Route, pick, resolve};
 use super::table::Table;
+use super::tcp::{NameLookup, PodSockets, Target};
 use crate::pod_table::{PodEntry, PodTable};
 use crate::runtime::{Dispatch, HttpService, Network};
 
+mod tcp_route;
 #[cfg(test)]
 mod tests;
 
@@ -47,11 +57,26 @@ pub(crate) struct Routing {
     table: RwLock<Arc<Table>>,
     balancer: Mutex<Balancer>,
     egress: Egress,
+    /// NetworkPolicy, published apart from the table (pods change more often than routes).
+    policy: RwLock<Arc<PolicyView>>,
+    /// Connections to the other nodes' data planes; unset, their pods are refused.
+    data_plane: OnceLock<Arc<Peers>>,
+    /// Each pod's TCP port space, by pod UID (`tcp_route.rs`).
+    sockets: Mutex<HashMap<String, Weak<PodSockets>>>,
 }
 
 impl Routing {
     pub fn new(node: String, pods: Arc<PodTable>, egress: Egress) -> Arc<Routing> {
-        Arc::new(Routing { node, pods, table: RwLock::default(), balancer: Mutex::default(), egress })
+        Arc::new(Routing {
+            node,
+            pods,
+            table: RwLock::default(),
+            balancer: Mutex::default(),
+            egress,
+            policy: RwLock::default(),
+            data_plane: OnceLock::new(),
+            sockets: Mutex::default(),
+        })
     }
 
     /// Makes `table` the one every later request sees.
@@ -63,6 +88,35 @@ impl Routing {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Makes `view` the NetworkPolicy every later connection is checked against.
+    pub fn publish_policy(&self, view: PolicyView) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    }
+
+    pub fn policy(&self) -> Arc<PolicyView> {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether NetworkPolicy lets `from` reach `to` on TCP `port`; logs a denial.
+    pub(super) fn permits(&self, view: &PolicyView, from: &PodRouter, to: Peer<'_>, port: u16) -> bool {
+        let ok = policy::allowed(view, from.peer(), to, port, Protocol::Tcp);
+        if !ok {
+            tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = ?to, port, "connection refused: denied by NetworkPolicy");
+        }
+        ok
+    }
+
+    /// Sends requests for other nodes' pods through `peers` (set once).
+    pub fn set_data_plane(&self, peers: Arc<Peers>) {
+        let _ = self.data_plane.set(peers);
+    }
+
+    /// The running HTTP service of this node's pod at `addr` (where the data plane
+    /// delivers requests from other nodes).
+    pub fn serve_addr(&self, addr: SocketAddr) -> Option<Arc<HttpService>> {
+        serve(&*self.pods.by_ip(addr.ip())?, addr.port())
+    }
+
     /// The network of the pod `entry` at `ip`.
     pub fn for_pod(self: &Arc<Self>, entry: &Arc<PodEntry>, ip: Option<IpAddr>) -> Arc<dyn Network> {
         Arc::new(PodRouter {
@@ -71,6 +125,7 @@ impl Routing {
             namespace: entry.namespace.clone(),
             name: entry.name.clone(),
             ip,
+            sockets: self.pod_sockets(entry, ip),
         })
     }
 
@@ -97,7 +152,11 @@ impl Routing {
                     return self.to_pod(from, table, SocketAddr::new(ip, port));
                 }
                 match self.egress {
-                    Egress::Allow => Dispatch::External { host, port },
+                    Egress::Allow => {
+                        let view = self.policy();
+                        let to = host.parse::<IpAddr>().map_or(Peer::Name, |ip| view.peer_at(ip));
+                        if self.permits(&view, from, to, port) { Dispatch::External { host, port } } else { Dispatch::Refused }
+                    }
                     Egress::Deny => {
                         tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, host = %host, port, "external egress is off");
                         Dispatch::Denied
@@ -112,19 +171,28 @@ impl Routing {
         }
     }
 
-    /// A request to the pod at `addr`.
+    /// A request to the pod at `addr`: the one place a pod destination is final.
     fn to_pod(&self, from: &PodRouter, table: &Table, addr: SocketAddr) -> Dispatch {
         match self.pods.by_ip(addr.ip()) {
+            Some(pod) if !self.permits(&self.policy(), from, Peer::Pod { namespace: &pod.namespace, name: &pod.name, ip: Some(addr.ip()) }, addr.port()) => Dispatch::Refused,
             Some(pod) => serve(&pod, addr.port()).map_or_else(|| refused(from, "no container of the target pod listens on that port", addr.port()), Dispatch::Local),
             None => {
-                match table.node_of(addr.ip()).filter(|n| *n != self.node) {
-                    Some(node) => tracing::warn!(
-                        pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, target.node = %node,
-                        "connection refused: the target pod is on another node and cross-node routing is not yet built"
-                    ),
-                    None => tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "connection refused: no pod holds that address"),
+                let Some(node) = table.node_of(addr.ip()).filter(|n| *n != self.node) else {
+                    tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, "connection refused: no pod holds that address");
+                    return Dispatch::Refused;
+                };
+                let view = self.policy();
+                if !self.permits(&view, from, view.peer_at(addr.ip()), addr.port()) {
+                    return Dispatch::Refused;
                 }
-                Dispatch::Refused
+                let hop = match self.data_plane.get() {
+                    Some(peers) => peers.hop(table, node, addr, from.ip),
+                    None => Err("this node has no data plane"),
+                };
+                hop.unwrap_or_else(|why| {
+                    tracing::debug!(pod.namespace = %from.namespace, pod.name = %from.name, target = %addr, target.node = %node, "connection refused: {why}");
+                    Dispatch::Refused
+                })
             }
         }
     }
@@ -159,6 +227,7 @@ pub(crate) struct PodRouter {
     namespace: String,
     name: String,
     ip: Option<IpAddr>,
+    sockets: Arc<PodSockets>,
 }
 
 impl std::fmt::Debug for PodRouter {
@@ -167,10 +236,29 @@ impl std::fmt::Debug for PodRouter {
     }
 }
 
+impl PodRouter {
+    /// This pod as a NetworkPolicy peer.
+    pub(super) fn peer(&self) -> Peer<'_> {
+        Peer::Pod { namespace: &self.namespace, name: &self.name, ip: self.ip }
+    }
+}
+
 impl Network for PodRouter {
     fn route(&self, host: &str, port: u16) -> Dispatch {
         let table = self.routing.table();
         let route = resolve(&table, &Client { namespace: &self.namespace, ip: self.ip }, host, port);
         self.routing.dispatch(self, &table, route)
+    }
+
+    fn sockets(&self) -> Option<Arc<PodSockets>> {
+        Some(self.sockets.clone())
+    }
+
+    fn tcp_target(&self, addr: SocketAddr) -> Target {
+        self.routing.tcp_target(self, addr)
+    }
+
+    fn lookup(&self, name: &str) -> NameLookup {
+        self.routing.lookup(self, name)
     }
 }

@@ -13,7 +13,9 @@
 //!   subset's port with the Service port's name, as Kubernetes resolves a named
 //!   targetPort per pod), sorted and without duplicates, so round robin is deterministic;
 //! - only TCP Service ports route (HTTP runs over TCP); FQDN slices are ignored;
-//! - names are kept lowercase and without a trailing dot.
+//! - names are kept lowercase and without a trailing dot;
+//! - a node's data plane ([`Peer`]) comes from its Node alone: InternalIP, the port
+//!   annotation and the certificate pin; a part that is missing or malformed is None.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -40,6 +42,19 @@ pub(crate) struct Table {
     node_cidrs: Vec<(Ipv4Cidr, String)>,
     /// Node of every endpoint address that names one.
     endpoint_nodes: HashMap<IpAddr, String>,
+    /// The nodes' data planes, by node name (`dataplane.rs`).
+    peers: HashMap<String, Peer>,
+    /// Node names by published certificate pin.
+    pins: HashMap<[u8; 32], String>,
+}
+
+/// A node as the data plane reaches and authenticates it, from its Node object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// Its InternalIP with the port of [`flotilla_api::DATA_PLANE_PORT_ANNOTATION`].
+    pub addr: Option<SocketAddr>,
+    /// The SHA-256 of its certificate ([`flotilla_api::SERVING_CERT_ANNOTATION`]).
+    pub pin: Option<[u8; 32]>,
 }
 
 /// A Service as the network routes it.
@@ -47,6 +62,8 @@ pub(crate) struct Table {
 pub(crate) struct Service {
     pub name: String,
     pub kind: Kind,
+    /// Its ClusterIPs (what its name resolves to), sorted; empty unless [`Kind::ClusterIp`].
+    pub cluster_ips: Vec<IpAddr>,
     /// Its TCP ports, each with its ready backends.
     pub ports: Vec<Port>,
     /// Its ready endpoint addresses (what a headless name resolves to), sorted by IP.
@@ -114,6 +131,33 @@ fn tcp(protocol: Option<&String>) -> bool {
 
 fn port16(p: i32) -> Option<u16> {
     u16::try_from(p).ok().filter(|&p| p != 0)
+}
+
+/// The Node's data plane: InternalIP (else the first address that is an IP) and
+/// annotated port, and its certificate pin.
+fn peer(node: &Node) -> Peer {
+    let annotations = node.metadata.annotations.as_ref();
+    let port = annotations.and_then(|a| a.get(flotilla_api::DATA_PLANE_PORT_ANNOTATION)).and_then(|p| p.parse::<u16>().ok()).filter(|&p| p != 0);
+    let pin = annotations.and_then(|a| a.get(flotilla_api::SERVING_CERT_ANNOTATION)).and_then(|h| parse_sha256(h));
+    let addresses = node.status.as_ref().and_then(|s| s.addresses.as_deref()).unwrap_or_default();
+    let ip = addresses
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .and_then(|a| a.address.parse::<IpAddr>().ok())
+        .or_else(|| addresses.iter().find_map(|a| a.address.parse::<IpAddr>().ok()));
+    Peer { addr: ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port)), pin }
+}
+
+/// 64 hex digits (either case) → 32 bytes.
+pub(crate) fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 fn slice_group(slice: &EndpointSlice) -> Option<Group<'_>> {
@@ -223,6 +267,7 @@ impl Table {
             let service = Arc::new(Service {
                 name: normalize(name),
                 kind,
+                cluster_ips: cluster_ips.clone(),
                 ports,
                 endpoints: ready,
                 headless: Arc::new(headless),
@@ -239,6 +284,11 @@ impl Table {
             for c in cidrs.iter().flatten().filter_map(|c| c.parse::<Ipv4Cidr>().ok()) {
                 table.node_cidrs.push((c, name.to_string()));
             }
+            let peer = peer(n);
+            if let Some(pin) = peer.pin {
+                table.pins.insert(pin, name.to_string());
+            }
+            table.peers.insert(name.to_string(), peer);
         }
         table
     }
@@ -266,6 +316,16 @@ impl Table {
         }
         let IpAddr::V4(ip) = ip else { return None };
         self.node_cidrs.iter().find(|(c, _)| c.contains(ip)).map(|(_, n)| n.as_str())
+    }
+
+    /// The data plane of node `name`.
+    pub fn peer(&self, name: &str) -> Option<&Peer> {
+        self.peers.get(name)
+    }
+
+    /// The node that published certificate pin `pin`.
+    pub fn node_with_pin(&self, pin: &[u8; 32]) -> Option<&str> {
+        self.pins.get(pin).map(String::as_str)
     }
 
     /// Number of Services (for logs).

@@ -1,23 +1,27 @@
-//! Keeps the node's routing [`Table`] current: reflectors of Services, EndpointSlices,
-//! Endpoints and Nodes, all namespaces, through the API as any client would (kube-rs
-//! watchers with back-off, as the pod watch in `agent.rs`), and a rebuild of the table
-//! after every batch of visible changes.
+//! Keeps the node's routing [`Table`] and NetworkPolicy [`PolicyView`] current: reflectors
+//! of Services, EndpointSlices, Endpoints and Nodes (the table), NetworkPolicies,
+//! Namespaces and Pods (the view), all namespaces, through the API as any client would
+//! (kube-rs watchers with back-off, as the pod watch in `agent.rs`), and a rebuild of
+//! what changed after every batch of visible changes.
 //!
-//! Invariants: the table is rebuilt from the four stores as a whole, so it never mixes a
-//! Service with endpoints from before it was replaced; changes that arrive together
-//! (a relist) cause one rebuild; a failing watch keeps the last table.
+//! Invariants: the table (the view) is rebuilt from its stores as a whole, so it never
+//! mixes a Service with endpoints from before it was replaced; changes that arrive
+//! together (a relist) cause one rebuild; a pod change rebuilds only the view; a failing
+//! watch keeps the last table and view.
 
 use std::sync::Arc;
 
 use futures::{FutureExt as _, StreamExt as _};
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
 
+use super::policy::PolicyView;
 use super::router::Routing;
 use super::table::Table;
 
@@ -27,20 +31,32 @@ pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdow
     let (slices, s2) = reflect::<EndpointSlice>(&client);
     let (endpoints, s3) = reflect::<Endpoints>(&client);
     let (nodes, s4) = reflect::<Node>(&client);
-    let mut changes = futures::stream::select_all([s1, s2, s3, s4]);
+    let (policies, p1) = reflect::<NetworkPolicy>(&client);
+    let (namespaces, p2) = reflect::<Namespace>(&client);
+    let (pods, p3) = reflect::<Pod>(&client);
+    // (table changed, view changed)
+    let table_side = futures::stream::select_all([s1, s2, s3, s4]).map(|d| (d, false));
+    let view_side = futures::stream::select_all([p1, p2, p3]).map(|d| (false, d));
+    let mut changes = futures::stream::select(table_side, view_side);
     loop {
         let first = tokio::select! {
             c = changes.next() => c,
             _ = shutdown.changed() => return,
         };
-        let Some(mut dirty) = first else { return };
-        while let Some(Some(more)) = changes.next().now_or_never() {
-            dirty |= more;
+        let Some((mut table_dirty, mut view_dirty)) = first else { return };
+        while let Some(Some((t, v))) = changes.next().now_or_never() {
+            table_dirty |= t;
+            view_dirty |= v;
         }
-        if dirty {
+        if table_dirty {
             let table = Table::build(&services.state(), &slices.state(), &endpoints.state(), &nodes.state());
             tracing::debug!(services = table.len(), "pod network table rebuilt");
             routing.publish(table);
+        }
+        if view_dirty {
+            let view = PolicyView::build(&policies.state(), &namespaces.state(), &pods.state());
+            tracing::debug!(policies = view.len(), "network policy view rebuilt");
+            routing.publish_policy(view);
         }
     }
 }

@@ -3,8 +3,11 @@
 //! Components link all of WASI 0.2 (cli, clocks, filesystem, random, io, sockets) plus
 //! wasi:http types/outgoing-handler, like `wasmtime serve -S cli` / `wasmtime run`; core
 //! modules link wasip1. Every context is built from the [`InstanceSpec`] alone: its argv,
-//! its env, its mounts, its network; TCP, UDP and name lookup are off, and outgoing HTTP
-//! goes where the spec's [`super::Network`] routes it (refused without one: `outgoing.rs`).
+//! its env, its mounts, its network; TCP and name lookup go over the spec's
+//! [`super::Network`] (`sockets.rs`), UDP is off, and outgoing HTTP goes where the network
+//! routes it (refused without one: `outgoing.rs`). wasmtime-wasi's own TCP and name lookup
+//! (real host sockets) are never linked, so `allow_tcp`/`allow_ip_name_lookup` below only
+//! keep its context consistent.
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limits::MemLimiter;
 use super::outgoing::Outgoing;
+use super::sockets::SocketsView;
 use super::stdio::{ChannelStdin, SinkStream};
 use super::{InstanceSpec, Mount, Network, OutputSink, RuntimeError, Stream};
 
@@ -26,12 +30,18 @@ pub(crate) struct Host {
     table: ResourceTable,
     http: WasiHttpCtx,
     hooks: Outgoing,
+    /// The pod network of wasi:sockets (`sockets.rs`).
+    network: Option<Arc<dyn Network>>,
     pub(super) limiter: MemLimiter,
 }
 
 impl Host {
     pub fn new(wasi: WasiCtx, limiter: MemLimiter, network: Option<Arc<dyn Network>>) -> Host {
-        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: Outgoing::new(network), limiter }
+        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: Outgoing::new(network.clone()), network, limiter }
+    }
+
+    pub(super) fn pod_sockets(&mut self) -> SocketsView<'_> {
+        SocketsView { table: &mut self.table, network: self.network.as_ref() }
     }
 }
 
@@ -55,7 +65,7 @@ pub(crate) struct P1Host {
 
 pub(super) fn component_linker(engine: &Engine) -> Result<Linker<Host>, RuntimeError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::wasmtime("linking WASI"))?;
+    super::sockets::add_wasi_to_linker(&mut linker).map_err(RuntimeError::wasmtime("linking WASI"))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(RuntimeError::wasmtime("linking WASI"))?;
     Ok(linker)
 }

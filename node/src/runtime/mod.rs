@@ -8,8 +8,8 @@
 //! get an [`HttpService`] from [`Runtime::serve`] that makes a fresh instance per request.
 //!
 //! Invariants: a guest only sees what its [`InstanceSpec`] grants (argv, env, preopened
-//! mounts; no sockets; outgoing wasi:http requests only where its [`Network`] routes
-//! them, none without one); every store carries the memory limiter and the
+//! mounts; TCP and name lookup over its [`Network`] only, no host sockets, no UDP;
+//! outgoing wasi:http requests only where its [`Network`] routes them, none without one); every store carries the memory limiter and the
 //! fuel/epoch meter, so a guest that traps, loops, overflows its stack or hogs memory ends
 //! only itself; wasm yields to tokio at least every fuel slice (~2 ms of CPU) or epoch
 //! tick, so a busy guest never starves a worker thread and can be killed (its future
@@ -20,7 +20,8 @@
 //! limiter, CPU token bucket, per-store meter), `host.rs` (store state, WASI context),
 //! `stdio.rs` (stdout/stderr into an [`OutputSink`], stdin from a channel), `command.rs`
 //! (command containers), `http.rs` (HTTP containers), `outgoing.rs` (outgoing wasi:http
-//! requests: executes the [`Network`]'s [`Dispatch`]).
+//! requests: executes the [`Network`]'s [`Dispatch`]), `sockets.rs` (wasi:sockets TCP and
+//! ip-name-lookup over the [`Network`]).
 
 mod command;
 mod engine;
@@ -28,6 +29,7 @@ mod host;
 mod http;
 mod limits;
 mod outgoing;
+mod sockets;
 mod stdio;
 #[cfg(test)]
 mod tests;
@@ -166,6 +168,21 @@ pub trait Network: Send + Sync + std::fmt::Debug {
     /// literal, IPv6 without brackets; the port defaulted from the scheme). Called inside
     /// the guest's `outgoing-handler.handle`: it must answer at once, never wait.
     fn route(&self, host: &str, port: u16) -> Dispatch;
+
+    /// The pod's TCP port space (wasi:sockets `tcp`); None: TCP is off (access-denied).
+    fn sockets(&self) -> Option<Arc<crate::network::tcp::PodSockets>> {
+        None
+    }
+
+    /// Where a TCP connection to `addr` goes. Must answer at once, never wait.
+    fn tcp_target(&self, _addr: std::net::SocketAddr) -> crate::network::tcp::Target {
+        crate::network::tcp::Target::Denied
+    }
+
+    /// What `name` resolves to (wasi:sockets `ip-name-lookup`). Must answer at once.
+    fn lookup(&self, _name: &str) -> crate::network::tcp::NameLookup {
+        crate::network::tcp::NameLookup::NoSuchName
+    }
 }
 
 /// What to do with an outgoing request.
@@ -182,6 +199,32 @@ pub enum Dispatch {
     NoSuchName,
     /// Not allowed: the guest gets HTTP-request-denied.
     Denied,
+    /// A pod of another node: the [`Forward`] carries the request there.
+    Remote(Box<dyn Forward>),
+}
+
+/// One request's hop to a pod of another node (the node's data plane implements it).
+pub trait Forward: Send + Sync {
+    /// Sends `request` (the guest's URI, method, headers and body) and answers the pod's
+    /// response. Connecting gives up after `connect_timeout` (a default when None) with
+    /// [`ForwardError::Refused`], so a route that fails never hangs.
+    fn forward(
+        self: Box<Self>,
+        request: ::http::Request<BoxBody>,
+        connect_timeout: Option<Duration>,
+    ) -> futures::future::BoxFuture<'static, Result<::http::Response<BoxBody>, ForwardError>>;
+}
+
+/// Why a [`Forward`] gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Nobody takes the request there (no such node, pod or port; unreachable node): the
+    /// guest gets connection-refused.
+    #[error("connection refused")]
+    Refused,
+    /// The connection failed after the request was sent: connection-terminated.
+    #[error("connection terminated")]
+    Terminated(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

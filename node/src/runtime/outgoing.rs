@@ -1,8 +1,8 @@
 //! Outgoing wasi:http requests: the [`WasiHttpHooks`] of every component store. The
 //! instance's [`Network`] decides where a request goes; this file carries the decision
-//! out: an in-process call of a node-local [`HttpService`], real egress through
-//! wasmtime-wasi-http's `default_send_request`, or the wasi:http error a real network
-//! would give.
+//! out: an in-process call of a node-local [`HttpService`], a [`Forward`] to a pod of
+//! another node, real egress through wasmtime-wasi-http's `default_send_request`, or the
+//! wasi:http error a real network would give.
 //!
 //! Invariants: without a network every request is denied (HTTP-request-denied); a
 //! refusal or an unknown name is answered at once, never after a wait; an in-process
@@ -17,7 +17,7 @@ use std::time::Duration;
 use http_body_util::BodyExt as _;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{Dispatch, HttpService, Network};
+use super::{Dispatch, Forward, ForwardError, HttpService, Network};
 
 /// Connect timeout of real egress when the guest set none (a failed route shows within 3 s).
 pub(super) const EGRESS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,6 +47,7 @@ impl WasiHttpHooks for Outgoing {
             Dispatch::Refused => failed(Error::ConnectionRefused),
             Dispatch::NoSuchName => failed(Error::DnsError { rcode: Some("NXDOMAIN".to_string()), info_code: None }),
             Dispatch::Denied => failed(Error::HttpRequestDenied),
+            Dispatch::Remote(hop) => Box::new(call_remote(hop, request, options)),
         }
     }
 }
@@ -85,6 +86,37 @@ async fn call_local(
     let response = response.map(|body| {
         body.map_err(|e| {
             tracing::debug!(error = %e, "in-process response body failed");
+            Error::ConnectionTerminated
+        })
+        .boxed_unsync()
+    });
+    Ok((response, Box::new(std::future::ready(Ok(()))) as IoFuture))
+}
+
+/// Sends the request to a pod of another node through `hop`; a refusal there is
+/// connection-refused here.
+async fn call_remote(
+    hop: Box<dyn Forward>,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)> {
+    let request = request.map(|body| body.map_err(std::io::Error::other).boxed_unsync());
+    let call = hop.forward(request, options.as_ref().and_then(|o| o.connect_timeout));
+    let response = match options.and_then(|o| o.first_byte_timeout) {
+        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| Error::ConnectionReadTimeout)?,
+        None => call.await,
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(ForwardError::Refused) => return Err(Error::ConnectionRefused),
+        Err(ForwardError::Terminated(e)) => {
+            tracing::debug!(error = %e, "cross-node request failed");
+            return Err(Error::ConnectionTerminated);
+        }
+    };
+    let response = response.map(|body| {
+        body.map_err(|e| {
+            tracing::debug!(error = %e, "cross-node response body failed");
             Error::ConnectionTerminated
         })
         .boxed_unsync()

@@ -757,3 +757,6 @@ async fn measure_in_process_call_overhead() {
         r50.saturating_sub(d50)
     );
 }
+
+#[path = "tests/tcp.rs"]
+mod tcp;

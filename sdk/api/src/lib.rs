@@ -13,3 +13,8 @@ pub mod validation;
 /// server connects to a node for logs, exec and proxy only if the node presents exactly
 /// this certificate, so its credential never reaches another server.
 pub const SERVING_CERT_ANNOTATION: &str = "node.flotilla.dev/serving-cert-sha256";
+
+/// The Node annotation in which a node publishes the port (decimal) of its pod network's
+/// data-plane listener, on its InternalIP. Other nodes send requests for this node's pods
+/// there, over mutual TLS with the certificate of [`SERVING_CERT_ANNOTATION`].
+pub const DATA_PLANE_PORT_ANNOTATION: &str = "node.flotilla.dev/data-plane-port";

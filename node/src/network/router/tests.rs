@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::network::policy::PolicyView;
 use crate::logs::ContainerLogs;
 use crate::pod_table::ContainerEntry;
 use crate::runtime::{BoxBody, Compiled, InstanceSpec, Runtime, RuntimeConfig};
@@ -153,8 +154,8 @@ async fn pods_and_services_of_this_node_are_reached_in_process() {
     assert_eq!(fetch(&front, "http://empty/", 1).await, REFUSED, "no ready endpoint");
     assert_eq!(fetch(&front, "http://web:81/", 1).await, REFUSED, "no such Service port");
     assert_eq!(fetch(&front, "http://10.42.1.99:8080/", 1).await, REFUSED, "no such pod");
-    assert_eq!(fetch(&front, "http://10.42.2.5:8080/", 1).await, REFUSED, "cross-node is not built");
-    assert_eq!(fetch(&front, "http://remote/", 1).await, REFUSED, "cross-node is not built");
+    assert_eq!(fetch(&front, "http://10.42.2.5:8080/", 1).await, REFUSED, "another node's pod, and this node has no data plane");
+    assert_eq!(fetch(&front, "http://remote/", 1).await, REFUSED, "another node's pod, and this node has no data plane");
     assert_eq!(fetch(&front, "http://nosuch/", 1).await, "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n");
     assert_eq!(fetch(&front, "http://nosuch.default.svc.cluster.local/", 1).await, "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n");
     assert_eq!(fetch(&front, "http://example.com/", 1).await, "error ErrorCode::HttpRequestDenied\n", "egress is off");
@@ -184,4 +185,35 @@ fn egress_is_denied_unless_allowed() {
         // An empty table (before the first watch answer) still knows this node's pods.
         assert!(matches!(net.route("10.42.1.11", 8080), Dispatch::Refused), "a pod of this node without a listener");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_policy_refuses_at_the_final_destination() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let c = Cluster::new(Egress::Allow);
+    let front = c.pod("front", "10.42.1.10", &[("client", "http-client", &[8080], &[]), ("side", "hello-http", &[9090], &[])]);
+    c.pod("web-1", "10.42.1.11", &[("client", "http-client", &[8080], &[("POD_NAME", "web-1")])]);
+    let pod = |name: &str, app: &str, ip: &str| obj::<Pod>(json!({"metadata": {"namespace": "default", "name": name, "labels": {"app": app}}, "status": {"podIP": ip}}));
+    let pods = [pod("front", "front", "10.42.1.10"), pod("web-1", "web", "10.42.1.11")];
+    // Ingress of web: only from app=front, on 8080; egress of front: nowhere but web.
+    let policies = [
+        obj::<NetworkPolicy>(json!({"metadata": {"namespace": "default", "name": "web"}, "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "front"}}}], "ports": [{"port": 8081}]}]}})),
+        obj(json!({"metadata": {"namespace": "default", "name": "front"}, "spec": {"podSelector": {"matchLabels": {"app": "front"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}})),
+    ];
+    c.routing.publish_policy(PolicyView::build(&policies, &[], &pods));
+    let t = Instant::now();
+    // The Service's port 80 is the pod's 8080 after resolution: the rule's 8081 does not match.
+    assert_eq!(fetch(&front, "http://web/whoami", 1).await, REFUSED);
+    assert_eq!(fetch(&front, "http://10.42.1.11:8080/whoami", 1).await, REFUSED);
+    assert_eq!(fetch(&front, "http://example.com/", 1).await, REFUSED, "egress: no rule allows external addresses");
+    assert_eq!(fetch(&front, "http://nosuch/", 1).await, "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n", "DNS is not filtered");
+    assert_eq!(fetch(&front, "http://localhost:9090/", 1).await, "200 Hello from Flotilla\n", "a pod reaches itself");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let policies = [obj::<NetworkPolicy>(json!({"metadata": {"namespace": "default", "name": "web"}, "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "front"}}}], "ports": [{"port": 8080}]}]}}))];
+    c.routing.publish_policy(PolicyView::build(&policies, &[], &pods));
+    assert_eq!(fetch(&front, "http://10.42.1.11:8080/whoami", 1).await, "200 web-1\n");
 }
