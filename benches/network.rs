@@ -425,7 +425,8 @@ async fn run() {
 
     // The baseline: the same two components under `wasmtime serve` on loopback.
     let (_hello_serve, hello_url) = wasmtime_serve(&guest("hello-http"), &["cli"]);
-    let (_client_serve, client_url) = wasmtime_serve(&guest("http-client"), &["cli", "http"]);
+    // (Its wasi:sockets are for the TCP baseline only.)
+    let (_client_serve, client_url) = wasmtime_serve(&guest("http-client"), &["cli", "http", "inherit-network", "tcp"]);
     wait_http(&cl.any, &format!("{hello_url}/"), None, Duration::from_secs(120)).await;
     wait_http(&cl.any, &format!("{client_url}/"), None, Duration::from_secs(120)).await;
 
@@ -484,7 +485,7 @@ async fn run() {
     // 4, 5.
     println!();
     if tcp {
-        tcp_echo(&cl, &here).await;
+        tcp_echo(&cl, &here, &client_url).await;
     } else {
         println!("TCP echo round trips/s between two pods: not built yet ({} is missing)", guest("tcp-echo"));
     }
@@ -499,7 +500,7 @@ async fn run() {
 /// TCP echo round trips/s between two pods on one node: http-client's `/tcp-load` in pod
 /// `client` keeps one connection to tcp-echo in pod `echo` (through Service `echo` port
 /// 6000 -> 7000, and by pod IP) and times N one-line round trips.
-async fn tcp_echo(cl: &Cluster, here: &flotilla_node::NodeHandle) {
+async fn tcp_echo(cl: &Cluster, here: &flotilla_node::NodeHandle, wasmtime_client: &str) {
     let echo_ip = cl.pod_ip("echo").await;
     let client = cl.proxy(here, "client", 8080);
     let token = Some(cl.token.clone());
@@ -511,10 +512,27 @@ async fn tcp_echo(cl: &Cluster, here: &flotilla_node::NodeHandle) {
             return;
         }
     }
+    // For reference: the same guests under the wasmtime CLI over real loopback sockets.
+    let port = free_port();
+    let _echo = Killed(
+        Command::new(wasmtime_cli())
+            .args(["run", "-S", "inherit-network", "-S", "tcp", &guest("tcp-echo"), &port.to_string(), "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn wasmtime run tcp-echo"),
+    );
+    let reference = Case::tcp("TCP echo: wasmtime serve -> wasmtime run (loopback)", wasmtime_client.to_string(), None, format!("127.0.0.1:{port}"));
+    let mut cases = vec![&via_service, &via_ip];
+    match reference.wait_routable(&cl.any, Duration::from_secs(30)).await {
+        Ok(()) => cases.push(&reference),
+        Err(e) => println!("{}: not working ({e})", reference.label),
+    }
     println!("TCP echo round trips between two pods on one node (one connection, {N} one-line round trips per round, timed in the client guest; connect not counted)");
-    let s = measure(&cl.any, &[&via_service, &via_ip], 1).await;
-    report_in("rt/s ", &via_service.label, 1, &s[0], None);
-    report_in("rt/s ", &via_ip.label, 1, &s[1], None);
+    let s = measure(&cl.any, &cases, 1).await;
+    for (case, s) in cases.iter().zip(&s) {
+        report_in("rt/s ", &case.label, 1, s, None);
+    }
 }
 
 /// A cross-node hop: http-client in pod `client` on one node loading hello-http in pod
