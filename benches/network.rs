@@ -18,6 +18,7 @@
 //!    wasi:sockets connection to a tcp-echo pod (through a Service and by pod IP);
 //! 5. a cross-node hop: a second in-process node runs hello-http and tcp-echo pods, which
 //!    the client pod on the first node loads by pod IP (HTTP and TCP over the data plane).
+//!
 //! Each figure is the median of ROUNDS rounds of N requests, after a warm-up; the cases
 //! run interleaved in each round, so drift hits them alike.
 
