@@ -8,8 +8,20 @@
 //!   newlines shown as ` | `) or `error ERRORCODE` (the wasi:http error-code, as Rust's
 //!   Debug prints it). With `timing=1` each line ends with ` Nus`: the fetch's time, from
 //!   `outgoing-handler.handle` to the end of the body, on the monotonic clock.
+//! - `GET /load?url=U&n=N[&c=C]`
+//!   a load generator for benchmarks: GETs `U` N times (at most 1,000,000), keeping C
+//!   requests in flight (default 1, at most 256; concurrent through wasi:io/poll over the
+//!   outgoing requests' pollables), each body read to its end. Answers 200 with one JSON
+//!   object: `n`, `c`, `ok` (status 200 and whole body), `errors`, `first_error`,
+//!   `elapsed_us`, `rps` (ok / elapsed) and per-request latency (`handle` to end of body)
+//!   `min_us`, `p50_us`, `p90_us`, `p99_us`, `max_us`, `mean_us`, all from
+//!   wasi:clocks/monotonic-clock inside the guest.
+//! - `GET /tcp-load?addr=HOST:PORT&n=N`
+//!   one wasi:sockets TCP connection to a line echo server (tcp-echo), then N round trips
+//!   of one line each, timed the same way; the same JSON plus `connect_us`.
 //!
-//! Linked with the proxy adapter; imports wasi:cli/environment too (for /whoami).
+//! Linked with the proxy adapter; imports wasi:cli/environment too (for /whoami), and
+//! wasi:sockets (tcp, ip-name-lookup; for /tcp-load, through tcp-echo's `net.rs`).
 
 use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
@@ -60,12 +72,26 @@ fn route(request: &IncomingRequest) -> (u16, String) {
             }
             (200, out)
         }
+        "/load" => {
+            let Some(url) = param("url") else { return (400, "usage: /load?url=U&n=N[&c=C]\n".to_string()) };
+            let n = param("n").and_then(|n| n.parse::<u32>().ok()).unwrap_or(100).clamp(1, 1_000_000);
+            let c = param("c").and_then(|c| c.parse::<u32>().ok()).unwrap_or(1).clamp(1, 256);
+            (200, load::run(&url, n, c))
+        }
+        "/tcp-load" => {
+            let addr = param("addr").unwrap_or_default();
+            let Some((host, Ok(port))) = addr.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse::<u16>())) else {
+                return (400, "usage: /tcp-load?addr=HOST:PORT&n=N\n".to_string());
+            };
+            let n = param("n").and_then(|n| n.parse::<u32>().ok()).unwrap_or(100).clamp(1, 1_000_000);
+            (200, load::tcp(&host, port, n))
+        }
         _ => (404, format!("not found: {path}\n")),
     }
 }
 
-/// GETs `url`: the status and whole body, or the error as text.
-fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
+/// An outgoing GET of `url`, sent: its pending response.
+fn send(url: &str) -> Result<wasip2::http::types::FutureIncomingResponse, String> {
     let (scheme, rest) = match url.split_once("://") {
         Some(("http", rest)) => (Scheme::Http, rest),
         Some(("https", rest)) => (Scheme::Https, rest),
@@ -79,7 +105,12 @@ fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
     req.set_scheme(Some(&scheme)).map_err(|()| "bad scheme".to_string())?;
     req.set_authority(Some(authority)).map_err(|()| format!("bad authority {authority:?}"))?;
     req.set_path_with_query(Some(path)).map_err(|()| format!("bad path {path:?}"))?;
-    let pending = outgoing_handler::handle(req, None).map_err(|e| code(&e))?;
+    outgoing_handler::handle(req, None).map_err(|e| code(&e))
+}
+
+/// GETs `url`: the status and whole body, or the error as text.
+fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
+    let pending = send(url)?;
     let resp = loop {
         match pending.get() {
             Some(Ok(Ok(resp))) => break resp,
@@ -103,6 +134,10 @@ fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
     drop(wasip2::http::types::IncomingBody::finish(body));
     Ok((status, out))
 }
+
+mod load;
+#[path = "../../tcp-echo/src/net.rs"]
+mod net;
 
 fn code(e: &ErrorCode) -> String {
     format!("{e:?}")
