@@ -6,8 +6,9 @@
 //!
 //! Invariants: the table (the view) is rebuilt from its stores as a whole, so it never
 //! mixes a Service with endpoints from before it was replaced; changes that arrive
-//! together (a relist) cause one rebuild; a pod change rebuilds only the view; a failing
-//! watch keeps the last table and view.
+//! together (a relist), or within `REBUILD_EVERY` of each other, cause one rebuild; a pod
+//! change rebuilds only the view, and not even that while no NetworkPolicy exists; a
+//! failing watch keeps the last table and view.
 
 use std::sync::Arc;
 
@@ -25,6 +26,9 @@ use super::policy::PolicyView;
 use super::router::Routing;
 use super::table::Table;
 
+/// Shortest time between two rebuilds of the table or the view.
+const REBUILD_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Watches until `shutdown` turns true, publishing each new table into `routing`.
 pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let (services, s1) = reflect::<Service>(&client);
@@ -38,6 +42,9 @@ pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdow
     let table_side = futures::stream::select_all([s1, s2, s3, s4]).map(|d| (d, false));
     let view_side = futures::stream::select_all([p1, p2, p3]).map(|d| (false, d));
     let mut changes = futures::stream::select(table_side, view_side);
+    // The published view holds no policy: while none exists, pod changes cannot change a
+    // decision (every connection is allowed), so the view is not rebuilt for them.
+    let mut view_has_policies = false;
     loop {
         let first = tokio::select! {
             c = changes.next() => c,
@@ -53,10 +60,17 @@ pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdow
             tracing::debug!(services = table.len(), "pod network table rebuilt");
             routing.publish(table);
         }
-        if view_dirty {
+        if view_dirty && (view_has_policies || !policies.is_empty()) {
             let view = PolicyView::build(&policies.state(), &namespaces.state(), &pods.state());
             tracing::debug!(policies = view.len(), "network policy view rebuilt");
+            view_has_policies = view.len() > 0;
             routing.publish_policy(view);
+        }
+        // Rebuild at most every REBUILD_EVERY: a burst of pod updates (a thousand pods
+        // starting) costs a few rebuilds, not one per event.
+        tokio::select! {
+            _ = tokio::time::sleep(REBUILD_EVERY) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }
