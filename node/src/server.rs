@@ -126,9 +126,31 @@ struct Ctx {
 }
 
 /// Resolves when `rx` turns true; never if its sender is dropped first.
-async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     if rx.wait_for(|v| *v).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// The next connection of `listener` (TCP_NODELAY set: small TLS records must not wait
+/// for the peer's delayed ACK), or None once `stop` resolves. An accept error (out of
+/// descriptors and the like) is logged as `what`'s and retried after a pause instead of
+/// spinning.
+pub(crate) async fn accept(listener: &TcpListener, stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>, what: &str) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = stop.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "{what} accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
     }
 }
 
@@ -144,21 +166,7 @@ pub(crate) async fn serve_with(
     let ctx = Arc::new(Ctx { token, pods, runner, shutdown: shutdown.clone() });
     let stop = shutdown_signal(shutdown.clone());
     tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "node server accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Small TLS records must not wait for the peer's delayed ACK (Nagle).
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = accept(&listener, &mut stop, "node server").await {
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();

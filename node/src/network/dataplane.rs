@@ -74,6 +74,7 @@ use super::router::Routing;
 use super::table::Table;
 use super::tcp::{ByteStream, Conn, Dial, TcpError, bridge};
 use crate::runtime::{BoxBody, Dispatch, Forward, ForwardError};
+use crate::server::{accept, shutdown_signal};
 
 pub(crate) use self::tls::sha256;
 
@@ -394,12 +395,6 @@ impl Delivery for Routing {
     }
 }
 
-/// Resolves when `rx` turns true; never if its sender is dropped first.
-async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
 
 /// Serves the data plane on `listener` until `shutdown` turns true: stops accepting, and
 /// open connections get [`DRAIN_TIMEOUT`] to finish their requests.
@@ -412,19 +407,7 @@ pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, delive
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let stop = shutdown_signal(shutdown.clone());
     tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "data plane accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = accept(&listener, &mut stop, "data plane").await {
         let (acceptor, delivery, shutdown) = (acceptor.clone(), delivery.clone(), shutdown.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(ACCEPT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
