@@ -8,22 +8,12 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{Cluster, guest};
-
-/// `s` percent-encoded for a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
+use crate::pod_network::{NXDOMAIN, REFUSED, fetch_in};
 
 /// What http-client in `ns/pod` answers to `/fetch?url=URL&n=1` (through pods/proxy).
 fn fetch(c: &Cluster, ns: &str, pod: &str, url: &str) -> String {
-    let path = format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/fetch?url={}&n=1", encode(url));
-    c.kubectl(&["get", "--raw", &path]).ok().to_string()
+    fetch_in(c, ns, pod, url, 1)
 }
-
-const REFUSED: &str = "error ErrorCode::ConnectionRefused\n";
-const NXDOMAIN: &str = "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n";
 
 /// An http-client pod `ns/name` with `labels` (flow-style YAML map body) that says its
 /// name at /whoami, serving port `http` (8080).

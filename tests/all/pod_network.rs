@@ -22,13 +22,18 @@ fn encode(s: &str) -> String {
 
 /// What http-client in `pod` (port 8080) answers to `/fetch?url=URL&n=N`: one line per
 /// fetch, `STATUS BODY` or `error CODE`.
-fn fetch(c: &Cluster, pod: &str, url: &str, n: u32) -> String {
-    let path = format!("/api/v1/namespaces/default/pods/{pod}:8080/proxy/fetch?url={}&n={n}", encode(url));
+pub(crate) fn fetch(c: &Cluster, pod: &str, url: &str, n: u32) -> String {
+    fetch_in(c, "default", pod, url, n)
+}
+
+/// [`fetch`] from a pod of namespace `ns`.
+pub(crate) fn fetch_in(c: &Cluster, ns: &str, pod: &str, url: &str, n: u32) -> String {
+    let path = format!("/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/fetch?url={}&n={n}", encode(url));
     c.kubectl(&["get", "--raw", &path]).ok().to_string()
 }
 
 /// How many times each line occurs.
-fn tally(out: &str) -> BTreeMap<String, usize> {
+pub(crate) fn tally(out: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for l in out.lines() {
         *m.entry(l.to_string()).or_insert(0) += 1;
@@ -41,8 +46,8 @@ fn indent(yaml: &str, by: &str) -> String {
     yaml.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
-const REFUSED: &str = "error ErrorCode::ConnectionRefused\n";
-const NXDOMAIN: &str = "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n";
+pub(crate) const REFUSED: &str = "error ErrorCode::ConnectionRefused\n";
+pub(crate) const NXDOMAIN: &str = "error ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })\n";
 
 /// An http-client container named `name` that says its pod's name at /whoami: a YAML
 /// list item for a pod spec's `containers:` at two spaces.

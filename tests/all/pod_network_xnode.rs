@@ -8,30 +8,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Cluster, NodeProcess, guest, node_name, wait_for};
+use crate::pod_network::{REFUSED, fetch, tally};
 use crate::workloads::node_names;
 
-/// `s` percent-encoded for a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
-
-/// What http-client in `pod` (port 8080) answers to `/fetch?url=URL&n=N`.
-fn fetch(c: &Cluster, pod: &str, url: &str, n: u32) -> String {
-    let path = format!("/api/v1/namespaces/default/pods/{pod}:8080/proxy/fetch?url={}&n={n}", encode(url));
-    c.kubectl(&["get", "--raw", &path]).ok().to_string()
-}
-
-fn tally(out: &str) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for l in out.lines() {
-        *m.entry(l.to_string()).or_insert(0) += 1;
-    }
-    m
-}
-
-const REFUSED: &str = "error ErrorCode::ConnectionRefused\n";
 
 /// An http-client pod bound to `node` that says its name at /whoami, labelled app=NAME.
 fn client_pod(name: &str, node: &str) -> String {
