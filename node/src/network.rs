@@ -19,6 +19,8 @@ pub(crate) mod policy;
 mod resolve;
 mod router;
 mod table;
+#[cfg(test)]
+mod testing;
 pub(crate) mod tcp;
 pub(crate) mod watch;
 

@@ -5,38 +5,22 @@
 //! published data plane, a wrong or unknown certificate, a node that left the cluster),
 //! pooled connections, and a node that shuts down.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
 use crate::logs::ContainerLogs;
 use crate::network::Egress;
 use crate::pod_table::{ContainerEntry, PodEntry, PodTable};
-use crate::runtime::{Compiled, InstanceSpec, Runtime, RuntimeConfig};
+use crate::runtime::InstanceSpec;
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flotilla-dataplane-test-{}", std::process::id()));
-        Runtime::new(RuntimeConfig { cache_dir: dir, max_instances: 64 }).expect("runtime")
-    })
-}
-
-fn compiled(name: &str) -> Arc<Compiled> {
-    let path = format!("{}/../target/guests/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("guest {path} missing ({e}); run scripts/build-guests.sh"));
-    runtime().prepare(&format!("sha256:dataplane-test-{name}"), &wasm).expect("prepare")
-}
-
-fn obj<T: serde::de::DeserializeOwned>(v: Value) -> Arc<T> {
-    Arc::new(serde_json::from_value(v).expect("a valid object"))
-}
+use crate::network::testing::{compiled, obj, runtime};
 
 fn identity() -> Arc<Identity> {
     let (_, cert, key) = crate::server::self_signed_with_key(&["127.0.0.1".parse().expect("ip")]).expect("certificate");

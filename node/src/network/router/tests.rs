@@ -2,7 +2,7 @@
 //! (target/guests), a routing table built from API objects, and requests made by the
 //! http-client guest, so every route runs end to end inside the node.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,25 +15,9 @@ use super::*;
 use crate::network::policy::PolicyView;
 use crate::logs::ContainerLogs;
 use crate::pod_table::ContainerEntry;
-use crate::runtime::{BoxBody, Compiled, InstanceSpec, Runtime, RuntimeConfig};
+use crate::runtime::{BoxBody, InstanceSpec};
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flotilla-router-test-{}", std::process::id()));
-        Runtime::new(RuntimeConfig { cache_dir: dir, max_instances: 64 }).expect("runtime")
-    })
-}
-
-fn compiled(name: &str) -> Arc<Compiled> {
-    let path = format!("{}/../target/guests/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("guest {path} missing ({e}); run scripts/build-guests.sh"));
-    runtime().prepare(&format!("sha256:router-test-{name}"), &wasm).expect("prepare")
-}
-
-fn obj<T: serde::de::DeserializeOwned>(v: Value) -> Arc<T> {
-    Arc::new(serde_json::from_value(v).expect("a valid object"))
-}
+use crate::network::testing::{compiled, obj, runtime};
 
 /// (name, guest, containerPorts, env) of a container.
 type Container<'a> = (&'a str, &'a str, &'a [u16], &'a [(&'a str, &'a str)]);
