@@ -89,7 +89,7 @@ fn plan_service(svc: &Value, pods: &[&Value], current: Option<&Value>) -> Option
         }
     }
 
-    let trigger = service_endpoints::trigger_time(svc, &selected, current.and_then(|c| service_endpoints::last_controller_write([c])));
+    let trigger = service_endpoints::trigger_time(svc, &selected, current.and_then(|c| service_endpoints::last_controller_write([c])), &service_endpoints::published_readiness(current));
     let mut ep = match current {
         Some(c) => c.clone(),
         None => json!({

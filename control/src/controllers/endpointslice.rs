@@ -71,7 +71,12 @@ pub(crate) fn plan(svc: &Value, pods: &[&Value], slices: &[&Value], nodes: &Hash
         .copied()
         .filter(|s| s["metadata"]["labels"][SERVICE_NAME] == svc["metadata"]["name"] && s["metadata"]["labels"][MANAGED_BY] == CONTROLLER_NAME && !deleting(s))
         .collect();
-    let trigger = service_endpoints::trigger_time(svc, &selected, service_endpoints::last_controller_write(ours.iter().copied()));
+    let trigger = service_endpoints::trigger_time(
+        svc,
+        &selected,
+        service_endpoints::last_controller_write(ours.iter().copied()),
+        &service_endpoints::published_readiness(ours.iter().copied()),
+    );
     let types = address_types(svc);
     let mut steps = Vec::new();
     for t in &types {

@@ -119,19 +119,42 @@ pub(crate) fn last_controller_write<'a>(objects: impl IntoIterator<Item = &'a Va
         .max()
 }
 
+/// The readiness each pod (by uid) is published with in `objects`: Endpoints (ready and
+/// not-ready addresses) or EndpointSlices (each endpoint's `conditions.ready`).
+pub(crate) fn published_readiness<'a>(objects: impl IntoIterator<Item = &'a Value>) -> HashMap<&'a str, bool> {
+    let mut out = HashMap::new();
+    let uid = |a: &'a Value| a["targetRef"]["uid"].as_str();
+    for o in objects {
+        for s in o["subsets"].as_array().into_iter().flatten() {
+            for (key, ready) in [("addresses", true), ("notReadyAddresses", false)] {
+                out.extend(s[key].as_array().into_iter().flatten().filter_map(uid).map(|u| (u, ready)));
+            }
+        }
+        for e in o["endpoints"].as_array().into_iter().flatten() {
+            out.extend(uid(e).map(|u| (u, e["conditions"]["ready"] != false)));
+        }
+    }
+    out
+}
+
 /// The last-change trigger time to write now (None: drop the annotation). With no
-/// earlier write, the Service's creation; otherwise the earliest of the changes since
-/// `last_write` that can move endpoints: the Service's creation and each selected pod's
-/// Ready transition. Kubernetes keeps the previous pass's times in memory; the time of
-/// the controller's last write stands in for them, so a leader change loses nothing.
-pub(crate) fn trigger_time(svc: &Value, pods: &[&Value], last_write: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+/// earlier write, the Service's creation; otherwise the earliest Ready transition of the
+/// selected pods that changed: those whose transition came at or after `last_write`,
+/// and those not yet published with the readiness they have now (`published`, by uid;
+/// a pod's status can reach the API after a write that happened later than the
+/// transition it reports). Kubernetes keeps the previous pass's times in memory; the
+/// stored objects stand in for them, so a leader change loses nothing.
+pub(crate) fn trigger_time(svc: &Value, pods: &[&Value], last_write: Option<DateTime<Utc>>, published: &HashMap<&str, bool>) -> Option<DateTime<Utc>> {
     let created = parse_time(&svc["metadata"]["creationTimestamp"]);
     let Some(since) = last_write else { return created };
-    let ready_transitions = pods.iter().filter_map(|p| {
+    let changed = pods.iter().filter_map(|p| {
         let c = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?;
-        parse_time(&c["lastTransitionTime"])
+        let at = parse_time(&c["lastTransitionTime"])?;
+        let uid = p["metadata"]["uid"].as_str().unwrap_or("");
+        let unpublished = published.get(uid) != Some(&(c["status"] == "True"));
+        (at >= since || unpublished).then_some(at)
     });
-    ready_transitions.chain(created).filter(|t| *t >= since).min()
+    changed.chain(created.filter(|t| *t >= since)).min()
 }
 
 /// One address offering one port of an Endpoints subset (`port` None: a subset without
@@ -307,14 +330,27 @@ mod tests {
     #[test]
     fn trigger_time_is_the_earliest_change_since_the_last_write() {
         let svc = json!({"metadata": {"creationTimestamp": timestamp(t(0))}});
-        let ready_at = |s: i64| json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": timestamp(t(s))}]}});
-        let (a, b, c) = (ready_at(5), ready_at(20), ready_at(30));
-        assert_eq!(trigger_time(&svc, &[&a], None), Some(t(0)));
-        assert_eq!(trigger_time(&svc, &[&a, &b, &c], Some(t(10))), Some(t(20)));
-        assert_eq!(trigger_time(&svc, &[&a], Some(t(10))), None);
+        let ready_at = |uid: &str, s: i64| json!({"metadata": {"uid": uid}, "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": timestamp(t(s))}]}});
+        let (a, b, c) = (ready_at("a", 5), ready_at("b", 20), ready_at("c", 30));
+        let none = HashMap::new();
+        assert_eq!(trigger_time(&svc, &[&a], None, &none), Some(t(0)));
+        let a_ready = HashMap::from([("a", true)]);
+        assert_eq!(trigger_time(&svc, &[&a, &b, &c], Some(t(10)), &a_ready), Some(t(20)));
+        assert_eq!(trigger_time(&svc, &[&a], Some(t(10)), &a_ready), None);
+        // A pod whose Ready transition predates the last write but which is not yet
+        // published as ready (its status reached the API late) still counts.
+        assert_eq!(trigger_time(&svc, &[&a], Some(t(10)), &none), Some(t(5)));
+        assert_eq!(trigger_time(&svc, &[&a], Some(t(10)), &HashMap::from([("a", false)])), Some(t(5)));
         let written = json!({"metadata": {"managedFields": [
             {"manager": "kubectl", "time": timestamp(t(50))},
             {"manager": "kube-controller-manager", "time": timestamp(t(10))}]}});
         assert_eq!(last_controller_write([&written]), Some(t(10)));
+    }
+
+    #[test]
+    fn readiness_as_published() {
+        let ep = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1", "targetRef": {"uid": "a"}}], "notReadyAddresses": [{"ip": "10.0.0.2", "targetRef": {"uid": "b"}}]}]});
+        let slice = json!({"endpoints": [{"targetRef": {"uid": "c"}, "conditions": {"ready": false}}, {"targetRef": {"uid": "d"}, "conditions": {"ready": true}}]});
+        assert_eq!(published_readiness([&ep, &slice]), HashMap::from([("a", true), ("b", false), ("c", false), ("d", true)]));
     }
 }
