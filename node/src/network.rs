@@ -15,6 +15,7 @@
 //! down) lasts until the node restarts.
 
 pub(crate) mod dataplane;
+pub(crate) mod external;
 pub(crate) mod policy;
 mod resolve;
 mod router;

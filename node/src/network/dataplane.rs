@@ -17,9 +17,11 @@
 //!   on the target's node). The target pod sees the request without either.
 //! - A TCP connection (wasi:sockets, [`Peers::tcp`]) is `CONNECT` with `:authority` =
 //!   `IP:PORT` (RFC 9113 §8.5) and the calling pod in [`SOURCE_HEADER`]; the listener
-//!   queues it on the target pod's listener at once (`Routing::tcp_inbound`) and answers
-//!   200, the stream's DATA frames then carrying the connection's bytes both ways (an end
-//!   of stream is the sender's shutdown), or refuses it as below.
+//!   queues it on the target pod's listener at once (`Routing::tcp_inbound`) or, when no
+//!   listener takes it, hands it to the HTTP container on that port (served as HTTP by
+//!   `external::serve_opened`: clients from outside the pod network come this way) and
+//!   answers 200, the stream's DATA frames then carrying the connection's bytes both ways
+//!   (an end of stream is the sender's shutdown), or refuses it as below.
 //! - When nobody takes a request (no such pod on the node, no container on that port, a
 //!   peer no longer trusted) the listener answers 503 with [`REFUSED_HEADER`] (the reason);
 //!   the client turns that into connection-refused. The header is removed from pods' own
@@ -70,9 +72,10 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::external::{Opened, serve_opened};
 use super::router::Routing;
 use super::table::Table;
-use super::tcp::{ByteStream, Conn, Dial, TcpError, bridge};
+use super::tcp::{ByteStream, Conn, Dial, TcpError};
 use crate::runtime::{BoxBody, Dispatch, Forward, ForwardError};
 use crate::server::{accept, shutdown_signal};
 
@@ -479,13 +482,18 @@ fn tunnel(delivery: &dyn Delivery, request: Request<Incoming>) -> Response<BoxBo
     };
     let source = request.headers().get(SOURCE_HEADER).and_then(|v| v.to_str().ok()?.parse::<IpAddr>().ok());
     let from = SocketAddr::new(source.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)), 0);
-    let conn = match delivery.tcp(from, target) {
-        Ok(conn) => conn,
-        Err(_) => return refusal("nobody listens on that port of a pod of this node"),
+    // A wasi:sockets listener takes the connection; else an HTTP container on that port
+    // serves it (a client outside the pod network came through another node).
+    let opened = match delivery.tcp(from, target) {
+        Ok(conn) => Opened::Tcp(conn),
+        Err(_) => match delivery.service(target) {
+            Some(service) => Opened::Http(service),
+            None => return refusal("nobody listens on that port of a pod of this node"),
+        },
     };
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
-            Ok(upgraded) => bridge(conn, TokioIo::new(upgraded)),
+            Ok(upgraded) => serve_opened(opened, TokioIo::new(upgraded)).await,
             Err(error) => tracing::debug!(%error, %target, "data plane: TCP tunnel upgrade failed"),
         }
     });

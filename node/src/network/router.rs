@@ -52,15 +52,15 @@ pub(crate) enum Egress {
 
 /// The node's pod network.
 pub(crate) struct Routing {
-    node: String,
-    pods: Arc<PodTable>,
+    pub(super) node: String,
+    pub(super) pods: Arc<PodTable>,
     table: RwLock<Arc<Table>>,
-    balancer: Mutex<Balancer>,
+    pub(super) balancer: Mutex<Balancer>,
     egress: Egress,
     /// NetworkPolicy, published apart from the table (pods change more often than routes).
     policy: RwLock<Arc<PolicyView>>,
     /// Connections to the other nodes' data planes; unset, their pods are refused.
-    data_plane: OnceLock<Arc<Peers>>,
+    pub(super) data_plane: OnceLock<Arc<Peers>>,
     /// Each pod's TCP port space, by pod UID (`tcp_route.rs`).
     sockets: Mutex<HashMap<String, Weak<PodSockets>>>,
 }
@@ -204,7 +204,7 @@ fn refused(from: &PodRouter, why: &str, port: u16) -> Dispatch {
 }
 
 /// The running HTTP service of `pod` that listens on `port`.
-fn serve(pod: &PodEntry, port: u16) -> Option<Arc<HttpService>> {
+pub(super) fn serve(pod: &PodEntry, port: u16) -> Option<Arc<HttpService>> {
     let containers = pod.containers.read().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = containers.iter().find(|c| c.ports.contains(&port)) {
         return c.http.clone();

@@ -38,7 +38,7 @@ impl Routing {
     }
 
     /// The port space of `pod`.
-    fn sockets_of(&self, pod: &PodEntry) -> Option<Arc<PodSockets>> {
+    pub(crate) fn sockets_of(&self, pod: &PodEntry) -> Option<Arc<PodSockets>> {
         self.sockets.lock().unwrap_or_else(|p| p.into_inner()).get(&pod.uid).and_then(Weak::upgrade)
     }
 
