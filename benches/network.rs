@@ -330,6 +330,7 @@ async fn run() {
         store: flotilla_control::store::StoreConfig::default(),
         scheduler: true,
         network: Default::default(),
+        service_lb: true,
     })
     .await
     .expect("start control plane");

@@ -382,6 +382,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
         store: flotilla_control::store::StoreConfig::default(),
         scheduler: true,
         network: Default::default(),
+        service_lb: true,
     })
     .await
     .expect("start control plane");

@@ -184,6 +184,7 @@ async fn control_plane(dir: &std::path::Path, scheduler: bool) -> flotilla_contr
         // Room for a /24 per simulated node (the default /16 holds 256), as a cluster of
         // this size would be configured; otherwise most nodes would get CIDRNotAvailable.
         network: flotilla_control::NetworkConfig { cluster_cidr: "10.64.0.0/12".parse().expect("cidr"), ..Default::default() },
+        service_lb: true,
     })
     .await
     .expect("control plane")

@@ -29,8 +29,11 @@ pub struct ControlPlaneConfig {
     /// Run the default scheduler (off: pods stay pending until something else binds them,
     /// as with a control plane whose kube-scheduler is not running).
     pub scheduler: bool,
-    /// Service and cluster CIDRs (`--service-cidr`, `--cluster-cidr`).
+    /// Service and cluster CIDRs and the node port range (`--service-cidr`,
+    /// `--cluster-cidr`, `--service-node-port-range`).
     pub network: NetworkConfig,
+    /// Run the built-in service load balancer (off: `--disable-service-lb`).
+    pub service_lb: bool,
 }
 
 /// A running control plane.
@@ -78,7 +81,7 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let store_dir = config.data_dir.join("store");
     let store_cfg = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
-    let api = Api::new(store.clone(), clock).with_service_range(service_range);
+    let api = Api::new(store.clone(), clock).with_service_range(service_range).with_node_port_range(config.network.node_port_range);
     let ns_info = apiserver::resources::find("", "v1", "namespaces").expect("namespaces served");
     for ns in DEFAULT_NAMESPACES {
         if api.get(ns_info, None, ns).is_err() {
@@ -99,7 +102,7 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let tasks = vec![
         tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())),
         tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())),
-        tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network.cluster_cidr)),
+        tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network.cluster_cidr, config.service_lb)),
     ];
     Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks, store })
 }

@@ -9,6 +9,7 @@
 
 use flotilla_api::cidr::Ipv4Cidr;
 
+use crate::apiserver::node_port::NodePortRange;
 use crate::apiserver::service_ip::{ServiceRange, ServiceRangeError};
 
 /// Prefix length of the range each Node gets from the cluster CIDR (kube-controller-manager's
@@ -24,6 +25,9 @@ pub struct NetworkConfig {
     /// Pod IPs (default 10.42.0.0/16): each Node gets a /24 of it in `spec.podCIDR`, and
     /// its node agent hands out its pods' addresses from there.
     pub cluster_cidr: Ipv4Cidr,
+    /// Service node ports are allocated from here (`--service-node-port-range`, default
+    /// 30000-32767).
+    pub node_port_range: NodePortRange,
 }
 
 /// Why the address plan is unusable.
@@ -43,6 +47,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             service_cidr: Ipv4Cidr::new([10, 43, 0, 0].into(), 16),
             cluster_cidr: Ipv4Cidr::new([10, 42, 0, 0].into(), 16),
+            node_port_range: NodePortRange::default(),
         }
     }
 }
@@ -72,7 +77,7 @@ mod tests {
         assert_eq!(d.cluster_cidr.to_string(), "10.42.0.0/16");
         let overlap = NetworkConfig { service_cidr: "10.42.128.0/24".parse().expect("cidr"), ..d };
         assert_eq!(overlap.validate().expect_err("overlap").to_string(), "--service-cidr 10.42.128.0/24 overlaps --cluster-cidr 10.42.0.0/16");
-        let big = NetworkConfig { service_cidr: "10.0.0.0/8".parse().expect("cidr"), cluster_cidr: "192.168.0.0/16".parse().expect("cidr") };
+        let big = NetworkConfig { service_cidr: "10.0.0.0/8".parse().expect("cidr"), cluster_cidr: "192.168.0.0/16".parse().expect("cidr"), ..d };
         assert!(matches!(big.validate(), Err(NetworkConfigError::ServiceRange(_))));
         let small = NetworkConfig { cluster_cidr: "10.42.0.0/25".parse().expect("cidr"), ..d };
         assert_eq!(

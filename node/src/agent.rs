@@ -51,6 +51,11 @@ pub struct NodeConfig {
     /// external address, as in Kubernetes). Off by default: a guest gets no network beyond
     /// the cluster unless the node's operator grants it (`--allow-pod-egress`).
     pub allow_egress: bool,
+    /// Listen on the bind address for clients outside the cluster: node ports,
+    /// health-check node ports and the built-in load balancer's Service ports
+    /// (`network/frontends.rs`). `up` turns it on for one embedded node only, since its
+    /// nodes share one address.
+    pub outside_listeners: bool,
 }
 
 impl NodeConfig {
@@ -67,6 +72,7 @@ impl NodeConfig {
             max_log_bytes: 10 * 1024 * 1024,
             max_pods: 10_000,
             allow_egress: false,
+            outside_listeners: true,
         }
     }
 }
@@ -248,6 +254,9 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     routing.set_data_plane(network::dataplane::Peers::new(identity.clone()));
     tasks.push(tokio::spawn(network::dataplane::serve(data_plane, identity, routing.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
+    if config.outside_listeners {
+        tasks.push(tokio::spawn(network::frontends::run(routing.clone(), config.bind_address, shutdown_rx.clone())));
+    }
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use flotilla_api::cidr::Ipv4Cidr;
+use flotilla_control::apiserver::node_port::NodePortRange;
 use flotilla_control::{ControlPlaneConfig, ControlPlaneHandle, NetworkConfig, store::StoreConfig};
 
 use super::kubeconfig;
@@ -35,12 +36,21 @@ pub(crate) struct ControlPlaneFlags {
     /// must be 24 or less
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: Ipv4Cidr,
+    /// Ports Services of type NodePort and LoadBalancer get their node ports from
+    /// (FIRST-LAST or FIRST+SIZE)
+    #[arg(long, value_name = "RANGE", default_value = "30000-32767")]
+    pub service_node_port_range: NodePortRange,
+    /// Turn off the built-in service load balancer: Services of type LoadBalancer then get
+    /// no address (they stay pending, as in Kubernetes without a load balancer) and nodes
+    /// do not listen on their ports; node ports still work
+    #[arg(long)]
+    pub disable_service_lb: bool,
 }
 
 impl ControlPlaneFlags {
     /// The address plan, checked (ranges usable, not overlapping).
     pub(crate) fn network(&self) -> anyhow::Result<NetworkConfig> {
-        let network = NetworkConfig { service_cidr: self.service_cidr, cluster_cidr: self.cluster_cidr };
+        let network = NetworkConfig { service_cidr: self.service_cidr, cluster_cidr: self.cluster_cidr, node_port_range: self.service_node_port_range };
         network.validate()?;
         Ok(network)
     }
@@ -80,7 +90,7 @@ impl ControlPlaneFlags {
         let network = self.network()?;
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
-        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default(), scheduler: true, network };
+        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default(), scheduler: true, network, service_lb: !self.disable_service_lb };
         let handle = if self.clock_rate == 1.0 {
             flotilla_control::start(config).await?
         } else {

@@ -36,7 +36,7 @@ impl UpCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let handle = self.flags.start_quiet().await?;
         let mut nodes = Vec::new();
-        for name in node_names(&super::node::host_name(), self.nodes) {
+        for (i, name) in node_names(&super::node::host_name(), self.nodes).into_iter().enumerate() {
             let dir = self.flags.data_dir()?.join(if self.nodes == 1 { "node".to_string() } else { format!("node-{name}") });
             let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), name, dir);
             config.ca_pem = Some(handle.ca_pem.clone());
@@ -44,6 +44,9 @@ impl UpCommand {
             config.allow_egress = self.allow_pod_egress;
             config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
             config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
+            // The embedded nodes share 127.0.0.1: the first one listens for node ports and
+            // load balancers, and reaches the others' pods through the data plane.
+            config.outside_listeners = i == 0;
             nodes.push(flotilla_node::start(config).await?);
         }
         self.flags.print_ready("cluster", &handle)?;

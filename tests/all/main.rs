@@ -11,6 +11,7 @@ mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
 mod netpol;
+mod outside;
 mod node_pods;
 mod node_limits;
 mod node_images;

@@ -159,6 +159,12 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
                 if matches!(spec["type"].as_str(), Some("ClusterIP" | "NodePort" | "LoadBalancer")) {
                     set_default(spec, "internalTrafficPolicy", json!("Cluster"));
                 }
+                if matches!(spec["type"].as_str(), Some("NodePort" | "LoadBalancer")) {
+                    set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+                }
+                if spec["type"] == "LoadBalancer" {
+                    set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+                }
                 if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         set_default(p, "protocol", json!("TCP"));

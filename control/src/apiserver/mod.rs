@@ -8,6 +8,7 @@ pub(crate) mod error;
 mod http;
 pub(crate) mod kubernetes_service;
 mod merge_keys;
+pub mod node_port;
 mod node_proxy;
 mod openapi;
 pub(crate) mod patch;

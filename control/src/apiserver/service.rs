@@ -20,6 +20,7 @@ use super::{defaults, schema, typed};
 use crate::store::{Op, Precondition, Store, StoreError, Stored};
 
 mod cluster_ip;
+mod node_ports;
 
 /// Time source, injected so tests of time-based behaviour need no waiting.
 pub trait Clock: Send + Sync {
@@ -196,6 +197,8 @@ pub struct Api {
     pub(crate) clock: Arc<dyn Clock>,
     /// Where Service ClusterIPs come from (`--service-cidr`).
     pub(crate) service_range: ServiceRange,
+    /// Where Service node ports come from (`--service-node-port-range`).
+    pub(crate) node_port_range: super::node_port::NodePortRange,
 }
 
 /// Storage key of an object.
@@ -308,7 +311,7 @@ fn drop_empty_maps(v: &mut Value) {
 
 impl Api {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Api { store, clock, service_range: ServiceRange::default() }
+        Api { store, clock, service_range: ServiceRange::default(), node_port_range: Default::default() }
     }
 
     /// Allocates Service ClusterIPs from `range` rather than the default 10.43.0.0/16.
@@ -547,6 +550,9 @@ impl Api {
             return Ok(old.value.clone());
         }
         if dry_run {
+            if info.group.is_empty() && info.kind == "Service" {
+                self.check_node_ports(ns.unwrap_or("default"), name, &new, Some(&old.value))?;
+            }
             return Ok(new);
         }
         let stored = self.write_updated(info, ns, name, old, new).await?;

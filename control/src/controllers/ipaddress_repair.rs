@@ -99,6 +99,9 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown) {
             last_rev = rev;
             last_pass = std::time::Instant::now();
             pass(&api).await;
+            // Node ports have no API object; the API server's own entries are repaired
+            // here too (`apiserver/service/node_ports.rs`).
+            api.repair_node_ports().await;
         }
         tokio::select! {
             _ = tokio::time::sleep(PASS_INTERVAL) => {}

@@ -31,6 +31,7 @@ pub(crate) mod replicaset;
 pub(crate) mod revisions;
 pub(crate) mod scheduler;
 pub(crate) mod service_endpoints;
+pub(crate) mod service_lb;
 pub(crate) mod statefulset;
 pub(crate) mod status;
 
@@ -45,8 +46,8 @@ use crate::apiserver::{Api, Shutdown};
 const RESYNC: Duration = Duration::from_secs(1);
 
 /// Runs the controllers (and the scheduler, if `scheduler`) until shutdown; node IPAM hands
-/// out ranges of `cluster_cidr`.
-pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_cidr: Ipv4Cidr) {
+/// out ranges of `cluster_cidr`; the built-in service load balancer runs if `service_lb`.
+pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_cidr: Ipv4Cidr, service_lb: bool) {
     if scheduler {
         tokio::spawn(scheduler::run(api.clone(), shutdown.clone()));
     }
@@ -63,7 +64,7 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_c
             last_seen = rev;
             last_pass = std::time::Instant::now();
             let started = std::time::Instant::now();
-            if let Err(e) = pass(&api).await {
+            if let Err(e) = pass(&api, service_lb).await {
                 tracing::warn!(error = %e, "controller pass failed");
             }
             // A pass scans every object: under a stream of writes, keep its share of CPU
@@ -82,7 +83,7 @@ pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_c
 
 /// One pass of every controller over one snapshot of the store, in a fixed order; a
 /// failure of the garbage collector or the namespace controller ends the pass.
-async fn pass(api: &Api) -> Result<(), ApiError> {
+async fn pass(api: &Api, service_lb: bool) -> Result<(), ApiError> {
     let keyed = api.store.list_keys("");
     garbage_collector::reconcile_all(api, &keyed).await?;
     namespace::reconcile_all(api, &keyed).await?;
@@ -97,5 +98,8 @@ async fn pass(api: &Api) -> Result<(), ApiError> {
     endpoints::reconcile_all(api, &keyed).await?;
     endpointslice::reconcile_all(api, &keyed).await?;
     endpointslice_mirroring::reconcile_all(api, &keyed).await?;
+    if service_lb {
+        service_lb::reconcile_all(api, &keyed).await?;
+    }
     Ok(())
 }

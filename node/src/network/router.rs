@@ -63,6 +63,8 @@ pub(crate) struct Routing {
     pub(super) data_plane: OnceLock<Arc<Peers>>,
     /// Each pod's TCP port space, by pod UID (`tcp_route.rs`).
     sockets: Mutex<HashMap<String, Weak<PodSockets>>>,
+    /// Counts published tables (what the listeners for outside clients follow).
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Routing {
@@ -76,12 +78,19 @@ impl Routing {
             policy: RwLock::default(),
             data_plane: OnceLock::new(),
             sockets: Mutex::default(),
+            published: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// Makes `table` the one every later request sees.
     pub fn publish(&self, table: Table) {
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        self.published.send_modify(|n| *n += 1);
+    }
+
+    /// Changes at every [`publish`](Self::publish).
+    pub fn published(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     pub fn table(&self) -> Arc<Table> {

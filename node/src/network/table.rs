@@ -71,6 +71,8 @@ pub(crate) struct Service {
     /// The ready addresses as backends with port 0, for headless names (the port comes
     /// from the request).
     pub headless: Arc<Backends>,
+    /// How clients outside the cluster reach it.
+    pub outside: Outside,
 }
 
 /// How a Service's name resolves.
@@ -90,7 +92,39 @@ pub(crate) enum Kind {
 #[derive(Debug)]
 pub(crate) struct Port {
     pub port: u16,
+    /// Its node port (type NodePort, or LoadBalancer with node ports allocated).
+    pub node_port: Option<u16>,
     pub backends: Arc<Backends>,
+}
+
+/// How clients outside the cluster reach a Service (types NodePort and LoadBalancer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outside {
+    /// externalTrafficPolicy Local: only this node's endpoints serve outside clients.
+    pub local_only: bool,
+    /// The built-in load balancer serves it on its ports: type LoadBalancer without a
+    /// loadBalancerClass, with an address published in status.loadBalancer.ingress.
+    pub load_balanced: bool,
+    /// Its healthCheckNodePort (LoadBalancer with the Local policy).
+    pub health_check_node_port: Option<u16>,
+}
+
+/// A port this node listens on for clients outside the cluster, and what it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Frontend {
+    /// The Service, as `namespace/name`.
+    pub service: Arc<str>,
+    pub kind: FrontendKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FrontendKind {
+    /// A node port of the Service's port `port`.
+    NodePort { port: u16 },
+    /// The built-in load balancer on the Service's port `port`.
+    LoadBalancer { port: u16 },
+    /// The Service's health check (kube-proxy's healthCheckNodePort answer).
+    HealthCheck,
 }
 
 /// The ready backends of one Service port: what round robin and affinity choose from.
@@ -257,14 +291,23 @@ impl Table {
                 addrs.sort();
                 addrs.dedup();
                 let key: Arc<str> = format!("{ns}/{name}:{port}").into();
-                ports.push(Port { port, backends: Arc::new(Backends { key, addrs, affinity }) });
+                let node_port = sp.node_port.and_then(port16).filter(|_| matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")));
+                ports.push(Port { port, node_port, backends: Arc::new(Backends { key, addrs, affinity }) });
             }
             let headless = Backends {
                 key: format!("{ns}/{name}").into(),
                 addrs: ready.iter().map(|e| SocketAddr::new(e.ip, 0)).collect(),
                 affinity: None,
             };
+            let load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
+            let published = obj.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref()).is_some_and(|i| !i.is_empty());
+            let outside = Outside {
+                local_only: spec.external_traffic_policy.as_deref() == Some("Local"),
+                load_balanced: load_balancer && spec.load_balancer_class.as_deref().is_none_or(str::is_empty) && published,
+                health_check_node_port: spec.health_check_node_port.and_then(port16).filter(|_| load_balancer),
+            };
             let service = Arc::new(Service {
+                outside,
                 name: normalize(name),
                 kind,
                 cluster_ips: cluster_ips.clone(),
@@ -326,6 +369,41 @@ impl Table {
     /// The node that published certificate pin `pin`.
     pub fn node_with_pin(&self, pin: &[u8; 32]) -> Option<&str> {
         self.pins.get(pin).map(String::as_str)
+    }
+
+    /// The ports this node listens on for clients outside the cluster: every node port,
+    /// health-check node port and built-in load balancer port. A port two Services claim
+    /// (two load balancers on one port; node ports are unique) goes to the first by
+    /// namespace and name, as the second's svclb pod would stay pending in k3s.
+    pub fn frontends(&self) -> std::collections::BTreeMap<u16, Frontend> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut all: Vec<(&String, &Arc<Service>)> = self.services.iter().flat_map(|(ns, m)| m.values().map(move |s| (ns, s))).collect();
+        all.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        // Node ports first: the API server keeps them unique, a load balancer port must
+        // not take one.
+        for load_balancers in [false, true] {
+            for (ns, svc) in &all {
+                let id: Arc<str> = format!("{ns}/{}", svc.name).into();
+                let mut claim = |port: u16, kind: FrontendKind| {
+                    out.entry(port).or_insert_with(|| Frontend { service: id.clone(), kind });
+                };
+                if load_balancers {
+                    if svc.outside.load_balanced {
+                        svc.ports.iter().for_each(|p| claim(p.port, FrontendKind::LoadBalancer { port: p.port }));
+                    }
+                    continue;
+                }
+                for p in &svc.ports {
+                    if let Some(np) = p.node_port {
+                        claim(np, FrontendKind::NodePort { port: p.port });
+                    }
+                }
+                if let Some(hc) = svc.outside.health_check_node_port {
+                    claim(hc, FrontendKind::HealthCheck);
+                }
+            }
+        }
+        out
     }
 
     /// Number of Services (for logs).

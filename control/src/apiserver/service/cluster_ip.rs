@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use super::super::error::ApiError;
 use super::super::resources::{self, ResourceInfo};
+use super::super::node_port;
 use super::super::service_ip::{self, AllocError, Request};
 use super::{Api, key};
 use crate::store::{Op, Precondition, Stored};
@@ -55,6 +56,7 @@ impl Api {
         {
             service_ip::normalize_create(spec);
             ip_causes = service_ip::init_ip_fields(spec, None);
+            ip_causes.extend(node_port::check(spec, &self.node_port_range));
         }
         let mut causes = flotilla_api::validation::validate_create(info.group, info.kind, info.namespaced, body);
         service_ip::merge_causes(&mut causes, ip_causes);
@@ -69,6 +71,7 @@ impl Api {
             && let Some(spec) = new.get_mut("spec").filter(|s| s.is_object())
         {
             ip_causes = service_ip::init_ip_fields(spec, old.get("spec"));
+            ip_causes.extend(node_port::check(spec, &self.node_port_range));
         }
         let mut causes = flotilla_api::validation::validate_update(info.group, info.kind, old, new);
         service_ip::merge_causes(&mut causes, ip_causes);
@@ -81,8 +84,9 @@ impl Api {
             return Ok(());
         }
         let spec = &body["spec"];
-        let Request::Static(ip) = service_ip::request(spec) else { return Ok(()) };
         let name = super::name_of(body);
+        self.check_node_ports(ns.unwrap_or("default"), name, body, None)?;
+        let Request::Static(ip) = service_ip::request(spec) else { return Ok(()) };
         let v4 = self.service_range.check(ip).map_err(|e| self.static_failure(info, name, spec, &ip, &e))?;
         if let Some(held) = self.store.get(&key(ip_addresses(), None, &v4.to_string()))
             && service_ip::parent_service(&held.value) != Some((ns.unwrap_or("default"), name))
@@ -105,12 +109,22 @@ impl Api {
         }
         let namespace = ns.unwrap_or("default");
         let allocated = self.allocate(info, namespace, name, &mut body).await?;
+        let ports = match self.allocate_node_ports(namespace, name, &mut body, None).await {
+            Ok(ports) => ports,
+            Err(e) => {
+                if let Some(ip) = allocated {
+                    self.release_ip(&ip.to_string(), namespace, name).await;
+                }
+                return Err(e);
+            }
+        };
         match self.store.write(Op::Create { key: k, object: body }).await {
             Ok(s) => Ok(s),
             Err(e) => {
                 if let Some(ip) = allocated {
                     self.release_ip(&ip.to_string(), namespace, name).await;
                 }
+                self.release_node_ports(ports, namespace, name).await;
                 Err(ApiError::from_store(e, info, name))
             }
         }
@@ -129,18 +143,35 @@ impl Api {
         let held = service_ip::allocated_ips(&old.value["spec"]);
         // A write that leaves the spec alone (status, metadata) allocates nothing.
         let allocated = if held.is_empty() && old.value["spec"] != new["spec"] { self.allocate(info, namespace, name, &mut new).await? } else { None };
+        let held_ports = node_port::held(&old.value["spec"]);
+        let ports = if old.value["spec"] != new["spec"] {
+            match self.allocate_node_ports(namespace, name, &mut new, Some(&old.value)).await {
+                Ok(ports) => ports,
+                Err(e) => {
+                    if let Some(ip) = allocated {
+                        self.release_ip(&ip.to_string(), namespace, name).await;
+                    }
+                    return Err(e);
+                }
+            }
+        } else {
+            Vec::new()
+        };
         match self.store.write(write(new)).await {
             Ok(s) => {
                 let now = service_ip::allocated_ips(&s.value["spec"]);
                 for ip in held.iter().filter(|ip| !now.contains(ip)) {
                     self.release_ip(ip, namespace, name).await;
                 }
+                let now_ports = node_port::held(&s.value["spec"]);
+                self.release_node_ports(held_ports.difference(&now_ports).copied(), namespace, name).await;
                 Ok(s)
             }
             Err(e) => {
                 if let Some(ip) = allocated {
                     self.release_ip(&ip.to_string(), namespace, name).await;
                 }
+                self.release_node_ports(ports, namespace, name).await;
                 Err(ApiError::from_store(e, info, name))
             }
         }
@@ -156,6 +187,7 @@ impl Api {
         for ip in service_ip::allocated_ips(&deleted["spec"]) {
             self.release_ip(&ip, namespace, name).await;
         }
+        self.release_node_ports(node_port::held(&deleted["spec"]), namespace, name).await;
     }
 
     /// Allocates what the Service's spec asks for and records it there; returns the
@@ -233,6 +265,7 @@ impl Api {
 pub(super) fn prepare_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
     if is_service(info) {
         service_ip::prepare_update(old, new);
+        node_port::prepare_update(old, new);
     }
 }
 

@@ -280,3 +280,39 @@ fn client_ip_affinity_sticks_until_timeout_or_the_endpoint_goes() {
     );
     assert_eq!(backends_of(&d, "default", "s", 80).affinity, Some(Duration::from_secs(10_800)));
 }
+
+#[test]
+fn frontends_are_node_ports_health_checks_and_published_load_balancers() {
+    use crate::network::table::{Frontend, FrontendKind};
+    let with_status = |ns: &str, name: &str, spec: Value, status: Value| -> Arc<Service> {
+        obj(json!({"metadata": {"namespace": ns, "name": name}, "spec": spec, "status": status}))
+    };
+    let published = json!({"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}});
+    let services = vec![
+        svc("default", "np", json!({"type": "NodePort", "clusterIP": "10.43.0.30", "ports": [
+            {"name": "http", "port": 80, "nodePort": 30080}, {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]})),
+        with_status("default", "lb", json!({"type": "LoadBalancer", "clusterIP": "10.43.0.31", "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 31000, "ports": [{"port": 8443, "nodePort": 30443}]}), published.clone()),
+        // Another Service's load balancer on the same port: the first by namespace/name keeps it.
+        with_status("other", "lb2", json!({"type": "LoadBalancer", "clusterIP": "10.43.0.32", "ports": [{"port": 8443, "nodePort": 30444}]}), published.clone()),
+        // Not published yet (the built-in load balancer is off), or another class's: no LB port.
+        svc("default", "pending", json!({"type": "LoadBalancer", "clusterIP": "10.43.0.33", "ports": [{"port": 9000, "nodePort": 30900}]})),
+        with_status("default", "classed", json!({"type": "LoadBalancer", "loadBalancerClass": "example.com/lb", "clusterIP": "10.43.0.34",
+            "ports": [{"port": 9001, "nodePort": 30901}]}), published),
+        // A ClusterIP Service with a stale nodePort field: nothing.
+        svc("default", "cip", json!({"clusterIP": "10.43.0.35", "ports": [{"port": 80, "nodePort": 30999}]})),
+    ];
+    let table = Table::build(&services, &[], &[], &[]);
+    let f = |svc: &str, kind: FrontendKind| Frontend { service: svc.into(), kind };
+    let got: Vec<(u16, Frontend)> = table.frontends().into_iter().collect();
+    assert_eq!(got, vec![
+        (8443, f("default/lb", FrontendKind::LoadBalancer { port: 8443 })),
+        (30080, f("default/np", FrontendKind::NodePort { port: 80 })),
+        (30443, f("default/lb", FrontendKind::NodePort { port: 8443 })),
+        (30444, f("other/lb2", FrontendKind::NodePort { port: 8443 })),
+        (30900, f("default/pending", FrontendKind::NodePort { port: 9000 })),
+        (30901, f("default/classed", FrontendKind::NodePort { port: 9001 })),
+        (31000, f("default/lb", FrontendKind::HealthCheck)),
+    ]);
+    assert!(table.service("default", "lb").expect("lb").outside.local_only);
+}
