@@ -3,7 +3,8 @@
 //! `--type LoadBalancer` answers curl on 127.0.0.1 from pods of both nodes;
 //! externalTrafficPolicy Local keeps traffic on the listening node and its health-check
 //! node port reports the local endpoints; a requested node port that is taken or out of
-//! range is refused with Kubernetes' message; a TCP container behind a NodePort echoes; a
+//! range is refused with Kubernetes' message; NetworkPolicy sees the outside client as
+//! ipBlock traffic; a TCP container behind a NodePort echoes; a
 //! deleted Service's port closes. A second cluster runs with `--disable-service-lb`.
 //!
 //! Each cluster gets its own `--service-node-port-range`: test clusters run side by side on
@@ -140,6 +141,16 @@ fn outside_node_port_load_balancer_and_local_policy() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(v["service"], serde_json::json!({"namespace": "default", "name": "web-lb"}), "{body}");
     assert_eq!(v["localEndpoints"], local.len(), "{body}");
+
+    // NetworkPolicy: an outside client is ipBlock traffic.
+    let policy = |cidr: &str| format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web-from}}\nspec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{ipBlock: {{cidr: {cidr}}}}}]\n"
+    );
+    c.apply(&policy("192.168.0.0/16"));
+    wait_for(TIMEOUT, "the policy to refuse 127.0.0.1", || pod_at(lb_port).is_err().then_some(()));
+    c.apply(&policy("127.0.0.0/8"));
+    wait_for(TIMEOUT, "the policy to admit 127.0.0.1", || pod_at(lb_port).ok());
+    c.kubectl(&["delete", "networkpolicy", "web-from"]).ok();
 
     // A TCP container behind a NodePort: bytes both ways.
     c.apply(&format!(

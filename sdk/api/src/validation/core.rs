@@ -118,6 +118,18 @@ pub(super) fn validate_service(c: &mut Vec<Cause>, obj: &Value) {
             }
         }
     }
+    // externalTrafficPolicy (validateServiceExternalTrafficPolicy).
+    let etp = at(spec, &["externalTrafficPolicy"]).map(text).unwrap_or_default();
+    let external_ips = at(spec, &["externalIPs"]).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") || external_ips {
+        if etp.is_empty() {
+            c.push(required("spec.externalTrafficPolicy", ""));
+        } else if !matches!(etp.as_str(), "Cluster" | "Local") {
+            c.push(not_supported("spec.externalTrafficPolicy", s(&etp), &["Cluster", "Local"]));
+        }
+    } else if !etp.is_empty() {
+        c.push(invalid("spec.externalTrafficPolicy", s(&etp), "may only be set for externally-accessible services"));
+    }
     let proto = |p: &Value| {
         at(p, &["protocol"])
             .map(text)
@@ -458,6 +470,16 @@ mod tests {
                 "spec.ports[1]: Duplicate value: core.ServicePort{Name:\"\", Protocol:\"TCP\", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}, NodePort:0}",
             ]
         );
+        let etp = |spec: Value| msgs(&validate_create("", "Service", true, &svc(spec)));
+        assert_eq!(
+            etp(json!({"type": "ClusterIP", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]})),
+            vec!["spec.externalTrafficPolicy: Invalid value: \"Local\": may only be set for externally-accessible services"]
+        );
+        assert_eq!(
+            etp(json!({"type": "NodePort", "externalTrafficPolicy": "Nearest", "ports": [{"port": 80}]})),
+            vec!["spec.externalTrafficPolicy: Unsupported value: \"Nearest\": supported values: \"Cluster\", \"Local\""]
+        );
+        assert!(etp(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]})).is_empty());
         let old = svc(json!({"clusterIP": "10.0.0.5", "ports": [{"port": 80}]}));
         let new = svc(json!({"clusterIP": "10.0.0.6", "ports": [{"port": 80}]}));
         assert_eq!(
