@@ -17,7 +17,10 @@
 //! 4. TCP echo round trips/s between two pods: http-client's `/tcp-load` keeps one
 //!    wasi:sockets connection to a tcp-echo pod (through a Service and by pod IP);
 //! 5. a cross-node hop: a second in-process node runs hello-http and tcp-echo pods, which
-//!    the client pod on the first node loads by pod IP (HTTP and TCP over the data plane).
+//!    the client pod on the first node loads by pod IP (HTTP and TCP over the data plane);
+//! 6. from outside the cluster (`network/outside.rs`, its own load generator in this
+//!    process): hello-http through a node port versus the same component under `wasmtime
+//!    serve` (goal >= 90%).
 //!
 //! Each figure is the median of ROUNDS rounds of N requests, after a warm-up; the cases
 //! run interleaved in each round, so drift hits them alike.
@@ -28,6 +31,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "network/outside.rs"]
+mod outside;
 use common::{Killed, free_port, wasmtime_cli};
 
 use std::path::Path;
@@ -341,15 +346,17 @@ async fn run() {
         api: reqwest::Client::builder().tls_certs_only([cert]).build().expect("api client"),
         any: reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().timeout(Duration::from_secs(300)).build().expect("client"),
     };
-    let start_node = |name: String, sub: &str| {
+    let start_node = |name: String, sub: &str, outside: bool| {
         let mut cfg = flotilla_node::NodeConfig::new(cl.url.clone(), cl.token.clone(), name, dir.path().join(sub));
         cfg.ca_pem = Some(handle.ca_pem.clone());
         cfg.allow_file_images = true;
+        // Both nodes share 127.0.0.1: the first listens for outside clients.
+        cfg.outside_listeners = outside;
         flotilla_node::start(cfg)
     };
-    let here = start_node(host_name(), "node").await.expect("start node");
+    let here = start_node(host_name(), "node", true).await.expect("start node");
     // A second node for the cross-node hop.
-    let there = start_node(format!("{}-2", host_name()), "node-2").await.expect("start node 2");
+    let there = start_node(format!("{}-2", host_name()), "node-2", false).await.expect("start node 2");
     println!(
         "flotilla pod network benchmark: control plane {} + in-process nodes {} ({}) and {} ({}); {} CPUs; \
          {ROUNDS} rounds of {N} requests per figure after {WARM_UP} warm-up, medians shown; \
@@ -462,6 +469,10 @@ async fn run() {
     println!();
     cross_node(&cl, &here, &there, tcp).await;
 
+    // 6.
+    println!();
+    from_outside(&cl, &hello_url).await;
+
     here.shutdown().await;
     there.shutdown().await;
     handle.shutdown().await;
@@ -535,4 +546,32 @@ async fn cross_node(cl: &Cluster, here: &flotilla_node::NodeHandle, there: &flot
         }
         Err(e) => println!("{}: not working ({}: {e})", tcp_hop.label, tcp_hop.target()),
     }
+}
+
+/// Part 6: hello-http (Deployment `web`) through a node port, against `wasmtime serve`.
+async fn from_outside(cl: &Cluster, hello_url: &str) {
+    let mut np = service("web-np", json!({"app": "web"}));
+    np["metadata"]["name"] = json!("web-np");
+    np["spec"]["type"] = json!("NodePort");
+    cl.create(&format!("/api/v1/namespaces/{NS}/services"), np).await;
+    let svc = cl.get(&format!("/api/v1/namespaces/{NS}/services/web-np")).await;
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort") as u16;
+    let serve_addr: std::net::SocketAddr = hello_url.trim_start_matches("http://").parse().expect("wasmtime serve address");
+    let target = |label: &str, addr: std::net::SocketAddr| outside::Target { label: label.into(), addr, host: "hello".into(), tls: None };
+    let targets = vec![
+        target("outside -> wasmtime serve (loopback)", serve_addr),
+        target("outside -> NodePort -> pod", std::net::SocketAddr::from(([127, 0, 0, 1], node_port))),
+    ];
+    for t in &targets {
+        if let Err(e) = outside::wait(t, Duration::from_secs(60)).await {
+            println!("{}: not working ({}: {e})", t.label, t.addr);
+            return;
+        }
+    }
+    println!(
+        "HTTP GET / of hello-http from outside the cluster (this process's load generator: c keep-alive HTTP/1.1 connections, \
+         {} requests per round, p50/p99 per request from send to end of body)",
+        outside::N
+    );
+    outside::measure_and_report(&targets).await;
 }
