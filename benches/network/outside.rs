@@ -51,6 +51,7 @@ async fn one_connection(t: &Target, n: u32) -> Result<Vec<f64>, String> {
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let req = http::Request::get("/").header(http::header::HOST, &t.host).body(Empty::new()).map_err(|e| e.to_string())?;
+        send.ready().await.map_err(|e| e.to_string())?;
         let start = Instant::now();
         let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
