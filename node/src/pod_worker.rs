@@ -305,14 +305,9 @@ impl Worker {
                 let _ = tx.send(Outcome::Aborted { container });
                 return;
             };
-            let outcome = match tokio::task::spawn_blocking(move || runtime.prepare(&img.digest, &img.bytes)).await {
-                Ok(result) => Outcome::Compiled { container, result: result.map_err(|e| e.to_string()) },
-                Err(e) => {
-                    tracing::error!(error = %e, "compile task failed");
-                    Outcome::Aborted { container }
-                }
-            };
-            let _ = tx.send(outcome);
+            // One compilation per digest however many pods start it at once.
+            let result = runtime.prepare_shared(&img.digest, img.bytes.clone()).await;
+            let _ = tx.send(Outcome::Compiled { container, result: result.map_err(|e| e.to_string()) });
         });
     }
 

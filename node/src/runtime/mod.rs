@@ -3,7 +3,8 @@
 //! One [`Runtime`] per node owns one `Engine` (pooling allocator, fuel, epoch interruption
 //! driven by a ticker thread). [`Runtime::prepare`] compiles an image once per digest (in
 //! memory while any container uses it; on disk through wasmtime's content-addressed
-//! compilation cache under `cache_dir/wasmtime/`) and pre-links it, so starting an instance
+//! compilation cache under `cache_dir/wasmtime/`; concurrent starts of one digest share a
+//! single compilation through [`Runtime::prepare_shared`]) and pre-links it, so starting an instance
 //! only builds a fresh `Store`. Command containers run with [`Runtime::run`]; HTTP containers
 //! get an [`HttpService`] from [`Runtime::serve`] that makes a fresh instance per request.
 //!
@@ -282,6 +283,9 @@ enum Pre {
     Module(wasmtime::InstancePre<P1Host>),
 }
 
+/// One compilation in progress: its outcome once known (the error as text).
+type Flight = tokio::sync::OnceCell<Result<Arc<Compiled>, String>>;
+
 /// One node's engine.
 pub struct Runtime {
     config: RuntimeConfig,
@@ -289,6 +293,10 @@ pub struct Runtime {
     linker: wasmtime::component::Linker<Host>,
     p1_linker: wasmtime::Linker<P1Host>,
     compiled: Mutex<HashMap<String, Weak<Compiled>>>,
+    /// Compilations in progress by digest ([`Runtime::prepare_shared`]'s single flight).
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+    /// Images compiled (or loaded from the disk cache) so far.
+    compilations: std::sync::atomic::AtomicU64,
     fuel_per_core_second: u64,
     max_memory_bytes: u64,
     _ticker: engine::Ticker,
@@ -319,6 +327,8 @@ impl Runtime {
             linker,
             p1_linker,
             compiled: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+            compilations: std::sync::atomic::AtomicU64::new(0),
             fuel_per_core_second,
             max_memory_bytes: built.max_memory_bytes,
             _ticker: ticker,
@@ -360,12 +370,52 @@ impl Runtime {
         Ok(compiled)
     }
 
+    /// [`prepare`](Self::prepare) with a single flight per digest: however many
+    /// containers start an image at once, one compiles it (on the blocking pool) and the
+    /// others wait for it and share the result. A failure is every waiter's error, and is
+    /// not remembered: the next start compiles again. If the compiling caller is dropped
+    /// (its pod deleted), a waiter takes over.
+    pub async fn prepare_shared(self: &Arc<Self>, digest: &str, wasm: Arc<Vec<u8>>) -> Result<Arc<Compiled>, RuntimeError> {
+        if let Some(found) = self.cached(digest) {
+            return Ok(found);
+        }
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.entry(digest.to_string()).or_default().clone()
+        };
+        let result = flight
+            .get_or_init(|| {
+                let (runtime, digest) = (self.clone(), digest.to_string());
+                async move {
+                    match tokio::task::spawn_blocking(move || runtime.prepare(&digest, &wasm)).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("compile task failed: {e}")),
+                    }
+                }
+            })
+            .await
+            .clone();
+        // The flight is over: later starts find the compilation in `compiled`, or retry.
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.get(digest).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(digest);
+        }
+        result.map_err(RuntimeError::Other)
+    }
+
+    /// Images compiled (or loaded from the disk cache) since the node started: one per
+    /// digest in use, however many pods share it.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn cached(&self, digest: &str) -> Option<Arc<Compiled>> {
         let map = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
         map.get(digest).and_then(Weak::upgrade)
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Pre, RuntimeError> {
+        self.compilations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if wasm.len() < 8 || &wasm[0..4] != b"\0asm" {
             return Err(RuntimeError::invalid("not a WebAssembly binary (missing \\0asm header)"));
         }

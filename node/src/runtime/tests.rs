@@ -760,3 +760,34 @@ async fn measure_in_process_call_overhead() {
 
 #[path = "tests/tcp.rs"]
 mod tcp;
+
+/// A burst of starts of one new image compiles it once; every start shares the result. A
+/// failed compilation is each waiter's error and is not remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_of_one_digest_compile_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Arc::new(Runtime::new(RuntimeConfig { cache_dir: dir.path().to_path_buf(), max_instances: 4 }).unwrap());
+    let wasm = Arc::new(guest("hello-http"));
+    let starts = (0..50).map(|_| {
+        let (rt, wasm) = (rt.clone(), wasm.clone());
+        tokio::spawn(async move { rt.prepare_shared("sha256:burst", wasm).await })
+    });
+    let all: Vec<Arc<Compiled>> = futures::future::join_all(starts).await.into_iter().map(|r| r.expect("task").expect("prepare")).collect();
+    assert_eq!(rt.compilations(), 1, "50 concurrent starts of one digest compile once");
+    assert!(all.iter().all(|c| Arc::ptr_eq(c, &all[0])), "they share one compilation");
+    assert!(rt.flights.lock().unwrap().is_empty(), "no flight left behind");
+
+    let bad = Arc::new(b"\0asm\x01\0\0\0garbage".to_vec());
+    let starts = (0..10).map(|_| {
+        let (rt, bad) = (rt.clone(), bad.clone());
+        tokio::spawn(async move { rt.prepare_shared("sha256:bad", bad).await })
+    });
+    for r in futures::future::join_all(starts).await {
+        let e = r.expect("task").expect_err("invalid wasm");
+        assert!(e.to_string().starts_with("invalid wasm"), "{e}");
+    }
+    let after_failure = rt.compilations();
+    assert!((2..=11).contains(&after_failure), "{after_failure}");
+    rt.prepare_shared("sha256:bad", bad).await.expect_err("still invalid");
+    assert_eq!(rt.compilations(), after_failure + 1, "a failure is retried, not cached");
+}
