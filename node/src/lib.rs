@@ -9,7 +9,7 @@
 //! connections go, cluster DNS, each pod's TCP ports, whether NetworkPolicy lets them, and
 //! the data plane that carries them to other nodes),
 //! `images.rs` (pulls), `runtime/` (wasmtime), `logs.rs`, `server.rs` (the node's HTTPS
-//! server).
+//! server), `portforward/` (kubectl port-forward's SPDY sessions).
 
 mod agent;
 pub mod images;
@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod logs;
 mod network;
 pub mod pod_table;
+mod portforward;
 mod pod_worker;
 pub mod runtime;
 pub mod server;

@@ -1,5 +1,6 @@
 //! The node's HTTPS server (the kubelet's :10250): container logs, exec over WebSocket
-//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`) and the HTTP proxy to pods.
+//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`), port-forward (`portforward/`) and the
+//! HTTP proxy to pods.
 //!
 //! Invariants: every request needs `Authorization: Bearer <token>` (an empty configured
 //! token rejects everything); HTTP/1.1 only (upgrades need it); the proxied request never
@@ -30,6 +31,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
 use crate::logs::LogOptions;
+use crate::network::Routing;
+use crate::portforward::Forward;
 use crate::pod_table::{ContainerEntry, PodTable};
 use crate::runtime::{BoxBody, ExitReason, ExitStatus, OutputSink, Runtime, Stream};
 
@@ -39,15 +42,16 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` turns true (a dropped sender means "never"). Then stops
 /// accepting, lets open connections finish gracefully and kills running exec sessions.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     token: String,
     pods: Arc<PodTable>,
     runtime: Arc<Runtime>,
+    routing: Arc<Routing>,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_with(listener, tls, token, pods, Arc::new(RuntimeRunner(runtime)), shutdown).await;
+    serve_with(listener, tls, token, pods, Arc::new(RuntimeRunner(runtime)), routing, shutdown).await;
 }
 
 /// A self-signed serving certificate for `hosts` (plus `localhost`), ALPN http/1.1, and
@@ -122,6 +126,8 @@ struct Ctx {
     token: String,
     pods: Arc<PodTable>,
     runner: Arc<dyn ExecRunner>,
+    /// Opens pod ports for port-forward.
+    forward: Arc<dyn Forward>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -160,10 +166,11 @@ pub(crate) async fn serve_with(
     token: String,
     pods: Arc<PodTable>,
     runner: Arc<dyn ExecRunner>,
+    forward: Arc<dyn Forward>,
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let ctx = Arc::new(Ctx { token, pods, runner, shutdown: shutdown.clone() });
+    let ctx = Arc::new(Ctx { token, pods, runner, forward, shutdown: shutdown.clone() });
     let stop = shutdown_signal(shutdown.clone());
     tokio::pin!(stop);
     while let Some((stream, peer)) = accept(&listener, &mut stop, "node server").await {
@@ -204,7 +211,7 @@ fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     r
 }
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response<BoxBody> {
+pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response<BoxBody> {
     full(status, "text/plain; charset=utf-8", msg.into())
 }
 
@@ -239,6 +246,7 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
     match segments.as_slice() {
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => container_logs(&ctx, ns, pod, container, req.uri().query()).await,
         ["exec", ns, pod, container] => exec(&ctx, ns, pod, container, req),
+        ["portForward", ns, pod] => crate::portforward::serve(&ctx.pods, ctx.forward.clone(), ns, pod, req, ctx.shutdown.clone()),
         ["proxy", ns, pod, port, ..] => {
             let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
             proxy(&ctx, &ns, &pod, &port, req).await
@@ -396,7 +404,7 @@ fn exec_request(query: Option<&str>) -> Result<ExecRequest, String> {
     Ok(r)
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+pub(crate) fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
@@ -787,7 +795,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(serve_with(listener, tls, TOKEN.into(), pods.clone(), runner, shutdown));
+        let routing = Routing::new("node-1".into(), pods.clone(), crate::network::Egress::Deny);
+        tokio::spawn(serve_with(listener, tls, TOKEN.into(), pods.clone(), runner, routing, shutdown));
         Harness { addr, cert, pods, killed, stop, _dir: dir }
     }
 
