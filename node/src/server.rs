@@ -1,6 +1,6 @@
 //! The node's HTTPS server (the kubelet's :10250): container logs, exec over WebSocket
-//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`), port-forward (`portforward/`) and the
-//! HTTP proxy to pods.
+//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`), attach (`attach.rs`, the same framing),
+//! port-forward (`portforward/`) and the HTTP proxy to pods.
 //!
 //! Invariants: every request needs `Authorization: Bearer <token>` (an empty configured
 //! token rejects everything); HTTP/1.1 only (upgrades need it); the proxied request never
@@ -37,7 +37,7 @@ use crate::pod_table::{ContainerEntry, PodTable};
 use crate::runtime::{BoxBody, ExitReason, ExitStatus, OutputSink, Runtime, Stream};
 
 /// Exec subprotocols we speak, by preference when the client offers several.
-const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` turns true (a dropped sender means "never"). Then stops
@@ -246,6 +246,7 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
     match segments.as_slice() {
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => container_logs(&ctx, ns, pod, container, req.uri().query()).await,
         ["exec", ns, pod, container] => exec(&ctx, ns, pod, container, req),
+        ["attach", ns, pod, container] => crate::attach::serve(&ctx.pods, ns, pod, container, req, ctx.shutdown.clone()),
         ["portForward", ns, pod] => crate::portforward::serve(&ctx.pods, ctx.forward.clone(), ns, pod, req, ctx.shutdown.clone()),
         ["proxy", ns, pod, port, ..] => {
             let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
@@ -256,7 +257,7 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
 }
 
 /// Decodes `application/x-www-form-urlencoded` (Go's url.ParseQuery: `+` is a space).
-fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
@@ -292,7 +293,7 @@ fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Go's strconv.ParseBool, which is how Kubernetes reads boolean query parameters.
-fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
@@ -372,14 +373,14 @@ async fn container_logs(ctx: &Ctx, ns: &str, pod_name: &str, container: &str, qu
     r
 }
 
-/// Flags of an exec request.
+/// Flags of an exec (or attach) request.
 #[derive(Clone, Debug, Default)]
-struct ExecRequest {
-    command: Vec<String>,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    tty: bool,
+pub(crate) struct ExecRequest {
+    pub(crate) command: Vec<String>,
+    pub(crate) stdin: bool,
+    pub(crate) stdout: bool,
+    pub(crate) stderr: bool,
+    pub(crate) tty: bool,
 }
 
 fn exec_request(query: Option<&str>) -> Result<ExecRequest, String> {
@@ -414,10 +415,10 @@ pub(crate) fn header_has_token(headers: &HeaderMap, name: header::HeaderName, to
 }
 
 /// Checks the WebSocket upgrade; Ok((Sec-WebSocket-Accept, chosen subprotocol)).
-fn websocket_handshake(req: &Request<Incoming>) -> Result<(String, &'static str), Box<Response<BoxBody>>> {
+pub(crate) fn websocket_handshake(req: &Request<Incoming>) -> Result<(String, &'static str), Box<Response<BoxBody>>> {
     let h = req.headers();
     if req.method() != Method::GET || !header_has_token(h, header::CONNECTION, "upgrade") || !header_has_token(h, header::UPGRADE, "websocket") {
-        return Err(Box::new(text(StatusCode::BAD_REQUEST, "exec needs a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io)")));
+        return Err(Box::new(text(StatusCode::BAD_REQUEST, "exec and attach need a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io)")));
     }
     if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
         let mut r = text(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version; use 13");
@@ -538,7 +539,7 @@ fn frame(channel: u8, data: &[u8]) -> Message {
 
 /// Drives one exec over an established WebSocket: stdin frames in, output frames out,
 /// the status on channel 3, then a close frame.
-async fn exec_session<S, F>(ws: WebSocketStream<S>, v5: bool, req: ExecRequest, run: F, shutdown: watch::Receiver<bool>)
+pub(crate) async fn exec_session<S, F>(ws: WebSocketStream<S>, v5: bool, req: ExecRequest, run: F, shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(Option<mpsc::Receiver<Bytes>>, Arc<dyn OutputSink>, watch::Receiver<bool>) -> BoxFuture<'static, ExitStatus>,
@@ -1071,6 +1072,57 @@ mod tests {
             ("/exec/default/nope/c?command=x&stdout=true", StatusCode::NOT_FOUND),
             ("/exec/default/p/zz?command=x&stdout=true", StatusCode::NOT_FOUND),
             ("/exec/default/p/not-runnable?command=x&stdout=true", StatusCode::BAD_REQUEST),
+        ];
+        for (path, want) in cases {
+            match h.ws(path, "v5.channel.k8s.io").await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), want, "{path}"),
+                other => panic!("{path}: expected {want}, got {:?}", other.map(|r| r.1.status())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn attach_streams_live_output_until_the_container_ends() {
+        let h = start().await;
+        let (mut ws, resp) = h.ws("/attach/default/p/c?stdout=true&stderr=true", "v5.channel.k8s.io").await.expect("upgrade");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let logs = h.logs();
+        // Output written before attaching ("one two three") is not replayed.
+        logs.sink().write(Stream::Stdout, b"live ");
+        logs.sink().write(Stream::Stderr, b"oops\n");
+        logs.sink().write(Stream::Stdout, b"line\n");
+        logs.finish_attempt();
+        let got = frames(&mut ws).await;
+        assert_eq!(
+            got,
+            vec![
+                (1, "live ".to_string()),
+                (2, "oops\n".to_string()),
+                (1, "line\n".to_string()),
+                (3, r#"{"metadata":{},"status":"Success"}"#.to_string()),
+            ]
+        );
+        // The attempt is over: nothing runs to attach to.
+        match h.ws("/attach/default/p/c?stdout=true", "v5.channel.k8s.io").await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), StatusCode::BAD_REQUEST),
+            other => panic!("expected a 400, got {:?}", other.map(|r| r.1.status())),
+        }
+    }
+
+    #[tokio::test]
+    async fn attach_tty_joins_stderr_and_bad_requests_are_refused() {
+        let h = start().await;
+        let (mut ws, _) = h.ws("/attach/default/p/c?stdout=true&tty=true&stdin=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00ignored"))).await.expect("stdin");
+        h.logs().sink().write(Stream::Stderr, b"to stderr\n");
+        h.logs().finish_attempt();
+        assert_eq!(frames(&mut ws).await[0], (1, "to stderr\n".to_string()));
+        let cases = [
+            ("/attach/default/p/c", StatusCode::BAD_REQUEST),
+            ("/attach/default/p/c?stdout=maybe", StatusCode::BAD_REQUEST),
+            ("/attach/default/nope/c?stdout=true", StatusCode::NOT_FOUND),
+            ("/attach/default/p/zz?stdout=true", StatusCode::NOT_FOUND),
+            ("/attach/default/p/not-runnable?stdout=true", StatusCode::BAD_REQUEST),
         ];
         for (path, want) in cases {
             match h.ws(path, "v5.channel.k8s.io").await {

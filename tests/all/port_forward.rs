@@ -233,3 +233,40 @@ fn port_forward_errors_are_kubectls() {
     assert!(err.contains("failed to connect to localhost:9999 inside the pod"), "{err}");
     assert!(err.contains("lost connection to pod"), "{err}");
 }
+
+#[test]
+fn attach_streams_a_running_commands_output() {
+    let c = Cluster::start();
+    c.apply(&echo_pod("echo", 7000));
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: done}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: once
+    image: {img}
+"#,
+        img = guest("hello-cmd")
+    ));
+    c.wait_ready("echo");
+
+    // tcp-echo prints every line it answers; a line sent through port-forward shows up in
+    // the attached output (what it printed before attaching does not).
+    let attach = Running::start(&c, &["attach", "echo"], &[]);
+    let (_pf, port) = forward(&c, "pod/echo", 7000);
+    let mut sent = 0;
+    wait_for(WAIT, "the attached output to show the echoed line", || {
+        // The attach may still be connecting: send again until a line shows up.
+        sent += 1;
+        assert_eq!(echo_roundtrip(port, &[&format!("via attach {sent}")]), [format!("echo: via attach {sent}")]);
+        std::thread::sleep(Duration::from_millis(200));
+        attach.stdout().contains(": via attach ").then_some(())
+    });
+    assert!(!attach.stdout().contains("listening on"), "output from before attaching: {}", attach.stdout());
+
+    c.wait_pod("done", "{.status.phase}", "Succeeded", WAIT);
+    let r = c.kubectl(&["attach", "done"]);
+    assert!(r.err().contains("cannot attach a container in a completed pod; current phase is Succeeded"), "{}", r.stderr);
+}
