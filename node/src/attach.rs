@@ -5,7 +5,10 @@
 //!
 //! Invariants: only a running container can be attached (its current log attempt); the
 //! output comes from the container's log tap (`ContainerLogs::attach`), so attaching
-//! changes nothing for the container or its logs; on a tty request stderr joins stdout; the
+//! changes nothing for the container or its logs; on a tty request stderr joins stdout;
+//! with `stdin=true` the client's channel-0 bytes go to the container's stdin pipe when
+//! its spec set `stdin: true` (`pod_table::StdinPipe`; closing the client's stdin or
+//! leaving closes the container's only with `stdinOnce`), and are dropped otherwise; the
 //! session ends with a Success status on channel 3 (as the kubelet's ServeAttach) when the
 //! container's attempt ends.
 
@@ -20,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::pod_table::PodTable;
+use crate::pod_table::{PodTable, StdinPipe};
 use crate::runtime::{BoxBody, ExitReason, ExitStatus, OutputSink};
 use crate::server::{ExecRequest, PROTOCOLS, exec_session, parse_bool, parse_query, text, websocket_handshake};
 
@@ -63,6 +66,7 @@ pub(crate) fn serve(pods: &PodTable, ns: &str, pod_name: &str, container: &str, 
     let Some(tap) = entry.logs.attach() else {
         return text(StatusCode::BAD_REQUEST, format!("container {container:?} in pod {pod_name:?} is not running"));
     };
+    let pipe = if params.stdin { entry.stdin.clone() } else { None };
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -70,7 +74,7 @@ pub(crate) fn serve(pods: &PodTable, ns: &str, pod_name: &str, container: &str, 
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         let run = move |stdin: Option<mpsc::Receiver<Bytes>>, out: Arc<dyn OutputSink>, kill: watch::Receiver<bool>| -> futures::future::BoxFuture<'static, ExitStatus> {
-            Box::pin(follow(tap, stdin, out, kill))
+            Box::pin(follow(tap, stdin.zip(pipe), out, kill))
         };
         exec_session(ws, protocol == PROTOCOLS[0], params, run, shutdown).await;
     });
@@ -87,27 +91,45 @@ pub(crate) fn serve(pods: &PodTable, ns: &str, pod_name: &str, container: &str, 
 }
 
 /// Copies the tapped output to the client until the attempt ends or `kill` (the client
-/// left, the node stops). Stdin from the client is read and dropped: a running command
-/// container has no stdin to write to.
+/// left, the node stops), and the client's stdin (when asked for and the container has a
+/// stdin pipe) to the running attempt's stdin.
 async fn follow(
     mut tap: mpsc::Receiver<(crate::runtime::Stream, Bytes)>,
-    mut stdin: Option<mpsc::Receiver<Bytes>>,
+    stdin: Option<(mpsc::Receiver<Bytes>, Arc<StdinPipe>)>,
     out: Arc<dyn OutputSink>,
     mut kill: watch::Receiver<bool>,
 ) -> ExitStatus {
+    let (mut input, pipe) = stdin.map_or((None, None), |(rx, pipe)| (Some(rx), Some(pipe)));
+    let mut writer = pipe.as_ref().and_then(|p| p.writer());
     loop {
         tokio::select! {
             chunk = tap.recv() => match chunk {
                 Some((stream, bytes)) => out.write(stream, &bytes),
                 None => break,
             },
-            input = async { match stdin.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                if input.is_none() {
-                    stdin = None;
+            bytes = async { match input.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => match bytes {
+                Some(bytes) => {
+                    if let Some(w) = &writer
+                        && w.send(bytes).await.is_err()
+                    {
+                        writer = None;
+                    }
                 }
-            }
-            _ = kill.wait_for(|k| *k) => break,
+                // The client closed its stdin.
+                None => {
+                    input = None;
+                    writer = None;
+                    if let Some(p) = &pipe {
+                        p.detached();
+                    }
+                }
+            },
+            () = async { let _ = kill.wait_for(|k| *k).await; } => break,
         }
+    }
+    drop(writer);
+    if let Some(p) = &pipe {
+        p.detached();
     }
     ExitStatus { code: 0, reason: ExitReason::Completed, message: String::new(), fuel: 0 }
 }

@@ -762,7 +762,7 @@ mod tests {
     }
 
     fn container(name: &str, logs: Arc<ContainerLogs>) -> Arc<ContainerEntry> {
-        Arc::new(ContainerEntry { name: name.into(), compiled: None, spec: InstanceSpec::default(), http: None, ports: vec![8080], logs })
+        Arc::new(ContainerEntry { name: name.into(), compiled: None, spec: InstanceSpec::default(), http: None, ports: vec![8080], logs, stdin: None })
     }
 
     /// A server on 127.0.0.1:0 with pod default/p holding containers `c` (logs written
@@ -1132,6 +1132,55 @@ mod tests {
         }
     }
 
+    /// A pod default/s whose container `in` runs with a stdin pipe (`once`: stdinOnce),
+    /// and the reading end its running attempt got.
+    async fn start_with_stdin(once: bool) -> (Harness, mpsc::Receiver<Bytes>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = ContainerLogs::open(dir.path().join("in"), 1 << 20).expect("logs");
+        logs.start_attempt();
+        let pipe = Arc::new(crate::pod_table::StdinPipe::new(once));
+        let guest_stdin = pipe.open();
+        let entry = ContainerEntry { name: "in".into(), compiled: None, spec: InstanceSpec::default(), http: None, ports: vec![], logs, stdin: Some(pipe) };
+        let pod = PodEntry { uid: "uid-3".into(), namespace: "default".into(), name: "s".into(), containers: RwLock::new(vec![Arc::new(entry)]) };
+        let killed = Arc::new(AtomicBool::new(false));
+        let h = start_with(Arc::new(FakeRunner { killed: killed.clone() }), killed, Some(pod)).await;
+        (h, guest_stdin, dir)
+    }
+
+    #[tokio::test]
+    async fn attach_stdin_reaches_the_container_and_stays_open_without_stdin_once() {
+        let (h, mut guest, _dir) = start_with_stdin(false).await;
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdin=true&stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00hello\n"))).await.expect("stdin");
+        let got = tokio::time::timeout(WAIT, guest.recv()).await.expect("timely");
+        assert_eq!(got.as_deref(), Some(&b"hello\n"[..]));
+        ws.send(Message::Binary(Bytes::from_static(&[255, 0]))).await.expect("close stdin");
+        drop(ws);
+        // Without stdinOnce the container's stdin outlives the client's.
+        assert!(tokio::time::timeout(Duration::from_millis(300), guest.recv()).await.is_err(), "stdin must stay open");
+        // A second attach writes to the same attempt's stdin.
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdin=true&stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00again"))).await.expect("stdin");
+        let got = tokio::time::timeout(WAIT, guest.recv()).await.expect("timely");
+        assert_eq!(got.as_deref(), Some(&b"again"[..]));
+    }
+
+    #[tokio::test]
+    async fn attach_stdin_once_closes_the_containers_stdin() {
+        let (h, mut guest, _dir) = start_with_stdin(true).await;
+        // stdin=false: the client's bytes are not the container's.
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00dropped"))).await.expect("send");
+        drop(ws);
+        assert!(tokio::time::timeout(Duration::from_millis(300), guest.recv()).await.is_err(), "nothing written, stdin open");
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdin=true&stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00last"))).await.expect("stdin");
+        ws.send(Message::Binary(Bytes::from_static(&[255, 0]))).await.expect("close stdin");
+        let got = tokio::time::timeout(WAIT, guest.recv()).await.expect("timely");
+        assert_eq!(got.as_deref(), Some(&b"last"[..]));
+        assert_eq!(tokio::time::timeout(WAIT, guest.recv()).await.expect("timely"), None, "EOF after the first stdin attach");
+    }
+
     /// Polls `cond` every 10 ms until it holds; panics naming `what` after WAIT.
     async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
         tokio::time::timeout(WAIT, async {
@@ -1211,8 +1260,8 @@ mod tests {
             namespace: "default".into(),
             name: "real".into(),
             containers: RwLock::new(vec![
-                Arc::new(ContainerEntry { name: "cmd".into(), compiled: Some(cmd), spec: spec.clone(), http: None, ports: vec![], logs: logs("cmd") }),
-                Arc::new(ContainerEntry { name: "web".into(), compiled: Some(web), spec, http: Some(Arc::new(http)), ports: vec![8080], logs: web_logs }),
+                Arc::new(ContainerEntry { name: "cmd".into(), compiled: Some(cmd), spec: spec.clone(), http: None, ports: vec![], logs: logs("cmd"), stdin: None }),
+                Arc::new(ContainerEntry { name: "web".into(), compiled: Some(web), spec, http: Some(Arc::new(http)), ports: vec![8080], logs: web_logs, stdin: None }),
             ]),
         };
         let h = start_with(Arc::new(RuntimeRunner(runtime)), Arc::new(AtomicBool::new(false)), Some(pod)).await;
