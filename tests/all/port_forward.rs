@@ -3,7 +3,7 @@
 //! (tcp-echo, bytes both ways), the `svc/NAME` form (kubectl resolves the Service to a pod
 //! and its targetPort), a port nobody listens on (kubectl prints the node's error and
 //! gives up), a pod that does not exist; attach streams a running command container's
-//! output as it is written.
+//! output as it is written, and with `-i` feeds a container that set `stdin: true`.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -269,4 +269,33 @@ spec:
     c.wait_pod("done", "{.status.phase}", "Succeeded", WAIT);
     let r = c.kubectl(&["attach", "done"]);
     assert!(r.err().contains("cannot attach a container in a completed pod; current phase is Succeeded"), "{}", r.stderr);
+}
+
+#[test]
+fn attach_with_stdin_feeds_a_command_that_reads_it() {
+    let c = Cluster::start();
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: cat}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: cat
+    image: {img}
+    args: ["--cat"]
+    stdin: true
+    stdinOnce: true
+"#,
+        img = guest("hello-cmd")
+    ));
+    c.wait_ready("cat");
+    // The container waits on its stdin; kubectl's EOF closes it (stdinOnce), so the
+    // command finishes and the attach ends with it.
+    let r = c.kubectl_stdin(&["attach", "-i", "cat"], "one\ntwo\n");
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("stdin: one\nstdin: two\nstdin: EOF\n"), "{}", r.stdout);
+    c.wait_pod("cat", "{.status.phase}", "Succeeded", WAIT);
+    let logs = c.kubectl(&["logs", "cat"]);
+    assert!(logs.ok().contains("stdin: two\n"), "{}", logs.stdout);
 }
