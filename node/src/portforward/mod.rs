@@ -125,7 +125,8 @@ fn websocket(target: Target, req: Request<Incoming>, shutdown: watch::Receiver<b
         let incoming = rx
             .take_while(|m| futures::future::ready(!matches!(m, Ok(Message::Close(_)) | Err(_))))
             .filter_map(|m| futures::future::ready(if let Ok(Message::Binary(b)) = m { Some(Ok::<_, io::Error>(b)) } else { None }));
-        let outgoing = tx.with(|b: Bytes| futures::future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::Binary(b)))).sink_map_err(io::Error::other);
+        let outgoing =
+            tx.with(|b: Bytes| futures::future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::Binary(b)))).sink_map_err(io::Error::other);
         session::run(Box::pin(incoming), outgoing, target, shutdown).await;
     });
     let mut r = switching();
@@ -145,10 +146,8 @@ fn spdy_upgrade(target: Target, req: Request<Incoming>, shutdown: watch::Receive
         return text(StatusCode::BAD_REQUEST, "unable to upgrade: X-Stream-Protocol-Version is required");
     }
     if !offered.iter().any(|p| p == PROTOCOL) {
-        let mut r = text(
-            StatusCode::FORBIDDEN,
-            format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{PROTOCOL}]"),
-        );
+        let mut r =
+            text(StatusCode::FORBIDDEN, format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{PROTOCOL}]"));
         r.headers_mut().insert("x-accepted-stream-protocol-versions", HeaderValue::from_static(PROTOCOL));
         return r;
     }

@@ -227,7 +227,7 @@ impl Session {
     }
 
     async fn open(&mut self, stream: u32, flags: u8, headers: &Headers) {
-        if stream % 2 == 0 || stream <= self.last_stream {
+        if stream.is_multiple_of(2) || stream <= self.last_stream {
             self.send(Frame::RstStream { stream, status: spdy::rst::PROTOCOL_ERROR }).await;
             return;
         }
@@ -286,8 +286,7 @@ impl Session {
         if pair.error.is_some() && pair.data.is_some()
             && let Some(Pair { port, error: Some(error), data: Some((data, inbound)), reset }) = self.pairs.remove(&request)
         {
-            let data_port = port;
-            let job = Forwarding { out: self.out.clone(), error, data, port: data_port, target: self.target.clone() };
+            let job = Forwarding { out: self.out.clone(), error, data, port, target: self.target.clone() };
             let (finished, closed, reset) = (self.finished.clone(), self.closed.clone(), reset.subscribe());
             tokio::spawn(async move {
                 job.run(inbound, reset, closed).await;
