@@ -1309,6 +1309,178 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
 
+    #[tokio::test]
+    async fn port_forward_handshake_errors() {
+        use tokio_tungstenite::tungstenite::Error::Http;
+        let h = start().await;
+        let (status, _, body) = h.get("/portForward/default/p", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("port-forward needs an upgrade"), "{body}");
+        for (path, protocol, want) in [
+            ("/portForward/default/p", "v5.channel.k8s.io", StatusCode::BAD_REQUEST),
+            ("/portForward/default/nope", crate::portforward::TUNNEL_PROTOCOL, StatusCode::NOT_FOUND),
+        ] {
+            match h.ws(path, protocol).await {
+                Err(Http(resp)) => assert_eq!(resp.status(), want, "{path} {protocol}"),
+                other => panic!("{path}: expected {want}, got {:?}", other.map(|r| r.1.status())),
+            }
+        }
+        let spdy = |version: Option<&str>| {
+            let mut req = Request::post("/portForward/default/p")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::UPGRADE, "SPDY/3.1");
+            if let Some(v) = version {
+                req = req.header("X-Stream-Protocol-Version", v);
+            }
+            req.body(Empty::new().map_err(|never| match never {}).boxed_unsync()).expect("request")
+        };
+        assert_eq!(h.send(spdy(None)).await.status(), StatusCode::BAD_REQUEST);
+        let resp = h.send(spdy(Some("v9.example"))).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(resp.headers().get("x-accepted-stream-protocol-versions").map(|v| v.as_bytes()), Some(&b"portforward.k8s.io"[..]));
+    }
+
+    /// A port-forward client over any byte stream: SPDY frames out and in.
+    struct SpdyClient<S> {
+        io: S,
+        enc: crate::portforward::spdy::Encoder,
+        dec: crate::portforward::spdy::Decoder,
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> SpdyClient<S> {
+        async fn send(&mut self, frame: crate::portforward::spdy::Frame) {
+            use tokio::io::AsyncWriteExt as _;
+            let bytes = self.enc.encode(&frame).expect("encode");
+            self.io.write_all(&bytes).await.expect("write");
+        }
+
+        /// Opens request `id`'s error and data streams to `port`.
+        async fn open(&mut self, id: u32, port: u16) -> (u32, u32) {
+            let (error, data) = (4 * id + 1, 4 * id + 3);
+            for (stream, kind) in [(error, "error"), (data, "data")] {
+                let headers = vec![("streamtype".into(), kind.into()), ("port".into(), port.to_string()), ("requestid".into(), id.to_string())];
+                self.send(crate::portforward::spdy::Frame::SynStream { stream, associated: 0, priority: 0, flags: 0, headers }).await;
+            }
+            (error, data)
+        }
+
+        /// What the server sends on `stream` until its FIN.
+        async fn read_stream(&mut self, stream: u32) -> String {
+            use crate::portforward::spdy::{FLAG_FIN, Frame};
+            use tokio::io::AsyncReadExt as _;
+            let mut text = String::new();
+            loop {
+                while let Some(frame) = self.dec.next_frame().expect("decode") {
+                    if let Frame::Data { stream: s, flags, data } = frame
+                        && s == stream
+                    {
+                        text.push_str(&String::from_utf8_lossy(&data));
+                        if flags & FLAG_FIN != 0 {
+                            return text;
+                        }
+                    }
+                }
+                let mut buf = [0u8; 4096];
+                let n = tokio::time::timeout(WAIT, self.io.read(&mut buf)).await.expect("timely").expect("read");
+                assert!(n > 0, "connection closed before stream {stream} finished: {text:?}");
+                self.dec.push(&buf[..n]);
+            }
+        }
+    }
+
+    /// Exercises one port-forward connection: GET / from hello-http on 8080, and a port
+    /// nobody serves.
+    async fn forward_http<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+        use crate::portforward::spdy::{FLAG_FIN, Frame};
+        let mut c = SpdyClient { io, enc: Default::default(), dec: Default::default() };
+        let (_, data) = c.open(0, 8080).await;
+        let get = Bytes::from_static(b"GET / HTTP/1.1\r\nhost: pod\r\nconnection: close\r\n\r\n");
+        c.send(Frame::Data { stream: data, flags: FLAG_FIN, data: get }).await;
+        let response = c.read_stream(data).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n") && response.contains("\r\nHello from Flotilla\n"), "{response}");
+        let (error, _) = c.open(1, 9999).await;
+        let msg = c.read_stream(error).await;
+        assert_eq!(msg, "error forwarding port 9999 to pod real_default, uid uid-2: failed to connect to localhost:9999 inside the pod: connection refused");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_port_forward_over_a_websocket_tunnel_and_plain_spdy() {
+        let Some((h, _cache)) = start_real().await else { return };
+        // The WebSocket tunnel: binary messages carry the SPDY bytes.
+        let (ws, resp) = h.ws("/portForward/default/real", crate::portforward::TUNNEL_PROTOCOL).await.expect("upgrade");
+        assert_eq!(resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(|v| v.as_bytes()), Some(crate::portforward::TUNNEL_PROTOCOL.as_bytes()));
+        let (tx, rx) = ws.split();
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (server_rd, server_wr) = tokio::io::split(server);
+        // Adapts the WebSocket to a byte stream for the test client.
+        let down = async move {
+            let down = rx.filter_map(|m| async move { if let Ok(Message::Binary(b)) = m { Some(Ok::<_, std::io::Error>(b)) } else { None } });
+            let mut reader = tokio_util_like::StreamReader(Box::pin(down), Bytes::new());
+            let mut wr = server_wr;
+            let _ = tokio::io::copy(&mut reader, &mut wr).await;
+        };
+        let up = async move {
+            use tokio::io::AsyncReadExt as _;
+            let (mut rd, mut tx) = (server_rd, tx);
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = rd.read(&mut buf).await {
+                if n == 0 || tx.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = futures::future::join(down, up) => panic!("the tunnel ended first"),
+            () = forward_http(client) => {}
+        }
+
+        // The plain SPDY upgrade.
+        let req = Request::post("/portForward/default/real")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", "portforward.k8s.io")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(h.tls().await)).await.expect("http handshake");
+        tokio::spawn(conn.with_upgrades());
+        let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.expect("timely").expect("response");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(resp.headers().get("x-stream-protocol-version").map(|v| v.as_bytes()), Some(&b"portforward.k8s.io"[..]));
+        let io = TokioIo::new(hyper::upgrade::on(resp).await.expect("upgraded"));
+        forward_http(io).await;
+    }
+
+    /// Reads a stream of byte chunks as AsyncRead (what tokio-util's StreamReader does).
+    mod tokio_util_like {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+
+        use bytes::{Buf as _, Bytes};
+        use futures::Stream;
+        use tokio::io::{AsyncRead, ReadBuf};
+
+        pub(super) struct StreamReader<S>(pub(super) Pin<Box<S>>, pub(super) Bytes);
+
+        impl<S: Stream<Item = std::io::Result<Bytes>>> AsyncRead for StreamReader<S> {
+            fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+                while self.1.is_empty() {
+                    match self.0.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(Ok(b))) => self.1 = b,
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                        Poll::Ready(None) => return Poll::Ready(Ok(())),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let n = self.1.len().min(buf.remaining());
+                buf.put_slice(&self.1[..n]);
+                self.1.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
     #[test]
     fn proxy_target_strips_the_prefix_and_keeps_the_query() {
         assert_eq!(proxy_target("/proxy/ns/p/80", None), "/");

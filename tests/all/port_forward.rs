@@ -184,6 +184,14 @@ spec:
     let (code, echoed) = curl(port, "/echo", Some(&body));
     assert_eq!(code, 0, "{}", &echoed[..echoed.len().min(500)]);
     assert!(echoed == body, "POST /echo came back with {} bytes", echoed.len());
+    // A client that shuts its write side after the request still gets the response.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").expect("request");
+    conn.shutdown(std::net::Shutdown::Write).expect("half-close");
+    conn.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200 OK") && response.contains("Hello from Flotilla"), "{response}");
     assert!(pf.stdout().contains("Handling connection for"), "{}", pf.stdout());
     let log = pf.stderr();
     assert!(log.contains("negotiated protocol: portforward.k8s.io") && !log.contains("fallback to secondary dialer"), "{log}");
