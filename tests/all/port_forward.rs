@@ -2,7 +2,8 @@
 //! port-forward to an HTTP container (hello-http, through curl) and to a TCP container
 //! (tcp-echo, bytes both ways), the `svc/NAME` form (kubectl resolves the Service to a pod
 //! and its targetPort), a port nobody listens on (kubectl prints the node's error and
-//! gives up), a pod that does not exist; attach streams a running command container's
+//! gives up), a pod that does not exist, a pod on a separate `flotilla node` process;
+//! attach streams a running command container's
 //! output as it is written, and with `-i` feeds a container that set `stdin: true`.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -11,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{Cluster, guest, wait_for};
+use crate::harness::{Cluster, NodeProcess, guest, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -306,4 +307,22 @@ spec:
     c.wait_pod("cat", "{.status.phase}", "Succeeded", WAIT);
     let logs = c.kubectl(&["logs", "cat"]);
     assert!(logs.ok().contains("stdin: two\n"), "{}", logs.stdout);
+}
+
+#[test]
+fn port_forward_and_attach_reach_a_pod_on_another_node() {
+    let c = Cluster::start();
+    let joined = NodeProcess::start(&c, "joined");
+    let yaml = echo_pod("far", 7000).replace("spec:\n", &format!("spec:\n  nodeName: {}\n", joined.name));
+    c.apply(&yaml);
+    c.wait_ready("far");
+    assert_eq!(c.pod_jsonpath("far", "{.spec.nodeName}"), joined.name);
+    let attach = Running::start(&c, &["attach", "far"], &[]);
+    let (_pf, port) = forward(&c, "pod/far", 7000);
+    assert_eq!(echo_roundtrip(port, &["across", "nodes"]), ["far: across", "far: nodes"]);
+    wait_for(WAIT, "the attached output from the other node", || {
+        let _ = echo_roundtrip(port, &["again"]);
+        std::thread::sleep(Duration::from_millis(200));
+        attach.stdout().contains(": again").then_some(())
+    });
 }
