@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{Cluster, NodeProcess, guest, wait_for};
+use crate::harness::{Cluster, NodeProcess, guest, guest_path, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -307,6 +307,15 @@ spec:
     c.wait_pod("cat", "{.status.phase}", "Succeeded", WAIT);
     let logs = c.kubectl(&["logs", "cat"]);
     assert!(logs.ok().contains("stdin: two\n"), "{}", logs.stdout);
+
+    // `kubectl run -i` makes such a pod (stdin, stdinOnce), attaches, and removes it.
+    // kubectl run wants a registry reference: the cluster's own registry.
+    c.flotilla(&["push", guest_path("hello-cmd").to_str().expect("utf-8 path"), "hello-cmd:cat"]).ok();
+    let image = format!("--image={}/hello-cmd:cat", c.host());
+    let r = c.kubectl_stdin(&["run", "catrun", &image, "-i", "--rm", "--restart=Never", "--", "--cat"], "three\n");
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("stdin: three\nstdin: EOF\n"), "{}", r.stdout);
+    assert!(r.stdout.contains(r#"pod "catrun" deleted"#), "{}", r.stdout);
 }
 
 #[test]
