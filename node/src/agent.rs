@@ -246,11 +246,11 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let identity = Arc::new(network::dataplane::Identity { cert, key });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), shutdown_rx.clone())));
-
-    let ips = register(&client, &config, &host_ip, server_addr.port(), &published).await?;
     let egress = if config.allow_egress { Egress::Allow } else { Egress::Deny };
     let routing = Routing::new(config.name.clone(), pods.clone(), egress);
+    tasks.push(tokio::spawn(crate::server::serve(listener, tls, config.token.clone(), pods.clone(), runtime.clone(), routing.clone(), shutdown_rx.clone())));
+
+    let ips = register(&client, &config, &host_ip, server_addr.port(), &published).await?;
     routing.set_data_plane(network::dataplane::Peers::new(identity.clone()));
     tasks.push(tokio::spawn(network::dataplane::serve(data_plane, identity, routing.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));

@@ -9,14 +9,17 @@
 //! connections go, cluster DNS, each pod's TCP ports, whether NetworkPolicy lets them, and
 //! the data plane that carries them to other nodes),
 //! `images.rs` (pulls), `runtime/` (wasmtime), `logs.rs`, `server.rs` (the node's HTTPS
-//! server).
+//! server), `attach.rs` (kubectl attach), `portforward/` (kubectl port-forward's SPDY
+//! sessions).
 
 mod agent;
+mod attach;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
 mod network;
 pub mod pod_table;
+mod portforward;
 mod pod_worker;
 pub mod runtime;
 pub mod server;

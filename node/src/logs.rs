@@ -10,6 +10,10 @@
 //!   dropped (Kubernetes rotates files the same way). The newest output is always kept.
 //! - Records are written whole under the state lock; readers only consume complete lines.
 //! - Output that arrives while no attempt is running is discarded.
+//! - `kubectl attach` taps the running attempt ([`ContainerLogs::attach`]): each tap gets
+//!   the raw output from the moment it attached, in order, and ends with the attempt. A tap
+//!   whose reader falls [`TAP_BACKLOG`] chunks behind is dropped (that attach ends) rather
+//!   than slowing the container or growing without bound.
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -28,6 +32,8 @@ const MAX_RECORD: usize = 16 * 1024;
 const MIN_SEGMENT: u64 = 4 * 1024;
 /// Output is handed to the reader's channel in chunks of about this size.
 const CHUNK: usize = 32 * 1024;
+/// Chunks of output an attach may fall behind before it is dropped.
+pub const TAP_BACKLOG: usize = 1024;
 
 /// Options of a log read, as `kubectl logs` sends them.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +67,8 @@ struct State {
     file: Option<File>,
     /// Unterminated output per stream (stdout, stderr) of the running attempt.
     partial: [Vec<u8>; 2],
+    /// Attached readers of the running attempt's output.
+    taps: Vec<mpsc::Sender<(Stream, Bytes)>>,
 }
 
 /// The logs of one container across its restarts.
@@ -207,6 +215,7 @@ impl ContainerLogs {
             }
         }
         st.file = None;
+        st.taps.clear();
         if let Some(a) = st.current.as_mut() {
             a.running = false;
         }
@@ -216,6 +225,18 @@ impl ContainerLogs {
     pub fn has_attempt(&self, previous: bool) -> bool {
         let st = self.state.lock().expect("logs lock");
         if previous { st.previous.is_some() } else { st.current.is_some() }
+    }
+
+    /// The running attempt's output from now on, as written (not split into lines); the
+    /// channel ends with the attempt. None when no attempt runs.
+    pub fn attach(&self) -> Option<mpsc::Receiver<(Stream, Bytes)>> {
+        let mut st = self.state.lock().expect("logs lock");
+        if !st.current.is_some_and(|a| a.running) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(TAP_BACKLOG);
+        st.taps.push(tx);
+        Some(rx)
     }
 
     /// True while the current attempt is running.
@@ -248,6 +269,17 @@ impl ContainerLogs {
         let mut st = self.state.lock().expect("logs lock");
         if !st.current.is_some_and(|a| a.running && a.n == attempt) {
             return;
+        }
+        if !st.taps.is_empty() {
+            let chunk = Bytes::copy_from_slice(bytes);
+            st.taps.retain(|tap| match tap.try_send((stream, chunk.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(dir = %self.dir.display(), "an attached client fell behind the container's output; detaching it");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
         }
         let i = stream_index(stream);
         let mut wrote = false;
@@ -805,6 +837,43 @@ mod tests {
         .expect("limit ends the follow");
         assert_eq!(got, b"abc\nd");
         reader.await.expect("join").expect("read");
+    }
+
+    #[tokio::test]
+    async fn attach_taps_raw_output_of_the_running_attempt_until_it_ends() {
+        let (_d, logs) = setup(1 << 20);
+        assert!(logs.attach().is_none(), "nothing runs yet");
+        logs.start_attempt();
+        let sink = logs.sink();
+        sink.write(Stream::Stdout, b"before\n");
+        let mut tap = logs.attach().expect("running");
+        sink.write(Stream::Stdout, b"par");
+        sink.write(Stream::Stderr, b"err\n");
+        sink.write(Stream::Stdout, b"tial\n");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(tap.recv().await.expect("chunk"));
+        }
+        assert_eq!(
+            got,
+            [(Stream::Stdout, Bytes::from_static(b"par")), (Stream::Stderr, Bytes::from_static(b"err\n")), (Stream::Stdout, Bytes::from_static(b"tial\n"))]
+        );
+        logs.finish_attempt();
+        assert_eq!(tap.recv().await, None, "the tap ends with the attempt");
+        // A tap that falls too far behind is dropped; the log still gets everything.
+        logs.start_attempt();
+        let sink = logs.sink();
+        let mut slow = logs.attach().expect("running");
+        for i in 0..=TAP_BACKLOG {
+            sink.write(Stream::Stdout, format!("{i}\n").as_bytes());
+        }
+        let mut n = 0;
+        while slow.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, TAP_BACKLOG);
+        let all = read_all(&logs, LogOptions::default()).await.expect("read");
+        assert_eq!(all.lines().count(), TAP_BACKLOG + 1);
     }
 
     #[tokio::test]

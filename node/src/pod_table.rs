@@ -6,7 +6,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
 
 use crate::logs::ContainerLogs;
 use crate::runtime::{Compiled, HttpService, InstanceSpec};
@@ -23,6 +26,48 @@ pub struct ContainerEntry {
     /// containerPorts it declares.
     pub ports: Vec<u16>,
     pub logs: Arc<ContainerLogs>,
+    /// Its stdin, when the spec sets `stdin: true` (kubectl attach -i writes to it).
+    pub stdin: Option<Arc<StdinPipe>>,
+}
+
+/// The stdin of a command container whose spec sets `stdin: true`. Each attempt reads a
+/// fresh pipe ([`StdinPipe::open`]); attached clients write to the running attempt's
+/// ([`StdinPipe::writer`]). It stays open without a client (the guest's read waits), as
+/// in Kubernetes; with `stdinOnce` it closes (EOF) once the first attach that wrote to it
+/// ends.
+pub struct StdinPipe {
+    once: bool,
+    tx: Mutex<Option<mpsc::Sender<Bytes>>>,
+}
+
+impl StdinPipe {
+    /// Chunks an attempt's stdin holds before writers wait.
+    const BACKLOG: usize = 16;
+
+    pub fn new(once: bool) -> StdinPipe {
+        StdinPipe { once, tx: Mutex::new(None) }
+    }
+
+    /// A fresh pipe for an attempt starting now: its reading end (the previous attempt's
+    /// pipe is dropped).
+    pub fn open(&self) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(Self::BACKLOG);
+        *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Where an attached client writes, while the running attempt's stdin is open.
+    pub fn writer(&self) -> Option<mpsc::Sender<Bytes>> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// An attach that wrote to stdin is over: with `stdinOnce` the attempt's stdin gets
+    /// EOF once that client's writer is gone too.
+    pub fn detached(&self) {
+        if self.once {
+            *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
 }
 
 /// A pod the node runs.

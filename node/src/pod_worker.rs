@@ -333,6 +333,7 @@ impl Worker {
             http,
             ports: p.ports.clone(),
             logs: p.logs.clone(),
+            stdin: p.stdin.clone(),
         }));
     }
 
@@ -344,6 +345,8 @@ impl Worker {
             return;
         };
         let (spec, logs, tx) = (p.spec.clone(), p.logs.clone(), self.outcomes_tx.clone());
+        // A command attempt reads a fresh stdin pipe when the spec asks for one.
+        let stdin = if matches!(kind, ContainerKind::Command) { p.stdin.as_ref().map(|pipe| pipe.open()) } else { None };
         logs.start_attempt();
         match kind {
             ContainerKind::Http => {
@@ -375,7 +378,7 @@ impl Worker {
                 let runtime = self.ctx.runtime.clone();
                 self.tasks.spawn(async move {
                     let t0 = std::time::Instant::now();
-                    let status = runtime.run(&compiled, &spec, None, logs.sink(), killed).await;
+                    let status = runtime.run(&compiled, &spec, stdin, logs.sink(), killed).await;
                     logs.finish_attempt();
                     let _ = tx.send(Outcome::Exited { container, status, ran_for: t0.elapsed() });
                 });

@@ -1,5 +1,6 @@
 //! The node's HTTPS server (the kubelet's :10250): container logs, exec over WebSocket
-//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`) and the HTTP proxy to pods.
+//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`), attach (`attach.rs`, the same framing),
+//! port-forward (`portforward/`) and the HTTP proxy to pods.
 //!
 //! Invariants: every request needs `Authorization: Bearer <token>` (an empty configured
 //! token rejects everything); HTTP/1.1 only (upgrades need it); the proxied request never
@@ -30,24 +31,27 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
 use crate::logs::LogOptions;
+use crate::network::Routing;
+use crate::portforward::Forward;
 use crate::pod_table::{ContainerEntry, PodTable};
 use crate::runtime::{BoxBody, ExitReason, ExitStatus, OutputSink, Runtime, Stream};
 
 /// Exec subprotocols we speak, by preference when the client offers several.
-const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` turns true (a dropped sender means "never"). Then stops
 /// accepting, lets open connections finish gracefully and kills running exec sessions.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     token: String,
     pods: Arc<PodTable>,
     runtime: Arc<Runtime>,
+    routing: Arc<Routing>,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_with(listener, tls, token, pods, Arc::new(RuntimeRunner(runtime)), shutdown).await;
+    serve_with(listener, tls, token, pods, Arc::new(RuntimeRunner(runtime)), routing, shutdown).await;
 }
 
 /// A self-signed serving certificate for `hosts` (plus `localhost`), ALPN http/1.1, and
@@ -122,6 +126,8 @@ struct Ctx {
     token: String,
     pods: Arc<PodTable>,
     runner: Arc<dyn ExecRunner>,
+    /// Opens pod ports for port-forward.
+    forward: Arc<dyn Forward>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -160,10 +166,11 @@ pub(crate) async fn serve_with(
     token: String,
     pods: Arc<PodTable>,
     runner: Arc<dyn ExecRunner>,
+    forward: Arc<dyn Forward>,
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let ctx = Arc::new(Ctx { token, pods, runner, shutdown: shutdown.clone() });
+    let ctx = Arc::new(Ctx { token, pods, runner, forward, shutdown: shutdown.clone() });
     let stop = shutdown_signal(shutdown.clone());
     tokio::pin!(stop);
     while let Some((stream, peer)) = accept(&listener, &mut stop, "node server").await {
@@ -204,7 +211,7 @@ fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     r
 }
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response<BoxBody> {
+pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response<BoxBody> {
     full(status, "text/plain; charset=utf-8", msg.into())
 }
 
@@ -239,6 +246,8 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
     match segments.as_slice() {
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => container_logs(&ctx, ns, pod, container, req.uri().query()).await,
         ["exec", ns, pod, container] => exec(&ctx, ns, pod, container, req),
+        ["attach", ns, pod, container] => crate::attach::serve(&ctx.pods, ns, pod, container, req, ctx.shutdown.clone()),
+        ["portForward", ns, pod] => crate::portforward::serve(&ctx.pods, ctx.forward.clone(), ns, pod, req, ctx.shutdown.clone()),
         ["proxy", ns, pod, port, ..] => {
             let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
             proxy(&ctx, &ns, &pod, &port, req).await
@@ -248,7 +257,7 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
 }
 
 /// Decodes `application/x-www-form-urlencoded` (Go's url.ParseQuery: `+` is a space).
-fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
@@ -284,7 +293,7 @@ fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Go's strconv.ParseBool, which is how Kubernetes reads boolean query parameters.
-fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
@@ -364,14 +373,14 @@ async fn container_logs(ctx: &Ctx, ns: &str, pod_name: &str, container: &str, qu
     r
 }
 
-/// Flags of an exec request.
+/// Flags of an exec (or attach) request.
 #[derive(Clone, Debug, Default)]
-struct ExecRequest {
-    command: Vec<String>,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    tty: bool,
+pub(crate) struct ExecRequest {
+    pub(crate) command: Vec<String>,
+    pub(crate) stdin: bool,
+    pub(crate) stdout: bool,
+    pub(crate) stderr: bool,
+    pub(crate) tty: bool,
 }
 
 fn exec_request(query: Option<&str>) -> Result<ExecRequest, String> {
@@ -396,7 +405,7 @@ fn exec_request(query: Option<&str>) -> Result<ExecRequest, String> {
     Ok(r)
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+pub(crate) fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
@@ -406,10 +415,10 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// Checks the WebSocket upgrade; Ok((Sec-WebSocket-Accept, chosen subprotocol)).
-fn websocket_handshake(req: &Request<Incoming>) -> Result<(String, &'static str), Box<Response<BoxBody>>> {
+pub(crate) fn websocket_handshake(req: &Request<Incoming>) -> Result<(String, &'static str), Box<Response<BoxBody>>> {
     let h = req.headers();
     if req.method() != Method::GET || !header_has_token(h, header::CONNECTION, "upgrade") || !header_has_token(h, header::UPGRADE, "websocket") {
-        return Err(Box::new(text(StatusCode::BAD_REQUEST, "exec needs a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io)")));
+        return Err(Box::new(text(StatusCode::BAD_REQUEST, "exec and attach need a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io)")));
     }
     if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
         let mut r = text(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version; use 13");
@@ -530,7 +539,7 @@ fn frame(channel: u8, data: &[u8]) -> Message {
 
 /// Drives one exec over an established WebSocket: stdin frames in, output frames out,
 /// the status on channel 3, then a close frame.
-async fn exec_session<S, F>(ws: WebSocketStream<S>, v5: bool, req: ExecRequest, run: F, shutdown: watch::Receiver<bool>)
+pub(crate) async fn exec_session<S, F>(ws: WebSocketStream<S>, v5: bool, req: ExecRequest, run: F, shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(Option<mpsc::Receiver<Bytes>>, Arc<dyn OutputSink>, watch::Receiver<bool>) -> BoxFuture<'static, ExitStatus>,
@@ -753,7 +762,7 @@ mod tests {
     }
 
     fn container(name: &str, logs: Arc<ContainerLogs>) -> Arc<ContainerEntry> {
-        Arc::new(ContainerEntry { name: name.into(), compiled: None, spec: InstanceSpec::default(), http: None, ports: vec![8080], logs })
+        Arc::new(ContainerEntry { name: name.into(), compiled: None, spec: InstanceSpec::default(), http: None, ports: vec![8080], logs, stdin: None })
     }
 
     /// A server on 127.0.0.1:0 with pod default/p holding containers `c` (logs written
@@ -787,7 +796,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(serve_with(listener, tls, TOKEN.into(), pods.clone(), runner, shutdown));
+        let routing = Routing::new("node-1".into(), pods.clone(), crate::network::Egress::Deny);
+        tokio::spawn(serve_with(listener, tls, TOKEN.into(), pods.clone(), runner, routing, shutdown));
         Harness { addr, cert, pods, killed, stop, _dir: dir }
     }
 
@@ -1071,6 +1081,106 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn attach_streams_live_output_until_the_container_ends() {
+        let h = start().await;
+        let (mut ws, resp) = h.ws("/attach/default/p/c?stdout=true&stderr=true", "v5.channel.k8s.io").await.expect("upgrade");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let logs = h.logs();
+        // Output written before attaching ("one two three") is not replayed.
+        logs.sink().write(Stream::Stdout, b"live ");
+        logs.sink().write(Stream::Stderr, b"oops\n");
+        logs.sink().write(Stream::Stdout, b"line\n");
+        logs.finish_attempt();
+        let got = frames(&mut ws).await;
+        assert_eq!(
+            got,
+            vec![
+                (1, "live ".to_string()),
+                (2, "oops\n".to_string()),
+                (1, "line\n".to_string()),
+                (3, r#"{"metadata":{},"status":"Success"}"#.to_string()),
+            ]
+        );
+        // The attempt is over: nothing runs to attach to.
+        match h.ws("/attach/default/p/c?stdout=true", "v5.channel.k8s.io").await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), StatusCode::BAD_REQUEST),
+            other => panic!("expected a 400, got {:?}", other.map(|r| r.1.status())),
+        }
+    }
+
+    #[tokio::test]
+    async fn attach_tty_joins_stderr_and_bad_requests_are_refused() {
+        let h = start().await;
+        let (mut ws, _) = h.ws("/attach/default/p/c?stdout=true&tty=true&stdin=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00ignored"))).await.expect("stdin");
+        h.logs().sink().write(Stream::Stderr, b"to stderr\n");
+        h.logs().finish_attempt();
+        assert_eq!(frames(&mut ws).await[0], (1, "to stderr\n".to_string()));
+        let cases = [
+            ("/attach/default/p/c", StatusCode::BAD_REQUEST),
+            ("/attach/default/p/c?stdout=maybe", StatusCode::BAD_REQUEST),
+            ("/attach/default/nope/c?stdout=true", StatusCode::NOT_FOUND),
+            ("/attach/default/p/zz?stdout=true", StatusCode::NOT_FOUND),
+            ("/attach/default/p/not-runnable?stdout=true", StatusCode::BAD_REQUEST),
+        ];
+        for (path, want) in cases {
+            match h.ws(path, "v5.channel.k8s.io").await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), want, "{path}"),
+                other => panic!("{path}: expected {want}, got {:?}", other.map(|r| r.1.status())),
+            }
+        }
+    }
+
+    /// A pod default/s whose container `in` runs with a stdin pipe (`once`: stdinOnce),
+    /// and the reading end its running attempt got.
+    async fn start_with_stdin(once: bool) -> (Harness, mpsc::Receiver<Bytes>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = ContainerLogs::open(dir.path().join("in"), 1 << 20).expect("logs");
+        logs.start_attempt();
+        let pipe = Arc::new(crate::pod_table::StdinPipe::new(once));
+        let guest_stdin = pipe.open();
+        let entry = ContainerEntry { name: "in".into(), compiled: None, spec: InstanceSpec::default(), http: None, ports: vec![], logs, stdin: Some(pipe) };
+        let pod = PodEntry { uid: "uid-3".into(), namespace: "default".into(), name: "s".into(), containers: RwLock::new(vec![Arc::new(entry)]) };
+        let killed = Arc::new(AtomicBool::new(false));
+        let h = start_with(Arc::new(FakeRunner { killed: killed.clone() }), killed, Some(pod)).await;
+        (h, guest_stdin, dir)
+    }
+
+    #[tokio::test]
+    async fn attach_stdin_reaches_the_container_and_stays_open_without_stdin_once() {
+        let (h, mut guest, _dir) = start_with_stdin(false).await;
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdin=true&stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00hello\n"))).await.expect("stdin");
+        let got = tokio::time::timeout(WAIT, guest.recv()).await.expect("timely");
+        assert_eq!(got.as_deref(), Some(&b"hello\n"[..]));
+        ws.send(Message::Binary(Bytes::from_static(&[255, 0]))).await.expect("close stdin");
+        drop(ws);
+        // Without stdinOnce the container's stdin outlives the client's.
+        assert!(tokio::time::timeout(Duration::from_millis(300), guest.recv()).await.is_err(), "stdin must stay open");
+        // A second attach writes to the same attempt's stdin.
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdin=true&stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00again"))).await.expect("stdin");
+        let got = tokio::time::timeout(WAIT, guest.recv()).await.expect("timely");
+        assert_eq!(got.as_deref(), Some(&b"again"[..]));
+    }
+
+    #[tokio::test]
+    async fn attach_stdin_once_closes_the_containers_stdin() {
+        let (h, mut guest, _dir) = start_with_stdin(true).await;
+        // stdin=false: the client's bytes are not the container's.
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00dropped"))).await.expect("send");
+        drop(ws);
+        assert!(tokio::time::timeout(Duration::from_millis(300), guest.recv()).await.is_err(), "nothing written, stdin open");
+        let (mut ws, _) = h.ws("/attach/default/s/in?stdin=true&stdout=true", "v5.channel.k8s.io").await.expect("upgrade");
+        ws.send(Message::Binary(Bytes::from_static(b"\x00last"))).await.expect("stdin");
+        ws.send(Message::Binary(Bytes::from_static(&[255, 0]))).await.expect("close stdin");
+        let got = tokio::time::timeout(WAIT, guest.recv()).await.expect("timely");
+        assert_eq!(got.as_deref(), Some(&b"last"[..]));
+        assert_eq!(tokio::time::timeout(WAIT, guest.recv()).await.expect("timely"), None, "EOF after the first stdin attach");
+    }
+
     /// Polls `cond` every 10 ms until it holds; panics naming `what` after WAIT.
     async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
         tokio::time::timeout(WAIT, async {
@@ -1150,8 +1260,8 @@ mod tests {
             namespace: "default".into(),
             name: "real".into(),
             containers: RwLock::new(vec![
-                Arc::new(ContainerEntry { name: "cmd".into(), compiled: Some(cmd), spec: spec.clone(), http: None, ports: vec![], logs: logs("cmd") }),
-                Arc::new(ContainerEntry { name: "web".into(), compiled: Some(web), spec, http: Some(Arc::new(http)), ports: vec![8080], logs: web_logs }),
+                Arc::new(ContainerEntry { name: "cmd".into(), compiled: Some(cmd), spec: spec.clone(), http: None, ports: vec![], logs: logs("cmd"), stdin: None }),
+                Arc::new(ContainerEntry { name: "web".into(), compiled: Some(web), spec, http: Some(Arc::new(http)), ports: vec![8080], logs: web_logs, stdin: None }),
             ]),
         };
         let h = start_with(Arc::new(RuntimeRunner(runtime)), Arc::new(AtomicBool::new(false)), Some(pod)).await;
@@ -1197,6 +1307,178 @@ mod tests {
         assert!(!body.to_ascii_lowercase().contains("authorization"), "{body}");
         let (status, _, _) = h.get("/proxy/default/real/9999/", Some(TOKEN)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn port_forward_handshake_errors() {
+        use tokio_tungstenite::tungstenite::Error::Http;
+        let h = start().await;
+        let (status, _, body) = h.get("/portForward/default/p", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("port-forward needs an upgrade"), "{body}");
+        for (path, protocol, want) in [
+            ("/portForward/default/p", "v5.channel.k8s.io", StatusCode::BAD_REQUEST),
+            ("/portForward/default/nope", crate::portforward::TUNNEL_PROTOCOL, StatusCode::NOT_FOUND),
+        ] {
+            match h.ws(path, protocol).await {
+                Err(Http(resp)) => assert_eq!(resp.status(), want, "{path} {protocol}"),
+                other => panic!("{path}: expected {want}, got {:?}", other.map(|r| r.1.status())),
+            }
+        }
+        let spdy = |version: Option<&str>| {
+            let mut req = Request::post("/portForward/default/p")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::UPGRADE, "SPDY/3.1");
+            if let Some(v) = version {
+                req = req.header("X-Stream-Protocol-Version", v);
+            }
+            req.body(Empty::new().map_err(|never| match never {}).boxed_unsync()).expect("request")
+        };
+        assert_eq!(h.send(spdy(None)).await.status(), StatusCode::BAD_REQUEST);
+        let resp = h.send(spdy(Some("v9.example"))).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(resp.headers().get("x-accepted-stream-protocol-versions").map(|v| v.as_bytes()), Some(&b"portforward.k8s.io"[..]));
+    }
+
+    /// A port-forward client over any byte stream: SPDY frames out and in.
+    struct SpdyClient<S> {
+        io: S,
+        enc: crate::portforward::spdy::Encoder,
+        dec: crate::portforward::spdy::Decoder,
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> SpdyClient<S> {
+        async fn send(&mut self, frame: crate::portforward::spdy::Frame) {
+            use tokio::io::AsyncWriteExt as _;
+            let bytes = self.enc.encode(&frame).expect("encode");
+            self.io.write_all(&bytes).await.expect("write");
+        }
+
+        /// Opens request `id`'s error and data streams to `port`.
+        async fn open(&mut self, id: u32, port: u16) -> (u32, u32) {
+            let (error, data) = (4 * id + 1, 4 * id + 3);
+            for (stream, kind) in [(error, "error"), (data, "data")] {
+                let headers = vec![("streamtype".into(), kind.into()), ("port".into(), port.to_string()), ("requestid".into(), id.to_string())];
+                self.send(crate::portforward::spdy::Frame::SynStream { stream, associated: 0, priority: 0, flags: 0, headers }).await;
+            }
+            (error, data)
+        }
+
+        /// What the server sends on `stream` until its FIN.
+        async fn read_stream(&mut self, stream: u32) -> String {
+            use crate::portforward::spdy::{FLAG_FIN, Frame};
+            use tokio::io::AsyncReadExt as _;
+            let mut text = String::new();
+            loop {
+                while let Some(frame) = self.dec.next_frame().expect("decode") {
+                    if let Frame::Data { stream: s, flags, data } = frame
+                        && s == stream
+                    {
+                        text.push_str(&String::from_utf8_lossy(&data));
+                        if flags & FLAG_FIN != 0 {
+                            return text;
+                        }
+                    }
+                }
+                let mut buf = [0u8; 4096];
+                let n = tokio::time::timeout(WAIT, self.io.read(&mut buf)).await.expect("timely").expect("read");
+                assert!(n > 0, "connection closed before stream {stream} finished: {text:?}");
+                self.dec.push(&buf[..n]);
+            }
+        }
+    }
+
+    /// Exercises one port-forward connection: GET / from hello-http on 8080, and a port
+    /// nobody serves.
+    async fn forward_http<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+        use crate::portforward::spdy::{FLAG_FIN, Frame};
+        let mut c = SpdyClient { io, enc: Default::default(), dec: Default::default() };
+        let (_, data) = c.open(0, 8080).await;
+        let get = Bytes::from_static(b"GET / HTTP/1.1\r\nhost: pod\r\nconnection: close\r\n\r\n");
+        c.send(Frame::Data { stream: data, flags: FLAG_FIN, data: get }).await;
+        let response = c.read_stream(data).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n") && response.contains("\r\nHello from Flotilla\n"), "{response}");
+        let (error, _) = c.open(1, 9999).await;
+        let msg = c.read_stream(error).await;
+        assert_eq!(msg, "error forwarding port 9999 to pod real_default, uid uid-2: failed to connect to localhost:9999 inside the pod: connection refused");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_port_forward_over_a_websocket_tunnel_and_plain_spdy() {
+        let Some((h, _cache)) = start_real().await else { return };
+        // The WebSocket tunnel: binary messages carry the SPDY bytes.
+        let (ws, resp) = h.ws("/portForward/default/real", crate::portforward::TUNNEL_PROTOCOL).await.expect("upgrade");
+        assert_eq!(resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(|v| v.as_bytes()), Some(crate::portforward::TUNNEL_PROTOCOL.as_bytes()));
+        let (tx, rx) = ws.split();
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (server_rd, server_wr) = tokio::io::split(server);
+        // Adapts the WebSocket to a byte stream for the test client.
+        let down = async move {
+            let down = rx.filter_map(|m| async move { if let Ok(Message::Binary(b)) = m { Some(Ok::<_, std::io::Error>(b)) } else { None } });
+            let mut reader = tokio_util_like::StreamReader(Box::pin(down), Bytes::new());
+            let mut wr = server_wr;
+            let _ = tokio::io::copy(&mut reader, &mut wr).await;
+        };
+        let up = async move {
+            use tokio::io::AsyncReadExt as _;
+            let (mut rd, mut tx) = (server_rd, tx);
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = rd.read(&mut buf).await {
+                if n == 0 || tx.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = futures::future::join(down, up) => panic!("the tunnel ended first"),
+            () = forward_http(client) => {}
+        }
+
+        // The plain SPDY upgrade.
+        let req = Request::post("/portForward/default/real")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", "portforward.k8s.io")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(h.tls().await)).await.expect("http handshake");
+        tokio::spawn(conn.with_upgrades());
+        let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.expect("timely").expect("response");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(resp.headers().get("x-stream-protocol-version").map(|v| v.as_bytes()), Some(&b"portforward.k8s.io"[..]));
+        let io = TokioIo::new(hyper::upgrade::on(resp).await.expect("upgraded"));
+        forward_http(io).await;
+    }
+
+    /// Reads a stream of byte chunks as AsyncRead (what tokio-util's StreamReader does).
+    mod tokio_util_like {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+
+        use bytes::{Buf as _, Bytes};
+        use futures::Stream;
+        use tokio::io::{AsyncRead, ReadBuf};
+
+        pub(super) struct StreamReader<S>(pub(super) Pin<Box<S>>, pub(super) Bytes);
+
+        impl<S: Stream<Item = std::io::Result<Bytes>>> AsyncRead for StreamReader<S> {
+            fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+                while self.1.is_empty() {
+                    match self.0.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(Ok(b))) => self.1 = b,
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                        Poll::Ready(None) => return Poll::Ready(Ok(())),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let n = self.1.len().min(buf.remaining());
+                buf.put_slice(&self.1[..n]);
+                self.1.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod pod_cidr;
 mod pod_network;
 mod pod_network_xnode;
 mod pod_tcp;
+mod port_forward;
 mod samples;
 mod services;
 mod workloads;

@@ -1,10 +1,10 @@
-//! pods/log, pods/exec and pods/proxy: the API server finds the pod's node (spec.nodeName →
+//! pods/log, pods/exec, pods/attach, pods/proxy and pods/portforward (`node_proxy/portforward.rs`): the API server finds the pod's node (spec.nodeName →
 //! Node object → InternalIP + kubelet endpoint port) and forwards the request to the node's
 //! HTTPS server with the admin token, as kube-apiserver does with the kubelet.
 //!
 //! Invariants: the node's self-signed certificate is not verified (like kube-apiserver
-//! without --kubelet-certificate-authority) but the token is always sent; exec is a
-//! WebSocket passthrough — both sides are upgraded and bytes are copied unchanged, so the
+//! without --kubelet-certificate-authority) but the token is always sent; exec and attach
+//! are a WebSocket passthrough — both sides are upgraded and bytes are copied unchanged, so the
 //! node's `Sec-WebSocket-Accept` (computed from the client's key) is valid for the client.
 
 use std::collections::HashMap;
@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+
+mod portforward;
 
 use super::App;
 use super::error::ApiError;
@@ -154,8 +156,8 @@ pub(crate) async fn serve(app: &Arc<App>, info: &'static ResourceInfo, r: SubReq
         "log" => logs(app, info, r).await,
         "exec" => exec(app, info, r).await,
         "proxy" => proxy(app, info, r).await,
-        "attach" => Err(ApiError::bad_request("attach is not supported")),
-        "portforward" => Err(ApiError::bad_request("port-forward is not supported")),
+        "attach" => exec(app, info, r).await,
+        "portforward" => portforward::port_forward(app, info, r).await,
         _ => Err(ApiError::page_not_found()),
     }
 }
@@ -354,7 +356,7 @@ fn failures() -> &'static Mutex<HashMap<String, (Instant, u16, Vec<u8>)>> {
 fn failure_key(r: &SubRequest<'_>, container: &str) -> String {
     let mut params: Vec<String> = r.query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{k}={v}")).collect();
     params.sort();
-    format!("{}/{}/{container}?{}", r.namespace, r.name, params.join("&"))
+    format!("{} {}/{}/{container}?{}", r.sub, r.namespace, r.name, params.join("&"))
 }
 
 fn remember_failure(key: String, status: StatusCode, body: &[u8]) {
@@ -369,10 +371,14 @@ fn take_failure(key: &str) -> Option<(StatusCode, Vec<u8>)> {
     (at.elapsed() < FAILURE_TTL).then(|| (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY), body))
 }
 
+/// pods/exec and pods/attach (`r.sub`): the same WebSocket passthrough to the node's
+/// `/exec/…` or `/attach/…`.
 async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -> Result<Response, ApiError> {
     let pod = app.api.get(info, Some(r.namespace), r.name)?;
+    let attach = r.sub == "attach";
     if let Some(phase @ ("Succeeded" | "Failed")) = pod.value["status"]["phase"].as_str() {
-        return Err(ApiError::bad_request(format!("cannot exec into a container in a completed pod; current phase is {phase}")));
+        let what = if attach { "attach a container" } else { "exec into a container" };
+        return Err(ApiError::bad_request(format!("cannot {what} in a completed pod; current phase is {phase}")));
     }
     let container = pick_container(&pod.value, r.name, q(r.query, "container"))?;
     let websocket = has_token(&r.headers, header::CONNECTION, "upgrade") && has_token(&r.headers, header::UPGRADE, "websocket");
@@ -389,7 +395,7 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
         }
         return Err(ApiError::bad_request("Upgrade request required"));
     }
-    if !r.query.iter().any(|(k, _)| k == "command") {
+    if !attach && !r.query.iter().any(|(k, _)| k == "command") {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
     }
     let key = failure_key(&r, &container);
@@ -400,7 +406,8 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
     let base = &target.base;
     let params: Vec<(&str, &str)> = r.query.iter().filter(|(k, _)| k != "container").map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let url = format!(
-        "{base}/exec/{}/{}/{}?{}",
+        "{base}/{}/{}/{}/{}?{}",
+        if attach { "attach" } else { "exec" },
         path_segment(r.namespace),
         path_segment(r.name),
         path_segment(&container),
@@ -744,6 +751,13 @@ mod tests {
         let (status, body) = call(Method::GET, "/api/v1/namespaces/default/pods/one/exec?command=ls", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("Upgrade request required"), "{body}");
+        for sub in ["attach?stdout=true", "portforward?ports=8080"] {
+            let (status, body) = call(Method::GET, &format!("/api/v1/namespaces/default/pods/one/{sub}"), "").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{sub}");
+            assert!(body.contains("Upgrade request required"), "{sub}: {body}");
+        }
+        let (status, _) = call(Method::GET, "/api/v1/namespaces/default/pods/nope/portforward", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
 
         // The credential only goes to the certificate the node registered.
         let repin = |value: Value| {

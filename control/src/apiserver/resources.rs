@@ -63,7 +63,7 @@ macro_rules! res {
 /// Every resource type served, in discovery order.
 pub(crate) static RESOURCES: &[ResourceInfo] = &[
     res!("", "v1", "Namespace", "namespaces", "namespace", false, short: ["ns"], cat: [], sub: ["status", "finalize"], verbs: NO_DELETECOLLECTION),
-    res!("", "v1", "Pod", "pods", "pod", true, short: ["po"], cat: ["all"], sub: ["status", "binding", "log", "exec", "proxy", "eviction", "ephemeralcontainers"], verbs: ALL),
+    res!("", "v1", "Pod", "pods", "pod", true, short: ["po"], cat: ["all"], sub: ["status", "binding", "log", "exec", "attach", "portforward", "proxy", "eviction", "ephemeralcontainers"], verbs: ALL),
     res!("", "v1", "Service", "services", "service", true, short: ["svc"], cat: ["all"], sub: ["status", "proxy"], verbs: ALL),
     res!("", "v1", "Endpoints", "endpoints", "endpoints", true, short: ["ep"], cat: [], sub: [], verbs: ALL),
     res!("", "v1", "ConfigMap", "configmaps", "configmap", true, short: ["cm"], cat: [], sub: [], verbs: ALL),

@@ -9,6 +9,8 @@
 //!   --write PATH TEXT   write TEXT to PATH, print `wrote PATH`
 //!   --sleep-ms N        sleep N ms
 //!   --loop-print N      print `line 1` .. `line N`
+//!   --cat               print each line read from stdin as `stdin: LINE`, then
+//!                       `stdin: EOF` at its end
 //!   --exit N            exit with code N (0-255) at once
 //! Errors (bad number, unreadable file) go to stderr and exit with code 2. Unknown
 //! arguments are only printed. Without --exit it exits 0.
@@ -83,6 +85,16 @@ pub fn run(exit: fn(u8) -> !) {
                     let _ = writeln!(out, "line {i}");
                 }
                 let _ = out.flush();
+            }
+            "--cat" => {
+                for line in std::io::stdin().lines() {
+                    match line {
+                        Ok(line) => println!("stdin: {line}"),
+                        Err(e) => fail(exit, format!("reading stdin: {e}")),
+                    }
+                    let _ = std::io::stdout().flush();
+                }
+                println!("stdin: EOF");
             }
             "--exit" => {
                 let raw = value("N");

@@ -142,7 +142,10 @@ pub(crate) async fn serve_http<S: ByteStream>(service: Arc<HttpService>, stream:
             Ok::<_, std::convert::Infallible>(service.handle(req).await)
         }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client may shut its write side once the request is sent (port-forward passes a
+    // client's FIN on): the response must still come.
+    builder.http1().half_close(true);
     if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
         tracing::debug!(%error, "connection from outside ended");
     }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::agent::Ctx;
 use crate::images::{Image, RegistryAuth, auths_from_dockerconfigjson};
 use crate::logs::ContainerLogs;
+use crate::pod_table::StdinPipe;
 use crate::runtime::{InstanceSpec, Limits, Network};
 use crate::volumes::{self, Source, Volume, safe_component};
 
@@ -29,6 +30,8 @@ pub(super) struct Prepared {
     pub spec: InstanceSpec,
     pub ports: Vec<u16>,
     pub logs: Arc<ContainerLogs>,
+    /// The container's stdin pipe (spec `stdin: true`), kept across its restarts.
+    pub stdin: Option<Arc<StdinPipe>>,
 }
 
 /// Why a container could not be configured.
@@ -117,7 +120,8 @@ pub(super) async fn configure(p: PodContext<'_>, c: &Value) -> Result<Prepared, 
         tracing::error!(error = %e, "log dir");
         ConfigError::Internal
     })?;
-    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network: p.network.clone() }, ports, logs })
+    let stdin = (c["stdin"].as_bool() == Some(true)).then(|| Arc::new(StdinPipe::new(c["stdinOnce"].as_bool() == Some(true))));
+    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network: p.network.clone() }, ports, logs, stdin })
 }
 
 /// The container's env: envFrom, then env (later entries replace earlier ones).

@@ -82,7 +82,7 @@ impl TestNode {
         let spec = InstanceSpec { env: vec![("POD_NAME".into(), name.into())], network: Some(network), ..Default::default() };
         let compiled = compiled("http-client");
         let http = runtime().serve(&compiled, spec.clone(), logs.sink()).expect("serve");
-        entry.set_container(Arc::new(ContainerEntry { name: "client".into(), compiled: Some(compiled), spec, http: Some(Arc::new(http)), ports: vec![8080], logs }));
+        entry.set_container(Arc::new(ContainerEntry { name: "client".into(), compiled: Some(compiled), spec, http: Some(Arc::new(http)), ports: vec![8080], logs, stdin: None }));
         entry
     }
 }

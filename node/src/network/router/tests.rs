@@ -70,7 +70,7 @@ impl Cluster {
             let spec = InstanceSpec { env, network: Some(network.clone()), ..Default::default() };
             let compiled = compiled(guest);
             let http = runtime().serve(&compiled, spec.clone(), logs.sink()).expect("serve");
-            entry.set_container(Arc::new(ContainerEntry { name: c.into(), compiled: Some(compiled), spec, http: Some(Arc::new(http)), ports: ports.to_vec(), logs }));
+            entry.set_container(Arc::new(ContainerEntry { name: c.into(), compiled: Some(compiled), spec, http: Some(Arc::new(http)), ports: ports.to_vec(), logs, stdin: None }));
         }
         entry
     }
