@@ -92,6 +92,10 @@ pub(crate) trait ExecRunner: Send + Sync + 'static {
         out: Arc<dyn OutputSink>,
         kill: watch::Receiver<bool>,
     ) -> BoxFuture<'static, ExitStatus>;
+    /// Images compiled (or loaded from the disk cache) since the node started.
+    fn compilations(&self) -> u64 {
+        0
+    }
 }
 
 struct RuntimeRunner(Arc<Runtime>);
@@ -99,6 +103,10 @@ struct RuntimeRunner(Arc<Runtime>);
 impl ExecRunner for RuntimeRunner {
     fn can_exec(&self, container: &ContainerEntry) -> bool {
         container.compiled.is_some()
+    }
+
+    fn compilations(&self) -> u64 {
+        self.0.compilations()
     }
 
     fn exec(
@@ -229,6 +237,23 @@ fn authorized(token: &str, headers: &HeaderMap) -> bool {
     constant_time_eq(given, token.as_bytes())
 }
 
+/// The node's metrics in Prometheus' text format (`kubectl get --raw
+/// /api/v1/nodes/NAME/proxy/metrics`).
+fn metrics(ctx: &Ctx) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    };
+    metric(
+        "flotilla_node_compilations_total",
+        "counter",
+        "Images compiled (or loaded from the compilation cache) since the node started; one per digest however many pods start it.",
+        ctx.runner.compilations(),
+    );
+    metric("flotilla_node_pods", "gauge", "Pods the node holds.", ctx.pods.len() as u64);
+    out
+}
+
 async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
     if !authorized(&ctx.token, req.headers()) {
         return text(StatusCode::UNAUTHORIZED, "Unauthorized");
@@ -248,6 +273,8 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
         ["exec", ns, pod, container] => exec(&ctx, ns, pod, container, req),
         ["attach", ns, pod, container] => crate::attach::serve(&ctx.pods, ns, pod, container, req, ctx.shutdown.clone()),
         ["portForward", ns, pod] => crate::portforward::serve(&ctx.pods, ctx.forward.clone(), ns, pod, req, ctx.shutdown.clone()),
+        ["metrics"] if req.method() == Method::GET => full(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics(&ctx)),
+        ["healthz"] if req.method() == Method::GET => text(StatusCode::OK, "ok"),
         ["proxy", ns, pod, port, ..] => {
             let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
             proxy(&ctx, &ns, &pod, &port, req).await

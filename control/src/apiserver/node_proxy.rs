@@ -149,6 +149,9 @@ struct NodeTarget {
 
 /// Entry point from the router.
 pub(crate) async fn serve(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -> Result<Response, ApiError> {
+    if info.plural == "nodes" && r.sub == "proxy" {
+        return node_proxy(app, r).await;
+    }
     if info.plural != "pods" {
         return Err(ApiError::bad_request(format!("{}/{} is not supported", info.plural, r.sub)));
     }
@@ -205,6 +208,11 @@ fn node_base(app: &App, pod: &Value, name: &str) -> Result<NodeTarget, ApiError>
     if node.is_empty() {
         return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
     }
+    node_target(app, node)
+}
+
+/// `https://ADDR:PORT` of the node server of Node `node`.
+fn node_target(app: &App, node: &str) -> Result<NodeTarget, ApiError> {
     let nodes = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let obj = app.api.get(nodes, None, node)?;
     let addresses = obj.value["status"]["addresses"].as_array().cloned().unwrap_or_default();
@@ -511,8 +519,13 @@ fn proxy_port(pod: &Value, name: &str, port: &str) -> Result<u16, ApiError> {
 
 /// The path after `…/pods/NAME/proxy`, as sent (empty if none).
 fn proxy_rest(path: &str) -> String {
+    proxy_rest_of(path, "pods")
+}
+
+/// The path after `…/RESOURCE/NAME/proxy`, as sent (empty if none).
+fn proxy_rest_of(path: &str, resource: &str) -> String {
     let segs: Vec<&str> = path.split('/').collect();
-    match segs.iter().enumerate().position(|(i, s)| *s == "pods" && segs.get(i + 2) == Some(&"proxy")) {
+    match segs.iter().enumerate().position(|(i, s)| *s == resource && segs.get(i + 2) == Some(&"proxy")) {
         Some(i) if segs.len() > i + 3 => segs[i + 3..].join("/"),
         _ => String::new(),
     }
@@ -543,7 +556,27 @@ async fn proxy(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) -
     if rest.split('/').any(unsafe_segment) {
         return Err(ApiError::bad_request("the proxied path may not contain '.' or '..' segments or encoded separators"));
     }
-    let mut url = format!("{base}/proxy/{}/{}/{port}/{}", path_segment(r.namespace), path_segment(name), rest);
+    let url = format!("{base}/proxy/{}/{}/{port}/{}", path_segment(r.namespace), path_segment(name), rest);
+    forward(app, &target, url, r).await
+}
+
+/// nodes/NAME/proxy/PATH: PATH of the node's own server (its `/metrics`, `/healthz`), as
+/// kube-apiserver proxies to the kubelet. `NAME:PORT` names the node server's port anyway.
+async fn node_proxy(app: &Arc<App>, r: SubRequest<'_>) -> Result<Response, ApiError> {
+    let raw = r.name.replace("%3A", ":").replace("%3a", ":");
+    let node = raw.split(':').next().unwrap_or("");
+    let target = node_target(app, node)?;
+    let rest = proxy_rest_of(r.uri.path(), "nodes");
+    if rest.split('/').any(unsafe_segment) {
+        return Err(ApiError::bad_request("the proxied path may not contain '.' or '..' segments or encoded separators"));
+    }
+    let url = format!("{}/{rest}", target.base);
+    forward(app, &target, url, r).await
+}
+
+/// Sends `r` to `url` on the node of `target` with the admin token, and streams back the
+/// answer (hop-by-hop headers dropped both ways).
+async fn forward(app: &Arc<App>, target: &NodeTarget, mut url: String, r: SubRequest<'_>) -> Result<Response, ApiError> {
     if let Some(query) = r.uri.query() {
         url.push('?');
         url.push_str(query);
