@@ -102,7 +102,7 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let tasks = vec![
         tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())),
         tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())),
-        tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network.cluster_cidr, config.service_lb)),
+        tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)),
     ];
     Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks, store })
 }

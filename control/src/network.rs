@@ -1,20 +1,24 @@
 //! The cluster's address plan: the service CIDR Service ClusterIPs are allocated from, and
-//! the cluster CIDR pod IPs come from (a /[`NODE_CIDR_MASK_SIZE`] of it per Node, handed
+//! the cluster CIDR pod IPs come from (a /`node_cidr_mask_size` of it per Node, handed
 //! out by `controllers/node_ipam.rs`). Both are virtual: nothing is added to the host's
 //! routing table.
 //!
 //! Invariant: a [`NetworkConfig`] that passed [`NetworkConfig::validate`] has a service CIDR
 //! the allocator accepts (mask 12..=30), a cluster CIDR that holds at least one node range
-//! (mask <= [`NODE_CIDR_MASK_SIZE`]) and two CIDRs that do not overlap.
+//! (mask <= the node CIDR mask size, itself 16..=30, what a node accepts) and two CIDRs
+//! that do not overlap.
 
 use flotilla_api::cidr::Ipv4Cidr;
 
 use crate::apiserver::node_port::NodePortRange;
 use crate::apiserver::service_ip::{ServiceRange, ServiceRangeError};
 
-/// Prefix length of the range each Node gets from the cluster CIDR (kube-controller-manager's
-/// `--node-cidr-mask-size` IPv4 default): 256 addresses, 253 of them for pods.
+/// Prefix length of the range each Node gets from the cluster CIDR by default
+/// (kube-controller-manager's `--node-cidr-mask-size` IPv4 default): 256 addresses, 253 of
+/// them for pods.
 pub const NODE_CIDR_MASK_SIZE: u8 = 24;
+/// Node ranges a node accepts: /16 (65,533 pods) to /30 (one pod).
+pub const NODE_CIDR_MASK_RANGE: std::ops::RangeInclusive<u8> = 16..=30;
 
 /// The `--service-cidr` and `--cluster-cidr` settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +32,9 @@ pub struct NetworkConfig {
     /// Service node ports are allocated from here (`--service-node-port-range`, default
     /// 30000-32767).
     pub node_port_range: NodePortRange,
+    /// Prefix length of each Node's pod range (`--node-cidr-mask-size`, default 24): a
+    /// node holds at most 2^(32-mask) - 3 pods.
+    pub node_cidr_mask_size: u8,
 }
 
 /// Why the address plan is unusable.
@@ -38,8 +45,10 @@ pub enum NetworkConfigError {
     #[error("--service-cidr {service} overlaps --cluster-cidr {cluster}")]
     Overlap { service: Ipv4Cidr, cluster: Ipv4Cidr },
     /// kube-controller-manager's refusal, naming the flag it has and Flotilla fixes.
-    #[error("invalid --cluster-cidr {0}: mask size of cluster CIDR must be less than or equal to the node CIDR mask size ({NODE_CIDR_MASK_SIZE})")]
-    ClusterTooSmall(Ipv4Cidr),
+    #[error("invalid --cluster-cidr {0}: mask size of cluster CIDR must be less than or equal to the node CIDR mask size ({1})")]
+    ClusterTooSmall(Ipv4Cidr, u8),
+    #[error("invalid --node-cidr-mask-size {0}: must be 16 to 30")]
+    NodeMask(u8),
 }
 
 impl Default for NetworkConfig {
@@ -48,6 +57,7 @@ impl Default for NetworkConfig {
             service_cidr: Ipv4Cidr::new([10, 43, 0, 0].into(), 16),
             cluster_cidr: Ipv4Cidr::new([10, 42, 0, 0].into(), 16),
             node_port_range: NodePortRange::default(),
+            node_cidr_mask_size: NODE_CIDR_MASK_SIZE,
         }
     }
 }
@@ -56,8 +66,11 @@ impl NetworkConfig {
     /// Checks the plan; returns the service range to allocate from.
     pub fn validate(&self) -> Result<ServiceRange, NetworkConfigError> {
         let range = ServiceRange::new(self.service_cidr)?;
-        if self.cluster_cidr.prefix() > NODE_CIDR_MASK_SIZE {
-            return Err(NetworkConfigError::ClusterTooSmall(self.cluster_cidr));
+        if !NODE_CIDR_MASK_RANGE.contains(&self.node_cidr_mask_size) {
+            return Err(NetworkConfigError::NodeMask(self.node_cidr_mask_size));
+        }
+        if self.cluster_cidr.prefix() > self.node_cidr_mask_size {
+            return Err(NetworkConfigError::ClusterTooSmall(self.cluster_cidr, self.node_cidr_mask_size));
         }
         if self.service_cidr.overlaps(&self.cluster_cidr) {
             return Err(NetworkConfigError::Overlap { service: self.service_cidr, cluster: self.cluster_cidr });
@@ -86,5 +99,12 @@ mod tests {
         );
         let one_node = NetworkConfig { cluster_cidr: "10.42.0.0/24".parse().expect("cidr"), ..d };
         assert!(one_node.validate().is_ok());
+        // Bigger node ranges for dense nodes; the node accepts /16 to /30.
+        let dense = NetworkConfig { node_cidr_mask_size: 18, ..d };
+        assert!(dense.validate().is_ok());
+        let too_dense = NetworkConfig { node_cidr_mask_size: 18, cluster_cidr: "10.42.0.0/20".parse().expect("cidr"), ..d };
+        assert!(matches!(too_dense.validate(), Err(NetworkConfigError::ClusterTooSmall(_, 18))));
+        let bad = NetworkConfig { node_cidr_mask_size: 12, ..d };
+        assert_eq!(bad.validate().expect_err("mask").to_string(), "invalid --node-cidr-mask-size 12: must be 16 to 30");
     }
 }

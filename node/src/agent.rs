@@ -263,7 +263,9 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
 }
 
-fn node_status(config: &NodeConfig, host_ip: &str, port: u16) -> Value {
+/// The Node's status; `addresses`: how many pod addresses its podCIDR holds (allocatable
+/// pods are the fewer of that and `max_pods`: a pod without an address cannot run).
+fn node_status(config: &NodeConfig, host_ip: &str, port: u16, addresses: usize) -> Value {
     let now = crate::lifecycle::ts(chrono::Utc::now());
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem = total_memory();
@@ -271,7 +273,7 @@ fn node_status(config: &NodeConfig, host_ip: &str, port: u16) -> Value {
     let resources = json!({
         "cpu": cpus.to_string(),
         "memory": format!("{}Ki", mem / 1024),
-        "pods": config.max_pods.to_string(),
+        "pods": (config.max_pods as usize).min(addresses).to_string(),
         "ephemeral-storage": format!("{}Ki", disk / 1024),
     });
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
@@ -354,7 +356,7 @@ async fn register(client: &kube::Client, config: &NodeConfig, host_ip: &str, por
     let cidr = wait_for_pod_cidr(&api, &config.name).await?;
     tracing::info!(node.name = %config.name, pod_cidr = %cidr, "pod addresses come from the node's podCIDR");
     let mut pool = IpPool::new(cidr)?;
-    let status = node_status(config, host_ip, port);
+    let status = node_status(config, host_ip, port, pool.capacity());
     api.patch_status(&config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
     reserve_earlier_addresses(client, &config.name, &mut pool).await;
     Ok(pool)
@@ -448,7 +450,8 @@ async fn heartbeat(ctx: Arc<Ctx>, published: Published) {
             }
         }
         if tick % 6 == 5 || !seen_ready {
-            let status = node_status(&ctx.config, &ctx.host_ip, ctx.port.load(std::sync::atomic::Ordering::Relaxed));
+            let slots = ctx.ips.lock().unwrap_or_else(|p| p.into_inner()).capacity();
+            let status = node_status(&ctx.config, &ctx.host_ip, ctx.port.load(std::sync::atomic::Ordering::Relaxed), slots);
             if let Err(e) = nodes.patch_status(&ctx.config.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
                 tracing::warn!(error = %e, "node status update failed");
             }

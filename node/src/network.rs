@@ -86,6 +86,11 @@ impl IpPool {
         Ok(IpPool { cidr, used: HashSet::new(), reserved: HashSet::new(), next: FIRST })
     }
 
+    /// How many pod addresses the range holds.
+    pub(crate) fn capacity(&self) -> usize {
+        (self.end() - FIRST) as usize
+    }
+
     /// One past the last pod address's offset (the broadcast address's).
     fn end(&self) -> u32 {
         (self.cidr.size() - 1) as u32
@@ -203,6 +208,7 @@ mod tests {
 
     #[test]
     fn prefix_lengths_16_to_30_are_usable() {
+        assert_eq!((pool("10.42.0.0/16").capacity(), pool("10.42.0.0/24").capacity(), pool("10.42.0.0/30").capacity()), (65_533, 253, 1));
         let mut p16 = pool("10.42.0.0/16");
         assert_eq!(p16.allocate().as_deref(), Some("10.42.0.2"));
         // In a /16, x.y.0.255 and x.y.1.0 are ordinary addresses.

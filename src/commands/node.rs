@@ -38,6 +38,10 @@ pub(crate) struct NodeCommand {
     /// 5 minutes (Kubernetes: 10000)
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub restart_backoff_ms: u64,
+    /// Most pods a node runs (its allocatable pods; fewer if its pod range holds fewer
+    /// addresses, see --node-cidr-mask-size)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_pods: u32,
 }
 
 /// This host's name, lower-cased, as a node name.
@@ -67,6 +71,7 @@ impl NodeCommand {
         config.allow_egress = self.allow_pod_egress;
         config.bind_address = self.bind_address;
         config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
+        config.max_pods = self.max_pods;
         if let Some(ca) = &self.certificate_authority {
             config.ca_pem = Some(std::fs::read_to_string(ca)?);
         } else {

@@ -36,6 +36,10 @@ pub(crate) struct ControlPlaneFlags {
     /// must be 24 or less
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: Ipv4Cidr,
+    /// Prefix length of the pod range each node gets from --cluster-cidr (16 to 30): a node
+    /// holds at most 2^(32-SIZE) - 3 pods (24: 253)
+    #[arg(long, value_name = "SIZE", default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
     /// Ports Services of type NodePort and LoadBalancer get their node ports from
     /// (FIRST-LAST or FIRST+SIZE)
     #[arg(long, value_name = "RANGE", default_value = "30000-32767")]
@@ -50,7 +54,12 @@ pub(crate) struct ControlPlaneFlags {
 impl ControlPlaneFlags {
     /// The address plan, checked (ranges usable, not overlapping).
     pub(crate) fn network(&self) -> anyhow::Result<NetworkConfig> {
-        let network = NetworkConfig { service_cidr: self.service_cidr, cluster_cidr: self.cluster_cidr, node_port_range: self.service_node_port_range };
+        let network = NetworkConfig {
+            service_cidr: self.service_cidr,
+            cluster_cidr: self.cluster_cidr,
+            node_port_range: self.service_node_port_range,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+        };
         network.validate()?;
         Ok(network)
     }

@@ -22,6 +22,10 @@ pub(crate) struct UpCommand {
     /// 5 minutes (Kubernetes: 10000)
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub restart_backoff_ms: u64,
+    /// Most pods a node runs (its allocatable pods; fewer if its pod range holds fewer
+    /// addresses, see --node-cidr-mask-size)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_pods: u32,
 }
 
 /// Names of `count` embedded nodes on host `host`.
@@ -43,6 +47,7 @@ impl UpCommand {
             config.allow_file_images = true;
             config.allow_egress = self.allow_pod_egress;
             config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
+            config.max_pods = self.max_pods;
             config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
             // The embedded nodes share 127.0.0.1: the first one listens for node ports and
             // load balancers, and reaches the others' pods through the data plane.

@@ -163,3 +163,32 @@ fn a_full_cluster_cidr_leaves_a_node_without_a_range_until_one_is_freed() {
     c.kubectl(&["delete", "node", "n1"]).ok();
     assert_eq!(pod_cidr_of(&c, "n3"), n1_range);
 }
+
+/// `--node-cidr-mask-size` sizes each node's range; allocatable pods are the fewer of
+/// `--max-pods` and the addresses the range holds.
+#[test]
+fn node_ranges_size_and_allocatable_pods_follow_the_flags() {
+    let c = Cluster::start_with(&["--node-cidr-mask-size", "26"]);
+    let node = node_name();
+    let got = wait_for(Duration::from_secs(60), "the node's range and allocatable pods", || {
+        let out = c.jsonpath(&["node", &node], "{.spec.podCIDR} {.status.allocatable.pods}");
+        (out.split_whitespace().count() == 2).then_some(out)
+    });
+    assert_eq!(got, "10.42.0.0/26 61", "a /26 holds 61 pod addresses");
+    let c = Cluster::start_with(&["--max-pods", "20"]);
+    let got = wait_for(Duration::from_secs(60), "allocatable pods", || {
+        let out = c.jsonpath(&["node", &node], "{.spec.podCIDR} {.status.allocatable.pods}");
+        (out.split_whitespace().count() == 2).then_some(out)
+    });
+    assert_eq!(got, "10.42.0.0/24 20");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = Command::new(flotilla_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--node-cidr-mask-size", "12", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid --node-cidr-mask-size 12: must be 16 to 30"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

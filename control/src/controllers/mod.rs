@@ -37,7 +37,6 @@ pub(crate) mod status;
 
 use std::time::Duration;
 
-use flotilla_api::cidr::Ipv4Cidr;
 
 use crate::apiserver::error::ApiError;
 use crate::apiserver::{Api, Shutdown};
@@ -46,13 +45,13 @@ use crate::apiserver::{Api, Shutdown};
 const RESYNC: Duration = Duration::from_secs(1);
 
 /// Runs the controllers (and the scheduler, if `scheduler`) until shutdown; node IPAM hands
-/// out ranges of `cluster_cidr`; the built-in service load balancer runs if `service_lb`.
-pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, cluster_cidr: Ipv4Cidr, service_lb: bool) {
+/// out ranges of the cluster CIDR; the built-in service load balancer runs if `service_lb`.
+pub(crate) async fn run(api: Api, shutdown: Shutdown, scheduler: bool, network: crate::NetworkConfig, service_lb: bool) {
     if scheduler {
         tokio::spawn(scheduler::run(api.clone(), shutdown.clone()));
     }
     tokio::spawn(ipaddress_repair::run(api.clone(), shutdown.clone()));
-    tokio::spawn(node_ipam::run(api.clone(), cluster_cidr, shutdown.clone()));
+    tokio::spawn(node_ipam::run(api.clone(), network.cluster_cidr, network.node_cidr_mask_size, shutdown.clone()));
     let mut last_seen = u64::MAX;
     let mut last_pass = std::time::Instant::now();
     loop {

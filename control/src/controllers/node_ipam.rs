@@ -4,7 +4,7 @@
 //! their pods' addresses from that range (node/src/network.rs).
 //!
 //! Invariants:
-//! - The cluster CIDR is cut into /[`NODE_CIDR_MASK_SIZE`] ranges. A Node without a
+//! - The cluster CIDR is cut into /`node_cidr_mask_size` ranges (`--node-cidr-mask-size`). A Node without a
 //!   podCIDR (and not being deleted) gets a free one, written to spec.podCIDR and
 //!   spec.podCIDRs together; two Nodes never get overlapping ranges from this controller.
 //! - Occupancy is recomputed from the stored Nodes on every pass: nothing but the Nodes is
@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 
 use super::objects::{deleting, info, name, parse_time, uid};
 use crate::apiserver::{Api, Shutdown};
+#[cfg(test)]
 use crate::network::NODE_CIDR_MASK_SIZE;
 
 /// The event source Kubernetes' range allocator records with.
@@ -215,8 +216,8 @@ struct Memory {
 }
 
 /// Hands out node ranges of `cluster_cidr` until shutdown.
-pub(crate) async fn run(api: Api, cluster_cidr: Ipv4Cidr, shutdown: Shutdown) {
-    let Some(ranges) = NodeRanges::new(cluster_cidr, NODE_CIDR_MASK_SIZE) else {
+pub(crate) async fn run(api: Api, cluster_cidr: Ipv4Cidr, node_mask: u8, shutdown: Shutdown) {
+    let Some(ranges) = NodeRanges::new(cluster_cidr, node_mask) else {
         tracing::error!(%cluster_cidr, "cluster CIDR smaller than a node range: no pod CIDRs are allocated");
         return;
     };
