@@ -51,6 +51,10 @@ pub struct NodeConfig {
     /// external address, as in Kubernetes). Off by default: a guest gets no network beyond
     /// the cluster unless the node's operator grants it (`--allow-pod-egress`).
     pub allow_egress: bool,
+    /// Where the built-in Ingress controller listens (`--ingress-listen`,
+    /// `--ingress-tls-listen`); None (the default here; the commands default to
+    /// 127.0.0.1:8080 and :8443): this node serves no Ingress.
+    pub ingress: Option<crate::IngressListen>,
 }
 
 impl NodeConfig {
@@ -67,6 +71,7 @@ impl NodeConfig {
             max_log_bytes: 10 * 1024 * 1024,
             max_pods: 10_000,
             allow_egress: false,
+            ingress: None,
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct NodeHandle {
     pub name: String,
     /// Where the node server listens.
     pub server_addr: std::net::SocketAddr,
+    /// Where its Ingress controller listens for HTTP, if it runs one.
+    pub ingress_addr: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -232,6 +239,11 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let listener = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
     let server_addr = listener.local_addr()?;
+    let ingress = match config.ingress {
+        Some(listen) => Some(network::ingress::Bound::bind(listen).await?),
+        None => None,
+    };
+    let ingress_addr = ingress.as_ref().map(|b| b.http.local_addr()).transpose()?;
     let (tls, cert, key) = crate::server::self_signed_with_key(&[config.bind_address])?;
     let cert_sha256: String = network::dataplane::sha256(&cert).iter().map(|b| format!("{b:02x}")).collect();
     // The pod network's data plane: its own free port, the node server's certificate.
@@ -248,10 +260,13 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     routing.set_data_plane(network::dataplane::Peers::new(identity.clone()));
     tasks.push(tokio::spawn(network::dataplane::serve(data_plane, identity, routing.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
+    if let Some(bound) = ingress {
+        tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.bind_address, shutdown_rx.clone())?);
+    }
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
-    Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
+    Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, shutdown: shutdown_tx, tasks })
 }
 
 fn node_status(config: &NodeConfig, host_ip: &str, port: u16) -> Value {

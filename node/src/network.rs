@@ -16,6 +16,7 @@
 
 pub(crate) mod dataplane;
 pub(crate) mod external;
+pub(crate) mod ingress;
 pub(crate) mod policy;
 mod resolve;
 mod router;

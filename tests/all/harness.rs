@@ -14,6 +14,9 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// Process id of the `flotilla up` child (0 once stopped).
     pub pid: u32,
+    /// Where its Ingress controller listens for HTTP (off unless the test passes
+    /// `--ingress-listen`).
+    pub ingress: Option<String>,
 }
 
 /// What a kubectl run printed.
@@ -48,19 +51,31 @@ impl Run {
     }
 }
 
-/// Waits (up to a minute) for the line a flotilla process prints once it serves.
-fn ready_line(child: &mut Child) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+/// Waits (up to a minute) for the line a flotilla process prints once it serves; also
+/// returns the lines before it.
+fn ready_line(child: &mut Child) -> Result<(String, Vec<String>), std::sync::mpsc::RecvTimeoutError> {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         while let Some(Ok(line)) = lines.next() {
-            if line.contains("ready") {
-                let _ = tx.send(line);
-            }
+            let _ = tx.send(line);
         }
     });
-    rx.recv_timeout(Duration::from_secs(60))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut before = Vec::new();
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        if line.contains("ready") {
+            return Ok((line, before));
+        }
+        before.push(line);
+    }
+}
+
+/// The HTTP address of the ingress listener a flotilla process announced.
+fn ingress_of(lines: &[String]) -> Option<String> {
+    lines.iter().find_map(|l| l.strip_prefix("flotilla ingress listening: http://")).map(|a| a.trim().to_string())
 }
 
 pub fn flotilla_bin() -> &'static str {
@@ -98,21 +113,24 @@ impl Cluster {
 
     fn spawn(dir: tempfile::TempDir, subcommand: &str, args: &[&str], envs: &[(&str, &str)]) -> Cluster {
         let kubeconfig = dir.path().join("kubeconfig");
+        // Tests run in parallel: no Ingress listener on the fixed default ports unless asked.
+        let ingress_off: &[&str] = if subcommand == "up" && !args.contains(&"--ingress-listen") { &["--ingress-listen", "off"] } else { &[] };
         let mut child = Command::new(flotilla_bin())
             .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .args(ingress_off)
             .args(args)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn flotilla up");
-        let line = ready_line(&mut child).expect("flotilla up printed no ready line");
+        let (line, before) = ready_line(&mut child).expect("flotilla up printed no ready line");
         let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("url in ready line").to_string();
         let pid = child.id();
-        Cluster { child: Some(child), dir, url, kubeconfig, pid }
+        Cluster { child: Some(child), dir, url, kubeconfig, pid, ingress: ingress_of(&before) }
     }
 
     /// Stops the process (SIGKILL) and hands back its directory.
@@ -335,7 +353,7 @@ impl NodeProcess {
     pub fn start(c: &Cluster, name: &str) -> NodeProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(flotilla_bin())
-            .args(["node", "--server", &c.url, "--token", &c.admin_token(), "--name", name, "--allow-file-images"])
+            .args(["node", "--server", &c.url, "--token", &c.admin_token(), "--name", name, "--allow-file-images", "--ingress-listen", "off"])
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--certificate-authority")
@@ -346,7 +364,7 @@ impl NodeProcess {
             .expect("spawn flotilla node");
         let ready = ready_line(&mut child);
         let mut node = NodeProcess { child: Some(child), name: name.to_string(), _dir: dir };
-        let line = ready.unwrap_or_else(|_| {
+        let (line, _) = ready.unwrap_or_else(|_| {
             node.kill();
             panic!("flotilla node {name} printed no ready line")
         });

@@ -3,6 +3,7 @@
 
 mod endpoints;
 mod harness;
+mod ingress;
 mod kubectl_basics;
 mod kube_client;
 mod store;

@@ -90,6 +90,8 @@ pub(crate) enum Kind {
 #[derive(Debug)]
 pub(crate) struct Port {
     pub port: u16,
+    /// Its name ("" when unnamed), by which an Ingress backend may name it.
+    pub name: String,
     pub backends: Arc<Backends>,
 }
 
@@ -257,7 +259,7 @@ impl Table {
                 addrs.sort();
                 addrs.dedup();
                 let key: Arc<str> = format!("{ns}/{name}:{port}").into();
-                ports.push(Port { port, backends: Arc::new(Backends { key, addrs, affinity }) });
+                ports.push(Port { port, name: port_name.to_string(), backends: Arc::new(Backends { key, addrs, affinity }) });
             }
             let headless = Backends {
                 key: format!("{ns}/{name}").into(),

@@ -25,12 +25,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
-/// `spec.controller` of the IngressClasses this controller serves.
-pub(crate) const CONTROLLER: &str = "flotilla.dev/ingress";
-/// The name of the IngressClass the control plane creates.
-pub(crate) const CLASS_NAME: &str = "flotilla";
-/// Marks an IngressClass as the cluster's default.
-pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+use flotilla_api::{DEFAULT_INGRESS_CLASS_ANNOTATION as DEFAULT_CLASS_ANNOTATION, INGRESS_CONTROLLER as CONTROLLER};
+
 /// The class annotation Ingresses used before `spec.ingressClassName`.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
@@ -247,7 +243,7 @@ mod tests {
     }
 
     fn ours() -> Vec<Arc<IngressClass>> {
-        vec![class(CLASS_NAME, CONTROLLER, true)]
+        vec![class(flotilla_api::INGRESS_CLASS, CONTROLLER, true)]
     }
 
     /// An Ingress from its spec (JSON), created at second `created`.

@@ -1,0 +1,191 @@
+//! The built-in Ingress controller, driven by the real kubectl and curl against
+//! `flotilla up --ingress-listen 127.0.0.1:0`: the default IngressClass `flotilla`, host
+//! rules (exact and wildcard) and Exact/Prefix paths routing to two Deployments' Services
+//! (by port name and number), 404 without a rule, 503 without a ready endpoint, HTTP/1.1
+//! and HTTP/2, X-Forwarded-For/-Proto, the Ingress's status address, and a changed
+//! Ingress served without a restart.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Cluster, guest, wait_for};
+
+/// Two Deployments of hello-http that say who they are at /env (WHO=alpha, WHO=beta),
+/// behind Services `alpha` (port 80 named `web`) and `beta` (port 8080), and a Service
+/// `empty` that selects no pod.
+fn backends(hello: &str) -> String {
+    let deployment = |name: &str| {
+        format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: hello
+        image: {hello}
+        env: [{{name: WHO, value: {name}}}]
+---
+"#
+        )
+    };
+    format!(
+        r#"{}{}apiVersion: v1
+kind: Service
+metadata: {{name: alpha}}
+spec:
+  selector: {{app: alpha}}
+  ports: [{{name: web, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: beta}}
+spec:
+  selector: {{app: beta}}
+  ports: [{{port: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: empty}}
+spec:
+  selector: {{app: nobody}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#,
+        deployment("alpha"),
+        deployment("beta")
+    )
+}
+
+const ROUTES: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: routes}
+spec:
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: alpha, port: {name: web}}}}
+      - {path: /env, pathType: Exact, backend: {service: {name: beta, port: {number: 8080}}}}
+  - host: b.test
+    http:
+      paths:
+      - {path: /env, pathType: Prefix, backend: {service: {name: beta, port: {number: 8080}}}}
+  - host: "*.wild.test"
+    http:
+      paths:
+      - {path: /, pathType: ImplementationSpecific, backend: {service: {name: alpha, port: {number: 80}}}}
+  - host: empty.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}
+"#;
+
+/// What curl got: status code, HTTP version and body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Got {
+    pub code: u16,
+    pub version: String,
+    pub body: String,
+}
+
+/// `curl` to `scheme://host:PORT/path` with `host` resolved to the listener `addr`
+/// (127.0.0.1:PORT), plus `extra` arguments.
+pub(crate) fn curl(addr: &str, scheme: &str, host: &str, path: &str, extra: &[&str]) -> Got {
+    let port = addr.rsplit(':').next().expect("port");
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("{scheme}://{host}:{port}{path}");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--resolve", &resolve, "-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (code, version) = tail.split_once(' ').unwrap_or((tail, ""));
+    Got { code: code.parse().unwrap_or(0), version: version.to_string(), body: body.to_string() }
+}
+
+/// Waits until a GET of `path` on `host` answers `code` with a body containing `want`.
+#[track_caller]
+fn wait_answer(addr: &str, host: &str, path: &str, code: u16, want: &str) {
+    let mut last = None;
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(Duration::from_secs(60), &format!("{host}{path} to answer {code} {want:?}"), || {
+            let got = curl(addr, "http", host, path, &[]);
+            let ok = got.code == code && got.body.contains(want);
+            last = Some(got);
+            ok.then_some(())
+        })
+    }));
+    assert!(found.is_ok(), "{host}{path}: wanted {code} {want:?}, last {last:?}");
+}
+
+pub(crate) fn start() -> (Cluster, String) {
+    let c = Cluster::start_with(&["--ingress-listen", "127.0.0.1:0", "--ingress-tls-listen", "127.0.0.1:0"]);
+    let addr = c.ingress.clone().expect("flotilla up announced its ingress listener");
+    (c, addr)
+}
+
+#[test]
+fn ingress_routes_hosts_and_paths_to_services() {
+    let (c, addr) = start();
+    assert_eq!(
+        c.jsonpath(&["ingressclass", "flotilla"], r#"{.spec.controller} {.metadata.annotations.ingressclass\.kubernetes\.io/is-default-class}"#),
+        "flotilla.dev/ingress true"
+    );
+    c.apply(&backends(&guest("hello-http")));
+    for d in ["alpha", "beta"] {
+        c.kubectl(&["rollout", "status", &format!("deployment/{d}"), "--timeout=60s"]).ok();
+    }
+    // No class named: the default class (flotilla) serves it.
+    c.apply(ROUTES);
+
+    wait_answer(&addr, "a.test", "/env", 200, "WHO=beta");
+    // Exact /env beats Prefix / on a.test; anything else under / is alpha's.
+    let got = curl(&addr, "http", "a.test", "/env/", &[]);
+    assert_eq!((got.code, got.body.as_str()), (404, "not found: /env/\n"), "alpha's own 404 for /env/ (Exact does not match it)");
+    assert_eq!(curl(&addr, "http", "a.test", "/", &[]).body, "Hello from Flotilla\n");
+    // Prefix by element on b.test: /env and /env/x match, /environment and / do not.
+    assert!(curl(&addr, "http", "b.test", "/env", &[]).body.contains("WHO=beta"));
+    let got = curl(&addr, "http", "b.test", "/envx", &[]);
+    assert_eq!(got.code, 404);
+    assert!(got.body.starts_with("404 Not Found: no Ingress rule for host \"b.test:"), "{got:?}");
+    assert_eq!(curl(&addr, "http", "b.test", "/", &[]).code, 404);
+    // A wildcard covers one label.
+    assert!(curl(&addr, "http", "x.wild.test", "/env", &[]).body.contains("WHO=alpha"));
+    assert_eq!(curl(&addr, "http", "y.x.wild.test", "/env", &[]).code, 404);
+    assert_eq!(curl(&addr, "http", "unknown.test", "/", &[]).code, 404);
+    // A Service with no ready endpoint.
+    let got = curl(&addr, "http", "empty.test", "/", &[]);
+    assert_eq!((got.code, got.body.as_str()), (503, "503 Service Unavailable: no ready endpoint of Service default/empty:80\n"));
+
+    // HTTP/1.1 and HTTP/2 (cleartext, prior knowledge).
+    assert_eq!(curl(&addr, "http", "a.test", "/", &[]).version, "1.1");
+    let h2 = curl(&addr, "http", "a.test", "/env", &["--http2-prior-knowledge"]);
+    assert_eq!((h2.code, h2.version.as_str()), (200, "2"));
+    assert!(h2.body.contains("WHO=beta"), "{h2:?}");
+    // The backend sees who asked and how.
+    let headers = curl(&addr, "http", "a.test", "/headers", &["-H", "X-Forwarded-For: 203.0.113.9"]).body;
+    assert!(headers.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"), "{headers}");
+    assert!(headers.contains("x-forwarded-proto: http\n"), "{headers}");
+
+    // The status names the listener's address (kubectl's ADDRESS column).
+    wait_for(Duration::from_secs(5), "the Ingress status address", || {
+        (c.jsonpath(&["ingress", "routes"], "{.status.loadBalancer.ingress[*].ip}") == "127.0.0.1").then_some(())
+    });
+    let table = c.kubectl(&["get", "ingress", "routes"]).ok().to_string();
+    let row: Vec<&str> = table.lines().nth(1).expect("a row").split_whitespace().collect();
+    assert_eq!(row[..8], ["routes", "<none>", "a.test,b.test,*.wild.test", "+", "1", "more...", "127.0.0.1", "80"], "{table}");
+
+    // A changed Ingress is served within 5 s, without a restart.
+    c.kubectl(&["patch", "ingress", "routes", "--type=json", "-p", r#"[{"op": "replace", "path": "/spec/rules/1/http/paths/0/backend/service/name", "value": "alpha"}, {"op": "replace", "path": "/spec/rules/1/http/paths/0/backend/service/port", "value": {"name": "web"}}]"#]).ok();
+    wait_for(Duration::from_secs(5), "b.test/env to move to alpha", || curl(&addr, "http", "b.test", "/env", &[]).body.contains("WHO=alpha").then_some(()));
+    // A Service scaled to nothing answers 503 once its endpoint is gone.
+    c.kubectl(&["scale", "deployment/beta", "--replicas=0"]).ok();
+    wait_for(Duration::from_secs(30), "a.test/env to answer 503", || (curl(&addr, "http", "a.test", "/env", &[]).code == 503).then_some(()));
+}
