@@ -160,6 +160,8 @@ pub struct NodeHandle {
     pub server_addr: std::net::SocketAddr,
     /// Where its Ingress controller listens for HTTP, if it runs one.
     pub ingress_addr: Option<std::net::SocketAddr>,
+    /// Where it listens for HTTPS, if it does.
+    pub ingress_tls_addr: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -244,6 +246,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
         None => None,
     };
     let ingress_addr = ingress.as_ref().map(|b| b.http.local_addr()).transpose()?;
+    let ingress_tls_addr = ingress.as_ref().and_then(|b| b.https.as_ref()).map(|l| l.local_addr()).transpose()?;
     let (tls, cert, key) = crate::server::self_signed_with_key(&[config.bind_address])?;
     let cert_sha256: String = network::dataplane::sha256(&cert).iter().map(|b| format!("{b:02x}")).collect();
     // The pod network's data plane: its own free port, the node server's certificate.
@@ -266,7 +269,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
-    Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, shutdown: shutdown_tx, tasks })
+    Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks })
 }
 
 fn node_status(config: &NodeConfig, host_ip: &str, port: u16) -> Value {

@@ -45,7 +45,10 @@ impl IngressFlags {
 /// Prints where `node`'s Ingress controller listens, if it runs one.
 pub(crate) fn print_listening(node: &flotilla_node::NodeHandle) {
     if let Some(http) = node.ingress_addr {
-        println!("flotilla ingress listening: http://{http}");
+        match node.ingress_tls_addr {
+            Some(https) => println!("flotilla ingress listening: http://{http} https://{https}"),
+            None => println!("flotilla ingress listening: http://{http}"),
+        }
     }
 }
 

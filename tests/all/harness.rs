@@ -14,9 +14,10 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// Process id of the `flotilla up` child (0 once stopped).
     pub pid: u32,
-    /// Where its Ingress controller listens for HTTP (off unless the test passes
-    /// `--ingress-listen`).
+    /// Where its Ingress controller listens for HTTP and HTTPS (off unless the test
+    /// passes `--ingress-listen`).
     pub ingress: Option<String>,
+    pub ingress_tls: Option<String>,
 }
 
 /// What a kubectl run printed.
@@ -73,9 +74,11 @@ fn ready_line(child: &mut Child) -> Result<(String, Vec<String>), std::sync::mps
     }
 }
 
-/// The HTTP address of the ingress listener a flotilla process announced.
-fn ingress_of(lines: &[String]) -> Option<String> {
-    lines.iter().find_map(|l| l.strip_prefix("flotilla ingress listening: http://")).map(|a| a.trim().to_string())
+/// The HTTP and HTTPS addresses of the ingress listeners a flotilla process announced.
+fn ingress_of(lines: &[String]) -> (Option<String>, Option<String>) {
+    let Some(rest) = lines.iter().find_map(|l| l.strip_prefix("flotilla ingress listening: ")) else { return (None, None) };
+    let find = |scheme: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(scheme)).map(str::to_string);
+    (find("http://"), find("https://"))
 }
 
 pub fn flotilla_bin() -> &'static str {
@@ -130,7 +133,8 @@ impl Cluster {
         let (line, before) = ready_line(&mut child).expect("flotilla up printed no ready line");
         let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("url in ready line").to_string();
         let pid = child.id();
-        Cluster { child: Some(child), dir, url, kubeconfig, pid, ingress: ingress_of(&before) }
+        let (ingress, ingress_tls) = ingress_of(&before);
+        Cluster { child: Some(child), dir, url, kubeconfig, pid, ingress, ingress_tls }
     }
 
     /// Stops the process (SIGKILL) and hands back its directory.

@@ -189,3 +189,110 @@ fn ingress_routes_hosts_and_paths_to_services() {
     c.kubectl(&["scale", "deployment/beta", "--replicas=0"]).ok();
     wait_for(Duration::from_secs(30), "a.test/env to answer 503", || (curl(&addr, "http", "a.test", "/env", &[]).code == 503).then_some(()));
 }
+
+/// Test certificates made with the openssl CLI: CAs and the leaf certificates they sign.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+
+    #[track_caller]
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl").args(args).current_dir(self.dir.path()).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A CA `NAME.crt`/`NAME.key`; returns the certificate's path.
+    fn ca(&self, name: &str) -> String {
+        let (crt, key, subj) = (format!("{name}.crt"), format!("{name}.key"), format!("/CN={name}"));
+        self.openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]);
+        self.path(&crt)
+    }
+
+    /// A certificate for `host` signed by CA `ca`, as `FILE.crt`/`FILE.key`; returns their paths.
+    fn leaf(&self, ca: &str, host: &str, file: &str) -> (String, String) {
+        let (crt, key, csr, ext, subj) = (format!("{file}.crt"), format!("{file}.key"), format!("{file}.csr"), format!("{file}.ext"), format!("/CN={host}"));
+        std::fs::write(self.dir.path().join(&ext), format!("subjectAltName=DNS:{host}\n")).expect("write ext");
+        self.openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj]);
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        self.openssl(&["x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key, "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &ext]);
+        (self.path(&crt), self.path(&key))
+    }
+}
+
+const SECURE: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: secure}
+spec:
+  ingressClassName: flotilla
+  tls:
+  - {hosts: [a.test], secretName: a-tls}
+  - {hosts: [b.test], secretName: b-tls}
+  - {hosts: [c.test], secretName: missing-tls}
+  rules:
+  - host: a.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: alpha, port: {number: 80}}}}]}
+  - host: b.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: beta, port: {number: 8080}}}}]}
+  - host: c.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: alpha, port: {number: 80}}}}]}
+"#;
+
+/// `kubectl create secret tls NAME` from files, created or replaced.
+fn tls_secret(c: &Cluster, name: &str, (crt, key): &(String, String)) {
+    let yaml = c.kubectl(&["create", "secret", "tls", name, "--cert", crt, "--key", key, "--dry-run=client", "-o", "yaml"]).ok().to_string();
+    c.apply(&yaml);
+}
+
+#[test]
+fn ingress_terminates_tls_by_sni_and_serves_a_rotated_secret() {
+    let (c, addr) = start();
+    let tls = c.ingress_tls.clone().expect("flotilla up announced its HTTPS listener");
+    c.apply(&backends(&guest("hello-http")));
+    let pki = Pki::new();
+    let ca1 = pki.ca("ca1");
+    tls_secret(&c, "a-tls", &pki.leaf("ca1", "a.test", "a1"));
+    tls_secret(&c, "b-tls", &pki.leaf("ca1", "b.test", "b1"));
+    for d in ["alpha", "beta"] {
+        c.kubectl(&["rollout", "status", &format!("deployment/{d}"), "--timeout=60s"]).ok();
+    }
+    c.apply(SECURE);
+
+    // curl verifies the chain and the name against the CA: SNI picked each host's certificate.
+    let https = |host: &str, path: &str, ca: &str, extra: &[&str]| {
+        let mut args = vec!["--cacert", ca];
+        args.extend_from_slice(extra);
+        curl(&tls, "https", host, path, &args)
+    };
+    wait_for(Duration::from_secs(30), "a.test over HTTPS", || (https("a.test", "/env", &ca1, &[]).code == 200).then_some(()));
+    let a = https("a.test", "/env", &ca1, &[]);
+    assert!(a.body.contains("WHO=alpha"), "{a:?}");
+    assert_eq!(a.version, "2", "ALPN h2");
+    let b = https("b.test", "/env", &ca1, &["--http1.1"]);
+    assert_eq!((b.code, b.version.as_str()), (200, "1.1"));
+    assert!(b.body.contains("WHO=beta"), "{b:?}");
+    let headers = https("a.test", "/headers", &ca1, &[]).body;
+    assert!(headers.contains("x-forwarded-proto: https\n"), "{headers}");
+    // A host under tls: still answers plain HTTP.
+    assert!(curl(&addr, "http", "a.test", "/env", &[]).body.contains("WHO=alpha"));
+    // c.test's Secret is missing: no certificate for it (the self-signed fallback does not
+    // verify), yet it answers HTTP and the other hosts are unaffected.
+    assert_eq!(https("c.test", "/", &ca1, &[]).code, 0, "the handshake must fail verification");
+    assert_eq!(https("c.test", "/", &ca1, &["--insecure"]).code, 200);
+    assert_eq!(curl(&addr, "http", "c.test", "/", &[]).code, 200);
+
+    // Rotation: a.test's Secret now holds a certificate of another CA; served within 5 s.
+    let ca2 = pki.ca("ca2");
+    tls_secret(&c, "a-tls", &pki.leaf("ca2", "a.test", "a2"));
+    wait_for(Duration::from_secs(5), "the rotated certificate", || (https("a.test", "/", &ca2, &[]).code == 200).then_some(()));
+    assert_eq!(https("a.test", "/", &ca1, &[]).code, 0, "the old certificate is no longer served");
+    assert_eq!(https("b.test", "/", &ca1, &[]).code, 200);
+}

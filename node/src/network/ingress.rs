@@ -1,7 +1,8 @@
 //! The built-in Ingress controller (IngressClass `flotilla`, controller
-//! `flotilla.dev/ingress`): which backend a request goes to (`rules.rs`, pure), the
-//! listeners that proxy requests there (`listener.rs`), and the watch that keeps the
-//! rules current and writes the served Ingresses' status (`watch.rs`).
+//! `flotilla.dev/ingress`): which backend a request goes to (`rules.rs`, pure), the TLS
+//! certificates by SNI (`certs.rs`), the listeners that proxy requests there
+//! (`listener.rs`), and the watch that keeps rules and certificates current and writes
+//! the served Ingresses' status (`watch.rs`).
 //!
 //! Invariants: requests are routed against one immutable [`rules::Rules`] snapshot,
 //! replaced whole; the Service port's ready backends are looked up in the pod network's
@@ -9,6 +10,7 @@
 //! pods. One node per process runs the controller (`flotilla up`'s first node), and it
 //! reaches the pods of the other nodes through the data plane.
 
+pub(crate) mod certs;
 pub(crate) mod listener;
 pub(crate) mod rules;
 pub(crate) mod watch;
@@ -16,13 +18,15 @@ pub(crate) mod watch;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
+use self::certs::Certs;
 use self::rules::Rules;
 use super::Routing;
 
 /// What the listeners route by, published by the watch.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct State {
     rules: RwLock<Arc<Rules>>,
+    certs: RwLock<Arc<Certs>>,
 }
 
 impl State {
@@ -30,8 +34,13 @@ impl State {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn publish_rules(&self, rules: Rules) {
+    pub(crate) fn certs(&self) -> Arc<Certs> {
+        self.certs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn publish(&self, rules: Rules, certs: Certs) {
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        *self.certs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
     }
 }
 
@@ -47,6 +56,7 @@ pub struct IngressListen {
 /// The bound listeners.
 pub(crate) struct Bound {
     pub http: tokio::net::TcpListener,
+    pub https: Option<tokio::net::TcpListener>,
 }
 
 impl Bound {
@@ -55,7 +65,11 @@ impl Bound {
     pub(crate) async fn bind(listen: IngressListen) -> anyhow::Result<Bound> {
         use anyhow::Context as _;
         let http = tokio::net::TcpListener::bind(listen.http).await.with_context(|| format!("ingress: cannot listen on {} (--ingress-listen)", listen.http))?;
-        Ok(Bound { http })
+        let https = match listen.https {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("ingress: cannot listen on {a} (--ingress-tls-listen)"))?),
+            None => None,
+        };
+        Ok(Bound { http, https })
     }
 }
 
@@ -66,9 +80,14 @@ pub(crate) fn start(bound: Bound, client: kube::Client, routing: Arc<Routing>, n
     let http_addr = bound.http.local_addr()?;
     let address = if http_addr.ip().is_unspecified() { node_ip } else { http_addr.ip() };
     let proxy = Arc::new(listener::Proxy { routing, state: state.clone() });
-    let tasks = vec![
-        tokio::spawn(watch::run(client, state, address, shutdown.clone())),
+    let mut tasks = vec![
+        tokio::spawn(watch::run(client, state.clone(), address, shutdown.clone())),
         tokio::spawn(listener::serve(bound.http, None, proxy.clone(), shutdown.clone())),
     ];
+    if let Some(https) = bound.https {
+        let resolver = certs::SniResolver { state, fallback: certs::fallback()? };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certs::server_config(resolver)?));
+        tasks.push(tokio::spawn(listener::serve(https, Some(acceptor), proxy, shutdown)));
+    }
     Ok(tasks)
 }

@@ -1,7 +1,7 @@
-//! Keeps the Ingress controller's [`State`] current: reflectors of Ingresses and
-//! IngressClasses (all namespaces, through the API as any client would), a rebuild of the
-//! [`Rules`] after every batch of visible changes, and the served Ingresses'
-//! `status.loadBalancer.ingress`.
+//! Keeps the Ingress controller's [`State`] current: reflectors of Ingresses,
+//! IngressClasses and Secrets (all namespaces, through the API as any client would), a
+//! rebuild of the [`Rules`] and [`Certs`] after every batch of visible changes, and the
+//! served Ingresses' `status.loadBalancer.ingress`.
 //!
 //! Invariants: the rules are rebuilt from the stores as a whole; changes that arrive
 //! together, or within `REBUILD_EVERY` of each other, cause one rebuild; a failing watch
@@ -12,11 +12,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::State;
+use super::certs::Certs;
 use super::rules::{IngressRef, Rules};
 use crate::network::watch::{REBUILD_EVERY, reflect};
 
@@ -25,7 +27,8 @@ use crate::network::watch::{REBUILD_EVERY, reflect};
 pub(crate) async fn run(client: kube::Client, state: Arc<State>, address: IpAddr, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let (ingresses, s1) = reflect::<Ingress>(&client);
     let (classes, s2) = reflect::<IngressClass>(&client);
-    let mut changes = futures::stream::select_all([s1, s2]);
+    let (secrets, s3) = reflect::<Secret>(&client);
+    let mut changes = futures::stream::select_all([s1, s2, s3]);
     loop {
         let first = tokio::select! {
             c = changes.next() => c,
@@ -38,9 +41,13 @@ pub(crate) async fn run(client: kube::Client, state: Arc<State>, address: IpAddr
         if dirty {
             let all = ingresses.state();
             let rules = Rules::build(&all, &classes.state());
-            tracing::debug!(served = rules.served.len(), "ingress rules rebuilt");
+            let (certs, problems) = Certs::build(&rules.tls, &secrets.state());
+            tracing::debug!(served = rules.served.len(), tls_problems = problems.len(), "ingress rules rebuilt");
+            for p in &problems {
+                tracing::debug!(ingress.namespace = %p.ingress.namespace, ingress.name = %p.ingress.name, "{}", p.message());
+            }
             let served = rules.served.clone();
-            state.publish_rules(rules);
+            state.publish(rules, certs);
             for ing in &served {
                 ensure_status(&client, &all, ing, address).await;
             }
