@@ -264,7 +264,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     tasks.push(tokio::spawn(network::dataplane::serve(data_plane, identity, routing.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(network::watch::run(client.clone(), routing.clone(), shutdown_rx.clone())));
     if let Some(bound) = ingress {
-        tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.bind_address, shutdown_rx.clone())?);
+        tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.name.clone(), config.bind_address, shutdown_rx.clone())?);
     }
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));

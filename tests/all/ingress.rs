@@ -288,6 +288,15 @@ fn ingress_terminates_tls_by_sni_and_serves_a_rotated_secret() {
     assert_eq!(https("c.test", "/", &ca1, &[]).code, 0, "the handshake must fail verification");
     assert_eq!(https("c.test", "/", &ca1, &["--insecure"]).code, 200);
     assert_eq!(curl(&addr, "http", "c.test", "/", &[]).code, 200);
+    // … and the Ingress carries a Warning naming the Secret.
+    let described = wait_for(Duration::from_secs(10), "the Warning event on the Ingress", || {
+        let out = c.kubectl(&["describe", "ingress", "secure"]).ok().to_string();
+        out.contains("InvalidTLSSecret").then_some(out)
+    });
+    let line = described.lines().find(|l| l.contains("InvalidTLSSecret")).expect("event line");
+    assert!(line.trim_start().starts_with("Warning"), "{line}");
+    assert!(line.contains("flotilla-ingress") && line.ends_with("TLS Secret default/missing-tls is not used: the Secret does not exist"), "{line}");
+    assert_eq!(described.matches("InvalidTLSSecret").count(), 1, "reported once:\n{described}");
 
     // Rotation: a.test's Secret now holds a certificate of another CA; served within 5 s.
     let ca2 = pki.ca("ca2");

@@ -75,13 +75,13 @@ impl Bound {
 
 /// Starts the controller on `bound`: its watch and listeners, as tasks. `node_ip` is the
 /// Ingress status address when the listener binds every address.
-pub(crate) fn start(bound: Bound, client: kube::Client, routing: Arc<Routing>, node_ip: IpAddr, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+pub(crate) fn start(bound: Bound, client: kube::Client, routing: Arc<Routing>, node: String, node_ip: IpAddr, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let state = Arc::new(State::default());
     let http_addr = bound.http.local_addr()?;
     let address = if http_addr.ip().is_unspecified() { node_ip } else { http_addr.ip() };
     let proxy = Arc::new(listener::Proxy { routing, state: state.clone() });
     let mut tasks = vec![
-        tokio::spawn(watch::run(client, state.clone(), address, shutdown.clone())),
+        tokio::spawn(watch::run(client, state.clone(), node, address, shutdown.clone())),
         tokio::spawn(listener::serve(bound.http, None, proxy.clone(), shutdown.clone())),
     ];
     if let Some(https) = bound.https {
