@@ -3,7 +3,9 @@
 //! rules (exact and wildcard) and Exact/Prefix paths routing to two Deployments' Services
 //! (by port name and number), 404 without a rule, 503 without a ready endpoint, HTTP/1.1
 //! and HTTP/2, X-Forwarded-For/-Proto, the Ingress's status address, and a changed
-//! Ingress served without a restart.
+//! Ingress served without a restart; HTTPS with certificates from tls Secrets picked by
+//! SNI and verified by curl --cacert, a rotated Secret served without a restart, a
+//! missing Secret reported as a Warning on the Ingress; pods on another embedded node.
 
 use std::process::Command;
 use std::time::Duration;
@@ -304,4 +306,45 @@ fn ingress_terminates_tls_by_sni_and_serves_a_rotated_secret() {
     wait_for(Duration::from_secs(5), "the rotated certificate", || (https("a.test", "/", &ca2, &[]).code == 200).then_some(()));
     assert_eq!(https("a.test", "/", &ca1, &[]).code, 0, "the old certificate is no longer served");
     assert_eq!(https("b.test", "/", &ca1, &[]).code, 200);
+}
+
+/// `up --nodes 2` runs one listener (its first node's), which reaches a pod of the second
+/// node through the data plane (an HTTP/1.1 connection over the tunnel), over HTTP and
+/// HTTPS, with the client's address forwarded.
+#[test]
+fn ingress_of_up_reaches_pods_of_every_embedded_node() {
+    let c = Cluster::start_with(&["--nodes", "2", "--ingress-listen", "127.0.0.1:0", "--ingress-tls-listen", "127.0.0.1:0"]);
+    let (addr, tls) = (c.ingress.clone().expect("http listener"), c.ingress_tls.clone().expect("https listener"));
+    let nodes = crate::workloads::node_names(2);
+    let hello = guest("hello-http");
+    for (pod, node) in [("one", &nodes[0]), ("two", &nodes[1])] {
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, labels: {{app: {pod}}}}}\nspec:\n  nodeName: {node}\n  containers:\n  - name: hello\n    image: {hello}\n    env: [{{name: WHO, value: {pod}}}]\n"
+        ));
+        c.wait_ready(pod);
+        c.kubectl(&["expose", "pod", pod, "--port=80", "--target-port=8080"]).ok();
+    }
+    c.apply(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: spread}
+spec:
+  rules:
+  - host: one.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: one, port: {number: 80}}}}]}
+  - host: two.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: two, port: {number: 80}}}}]}
+"#,
+    );
+    wait_answer(&addr, "two.test", "/env", 200, "WHO=two");
+    assert!(curl(&addr, "http", "one.test", "/env", &[]).body.contains("WHO=one"));
+    let headers = curl(&addr, "http", "two.test", "/headers", &["--http2-prior-knowledge"]);
+    assert_eq!(headers.version, "2");
+    assert!(headers.body.contains("x-forwarded-for: 127.0.0.1\n"), "{headers:?}");
+    let over_tls = curl(&tls, "https", "two.test", "/env", &["--insecure"]);
+    assert_eq!(over_tls.code, 200);
+    assert!(over_tls.body.contains("WHO=two"), "{over_tls:?}");
+    wait_for(Duration::from_secs(5), "the Ingress status address", || {
+        (c.jsonpath(&["ingress", "spread"], "{.status.loadBalancer.ingress[*].ip}") == "127.0.0.1").then_some(())
+    });
 }
