@@ -324,18 +324,8 @@ fn ingress_of_up_reaches_pods_of_every_embedded_node() {
         c.wait_ready(pod);
         c.kubectl(&["expose", "pod", pod, "--port=80", "--target-port=8080"]).ok();
     }
-    c.apply(
-        r#"apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: spread}
-spec:
-  rules:
-  - host: one.test
-    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: one, port: {number: 80}}}}]}
-  - host: two.test
-    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: two, port: {number: 80}}}}]}
-"#,
-    );
+    // As a user would write it (kubectl sends it as protobuf).
+    assert_eq!(c.kubectl(&["create", "ingress", "spread", "--rule=one.test/*=one:80", "--rule=two.test/*=two:80"]).ok(), "ingress.networking.k8s.io/spread created\n");
     wait_answer(&addr, "two.test", "/env", 200, "WHO=two");
     assert!(curl(&addr, "http", "one.test", "/env", &[]).body.contains("WHO=one"));
     let headers = curl(&addr, "http", "two.test", "/headers", &["--http2-prior-knowledge"]);
