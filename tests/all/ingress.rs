@@ -193,12 +193,12 @@ fn ingress_routes_hosts_and_paths_to_services() {
 }
 
 /// Test certificates made with the openssl CLI: CAs and the leaf certificates they sign.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         Pki { dir: tempfile::tempdir().expect("tempdir") }
     }
 
@@ -213,14 +213,14 @@ impl Pki {
     }
 
     /// A CA `NAME.crt`/`NAME.key`; returns the certificate's path.
-    fn ca(&self, name: &str) -> String {
+    pub(crate) fn ca(&self, name: &str) -> String {
         let (crt, key, subj) = (format!("{name}.crt"), format!("{name}.key"), format!("/CN={name}"));
         self.openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]);
         self.path(&crt)
     }
 
     /// A certificate for `host` signed by CA `ca`, as `FILE.crt`/`FILE.key`; returns their paths.
-    fn leaf(&self, ca: &str, host: &str, file: &str) -> (String, String) {
+    pub(crate) fn leaf(&self, ca: &str, host: &str, file: &str) -> (String, String) {
         let (crt, key, csr, ext, subj) = (format!("{file}.crt"), format!("{file}.key"), format!("{file}.csr"), format!("{file}.ext"), format!("/CN={host}"));
         std::fs::write(self.dir.path().join(&ext), format!("subjectAltName=DNS:{host}\n")).expect("write ext");
         self.openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj]);
