@@ -182,7 +182,7 @@ fn ingress_routes_hosts_and_paths_to_services() {
     });
     let table = c.kubectl(&["get", "ingress", "routes"]).ok().to_string();
     let row: Vec<&str> = table.lines().nth(1).expect("a row").split_whitespace().collect();
-    assert_eq!(row[..8], ["routes", "<none>", "a.test,b.test,*.wild.test", "+", "1", "more...", "127.0.0.1", "80"], "{table}");
+    assert_eq!(row[..8], ["routes", "flotilla", "a.test,b.test,*.wild.test", "+", "1", "more...", "127.0.0.1", "80"], "{table}");
 
     // A changed Ingress is served within 5 s, without a restart.
     c.kubectl(&["patch", "ingress", "routes", "--type=json", "-p", r#"[{"op": "replace", "path": "/spec/rules/1/http/paths/0/backend/service/name", "value": "alpha"}, {"op": "replace", "path": "/spec/rules/1/http/paths/0/backend/service/port", "value": {"name": "web"}}]"#]).ok();
@@ -190,6 +190,12 @@ fn ingress_routes_hosts_and_paths_to_services() {
     // A Service scaled to nothing answers 503 once its endpoint is gone.
     c.kubectl(&["scale", "deployment/beta", "--replicas=0"]).ok();
     wait_for(Duration::from_secs(30), "a.test/env to answer 503", || (curl(&addr, "http", "a.test", "/env", &[]).code == 503).then_some(()));
+    // Given to another class, the Ingress is no longer served and loses the address.
+    c.kubectl(&["patch", "ingress", "routes", "--type=merge", "-p", r#"{"spec": {"ingressClassName": "other"}}"#]).ok();
+    wait_for(Duration::from_secs(5), "the Ingress to be left to its new class", || {
+        let gone = curl(&addr, "http", "a.test", "/", &[]).code == 404;
+        (gone && c.jsonpath(&["ingress", "routes"], "{.status.loadBalancer.ingress[*].ip}").is_empty()).then_some(())
+    });
 }
 
 /// Test certificates made with the openssl CLI: CAs and the leaf certificates they sign.

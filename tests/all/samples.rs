@@ -110,6 +110,6 @@ fn samples_ingress_with_tls_in_front_of_the_hello_deployment() {
     assert_eq!(crate::ingress::curl(&http, "http", "other.example", "/", &[]).code, 404);
     wait_for(Duration::from_secs(5), "the ADDRESS column", || {
         let row = c.kubectl(&["get", "ingress", "hello", "--no-headers"]).ok().split_whitespace().map(str::to_string).collect::<Vec<_>>();
-        (row[..6] == ["hello", "<none>", "hello.example", "127.0.0.1", "80,", "443"]).then_some(())
+        (row[..6] == ["hello", "flotilla", "hello.example", "127.0.0.1", "80,", "443"]).then_some(())
     });
 }

@@ -7,7 +7,9 @@
 //! Invariants: the rules are rebuilt from the stores as a whole; changes that arrive
 //! together, or within `REBUILD_EVERY` of each other, cause one rebuild; a failing watch
 //! keeps the last rules; a served Ingress's status lists this listener's address (other
-//! entries, another node's, are kept), written only when it is missing; a Secret problem
+//! entries, another node's, are kept), written only when it is missing, and the address
+//! is taken out again when this controller stops serving the Ingress (its class
+//! changed); a Secret problem
 //! is reported once while it lasts (again if it comes back after a fix), and only once
 //! every store has listed, so a Secret not yet listed is never reported missing.
 
@@ -25,7 +27,7 @@ use serde_json::json;
 
 use super::State;
 use super::certs::{Certs, SecretProblem};
-use super::rules::{IngressRef, Rules};
+use super::rules::Rules;
 use crate::network::watch::{REBUILD_EVERY, reflect};
 
 /// Watches until `shutdown` turns true, publishing each new snapshot into `state`;
@@ -36,6 +38,7 @@ pub(crate) async fn run(client: kube::Client, state: Arc<State>, node: String, a
     let (secrets, s3) = reflect::<Secret>(&client);
     let mut changes = futures::stream::select_all([s1, s2, s3]);
     let mut reported: HashSet<SecretProblem> = HashSet::new();
+    let mut served_before: HashSet<(String, String)> = HashSet::new();
     loop {
         let first = tokio::select! {
             c = changes.next() => c,
@@ -60,9 +63,14 @@ pub(crate) async fn run(client: kube::Client, state: Arc<State>, node: String, a
                 }
                 reported = now;
             }
-            for ing in &served {
-                ensure_status(&client, &all, ing, address).await;
+            let served_now: HashSet<(String, String)> = served.iter().map(|i| (i.namespace.clone(), i.name.clone())).collect();
+            for key in &served_now {
+                sync_status(&client, &all, key, address, true).await;
             }
+            for key in served_before.difference(&served_now) {
+                sync_status(&client, &all, key, address, false).await;
+            }
+            served_before = served_now;
         }
         tokio::select! {
             _ = tokio::time::sleep(REBUILD_EVERY) => {}
@@ -71,9 +79,10 @@ pub(crate) async fn run(client: kube::Client, state: Arc<State>, node: String, a
     }
 }
 
-/// Adds `address` to the status of the served Ingress `served` unless it is there.
-async fn ensure_status(client: &kube::Client, all: &[Arc<Ingress>], served: &IngressRef, address: IpAddr) {
-    let Some(ing) = all.iter().find(|i| i.metadata.namespace.as_deref() == Some(&served.namespace) && i.metadata.name.as_deref() == Some(&served.name)) else { return };
+/// Makes the status of the Ingress `namespace/name` list `address` (`want`) or not,
+/// keeping the other entries; writes only a change.
+async fn sync_status(client: &kube::Client, all: &[Arc<Ingress>], (namespace, name): &(String, String), address: IpAddr, want: bool) {
+    let Some(ing) = all.iter().find(|i| i.metadata.namespace.as_deref() == Some(namespace) && i.metadata.name.as_deref() == Some(name)) else { return };
     let ip = address.to_string();
     let mut entries: Vec<serde_json::Value> = ing
         .status
@@ -82,14 +91,19 @@ async fn ensure_status(client: &kube::Client, all: &[Arc<Ingress>], served: &Ing
         .and_then(|lb| lb.ingress.as_ref())
         .map(|list| list.iter().filter_map(|e| serde_json::to_value(e).ok()).collect())
         .unwrap_or_default();
-    if entries.iter().any(|e| e["ip"] == ip.as_str()) {
+    let listed = entries.iter().any(|e| e["ip"] == ip.as_str());
+    if listed == want {
         return;
     }
-    entries.push(json!({"ip": ip}));
-    let api: Api<Ingress> = Api::namespaced(client.clone(), &served.namespace);
+    if want {
+        entries.push(json!({"ip": ip}));
+    } else {
+        entries.retain(|e| e["ip"] != ip.as_str());
+    }
+    let api: Api<Ingress> = Api::namespaced(client.clone(), namespace);
     let patch = json!({"status": {"loadBalancer": {"ingress": entries}}});
-    if let Err(error) = api.patch_status(&served.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        tracing::warn!(%error, ingress.namespace = %served.namespace, ingress.name = %served.name, "ingress status not written");
+    if let Err(error) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        tracing::warn!(%error, ingress.namespace = %namespace, ingress.name = %name, "ingress status not written");
     }
 }
 
