@@ -344,3 +344,26 @@ fn ingress_of_up_reaches_pods_of_every_embedded_node() {
         (c.jsonpath(&["ingress", "spread"], "{.status.loadBalancer.ingress[*].ip}") == "127.0.0.1").then_some(())
     });
 }
+
+/// An outside client is an `ipBlock` peer of NetworkPolicy: a policy admitting only
+/// 10.0.0.0/8 to the pod turns its Ingress traffic away (503), one admitting
+/// 127.0.0.1/32 lets it in.
+#[test]
+fn ingress_clients_are_ip_block_peers_of_network_policy() {
+    let (c, addr) = start();
+    let hello = guest("hello-http");
+    c.apply(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: guarded, labels: {{app: guarded}}}}\nspec:\n  containers:\n  - name: hello\n    image: {hello}\n"));
+    c.wait_ready("guarded");
+    c.kubectl(&["expose", "pod", "guarded", "--port=80", "--target-port=8080"]).ok();
+    c.kubectl(&["create", "ingress", "guarded", "--rule=g.test/*=guarded:80"]).ok();
+    wait_answer(&addr, "g.test", "/", 200, "Hello from Flotilla");
+    let policy = |cidr: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: outside}}\nspec:\n  podSelector: {{matchLabels: {{app: guarded}}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{ipBlock: {{cidr: {cidr}}}}}]\n"
+        )
+    };
+    c.apply(&policy("10.0.0.0/8"));
+    wait_for(Duration::from_secs(5), "the policy to turn the outside client away", || (curl(&addr, "http", "g.test", "/", &[]).code == 503).then_some(()));
+    c.apply(&policy("127.0.0.1/32"));
+    wait_answer(&addr, "g.test", "/", 200, "Hello from Flotilla");
+}

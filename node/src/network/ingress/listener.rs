@@ -8,7 +8,11 @@
 //!   (NetworkPolicy: the client is an `ipBlock` peer), gets 503; a pod that fails once
 //!   connected gets 502;
 //! - the backend sees the client's request with `X-Forwarded-For` (the client address
-//!   appended), `X-Forwarded-Proto` (`http`/`https`) and `X-Forwarded-Host` set;
+//!   appended), `X-Forwarded-Proto` (`http`/`https`) and `X-Forwarded-Host` set, and
+//!   without hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and those it names,
+//!   `Keep-Alive`, `Proxy-Connection`, `TE` other than `trailers`, `Transfer-Encoding`,
+//!   `Upgrade`); the client gets the response without them either (upgrades are not
+//!   proxied);
 //! - an HTTP container of this node is called in-process (no socket); a TCP container or
 //!   a pod of another node gets one HTTP/1.1 connection per request over the byte stream
 //!   `Routing::open_outside` opens.
@@ -126,6 +130,30 @@ fn host_of<B>(req: &Request<B>) -> String {
     req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string()
 }
 
+/// Removes the hop-by-hop headers of one connection.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [http::header::CONNECTION, http::header::TRANSFER_ENCODING, http::header::UPGRADE, http::header::PROXY_AUTHENTICATE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    let te_trailers = headers.get(http::header::TE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    headers.remove(http::header::TE);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
 /// Adds the X-Forwarded headers.
 fn forwarded<B>(req: &mut Request<B>, client: SocketAddr, scheme: &'static str, host: &str) {
     let headers = req.headers_mut();
@@ -158,13 +186,14 @@ impl Proxy {
         let table = self.routing.table();
         let Some(backends) = backends_of(&table, &backend) else { return unavailable() };
         let Some(addr) = self.routing.pick_outside(&table, &backends, client.ip(), false) else { return unavailable() };
+        strip_hop_by_hop(req.headers_mut());
         forwarded(&mut req, client, scheme, &host);
         let opened = match self.routing.open_outside(&table, client, addr) {
             Ok(o) => o,
             Err(_) => return unavailable(),
         };
         let result = match opened {
-            Opened::Http(service) => return service.handle(req).await,
+            Opened::Http(service) => Ok(service.handle(req).await),
             Opened::Tcp(conn) => {
                 let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
                 bridge(conn, theirs);
@@ -175,10 +204,12 @@ impl Proxy {
                 Err(_) => return unavailable(),
             },
         };
-        result.unwrap_or_else(|error| {
+        let mut resp = result.unwrap_or_else(|error| {
             tracing::debug!(%client, backend = %describe(&backend), %addr, %error, "ingress: the backend failed");
             plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: Service {} did not answer\n", describe(&backend)))
-        })
+        });
+        strip_hop_by_hop(resp.headers_mut());
+        resp
     }
 }
 
@@ -220,6 +251,24 @@ mod tests {
         forwarded(&mut req, client, "http", "a.test");
         assert_eq!(req.headers()["x-forwarded-for"], "192.0.2.7");
         assert_eq!(req.headers()["x-forwarded-proto"], "http", "a client's claim is replaced");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_te_trailers_kept() {
+        let mut req = Request::builder()
+            .uri("/")
+            .header("connection", "keep-alive, X-Secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "timeout=5")
+            .header("upgrade", "websocket")
+            .header("te", "gzip, trailers")
+            .header("transfer-encoding", "chunked")
+            .header("accept", "*/*")
+            .body(())
+            .expect("req");
+        strip_hop_by_hop(req.headers_mut());
+        let left: Vec<String> = req.headers().iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or(""))).collect();
+        assert_eq!(left, ["accept: */*", "te: trailers"]);
     }
 
     #[test]
