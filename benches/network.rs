@@ -604,8 +604,8 @@ fn bench_certificate(host: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (read("ca.crt"), read("leaf.crt"), read("leaf.key"))
 }
 
-/// 6. Ingress: hello-http (Deployment `web`) through the first node's Ingress listener,
-/// over HTTP and HTTPS, against hello-http under `wasmtime serve`, all loaded by the same
+/// Case 6: hello-http (Deployment `web`) through the first node's Ingress listener, over
+/// HTTP and HTTPS, against hello-http under `wasmtime serve`, all loaded by the same
 /// outside client.
 async fn ingress(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str) {
     use base64::Engine as _;
