@@ -347,6 +347,9 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 pub struct NodeProcess {
     child: Option<Child>,
     pub name: String,
+    /// Where its Ingress controller listens for HTTP and HTTPS (off unless asked).
+    pub ingress: Option<String>,
+    pub ingress_tls: Option<String>,
     /// The node's data directory (images, logs, volumes), removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -355,9 +358,18 @@ impl NodeProcess {
     /// Starts `flotilla node --name NAME` against `c` (admin token, cluster CA, file images
     /// allowed) and waits for its ready line.
     pub fn start(c: &Cluster, name: &str) -> NodeProcess {
+        Self::start_with(c, name, &[])
+    }
+
+    /// [`NodeProcess::start`] with extra flags; its Ingress listener is off unless they
+    /// include `--ingress-listen`.
+    pub fn start_with(c: &Cluster, name: &str, args: &[&str]) -> NodeProcess {
         let dir = tempfile::tempdir().expect("tempdir");
+        let ingress_off: &[&str] = if args.contains(&"--ingress-listen") { &[] } else { &["--ingress-listen", "off"] };
         let mut child = Command::new(flotilla_bin())
-            .args(["node", "--server", &c.url, "--token", &c.admin_token(), "--name", name, "--allow-file-images", "--ingress-listen", "off"])
+            .args(["node", "--server", &c.url, "--token", &c.admin_token(), "--name", name, "--allow-file-images"])
+            .args(ingress_off)
+            .args(args)
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--certificate-authority")
@@ -367,12 +379,13 @@ impl NodeProcess {
             .spawn()
             .expect("spawn flotilla node");
         let ready = ready_line(&mut child);
-        let mut node = NodeProcess { child: Some(child), name: name.to_string(), _dir: dir };
-        let (line, _) = ready.unwrap_or_else(|_| {
+        let mut node = NodeProcess { child: Some(child), name: name.to_string(), ingress: None, ingress_tls: None, _dir: dir };
+        let (line, before) = ready.unwrap_or_else(|_| {
             node.kill();
             panic!("flotilla node {name} printed no ready line")
         });
         assert!(line.starts_with(&format!("flotilla node {name} ready")), "{line}");
+        (node.ingress, node.ingress_tls) = ingress_of(&before);
         node
     }
 

@@ -5,7 +5,8 @@
 //! and HTTP/2, X-Forwarded-For/-Proto, the Ingress's status address, and a changed
 //! Ingress served without a restart; HTTPS with certificates from tls Secrets picked by
 //! SNI and verified by curl --cacert, a rotated Secret served without a restart, a
-//! missing Secret reported as a Warning on the Ingress; pods on another embedded node.
+//! missing Secret reported as a Warning on the Ingress; pods on another embedded node;
+//! NetworkPolicy with the outside client as an ipBlock peer; `flotilla node`'s listener.
 
 use std::process::Command;
 use std::time::Duration;
@@ -366,4 +367,21 @@ fn ingress_clients_are_ip_block_peers_of_network_policy() {
     wait_for(Duration::from_secs(5), "the policy to turn the outside client away", || (curl(&addr, "http", "g.test", "/", &[]).code == 503).then_some(()));
     c.apply(&policy("127.0.0.1/32"));
     wait_answer(&addr, "g.test", "/", 200, "Hello from Flotilla");
+}
+
+/// `flotilla node` runs the controller as well: a node process joined to `flotilla
+/// server` (no embedded node) serves an Ingress on its own listener.
+#[test]
+fn ingress_of_a_node_process() {
+    let c = Cluster::start_sub("server", &[], &[]);
+    let node = crate::harness::NodeProcess::start_with(&c, "edge", &["--ingress-listen", "127.0.0.1:0", "--ingress-tls-listen", "off"]);
+    let addr = node.ingress.clone().expect("flotilla node announced its ingress listener");
+    assert_eq!(node.ingress_tls, None, "--ingress-tls-listen off");
+    let hello = guest("hello-http");
+    c.apply(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: edge-pod, labels: {{app: edge}}}}\nspec:\n  containers:\n  - name: hello\n    image: {hello}\n"));
+    c.wait_ready("edge-pod");
+    c.kubectl(&["expose", "pod", "edge-pod", "--name=edge", "--port=80", "--target-port=8080"]).ok();
+    c.kubectl(&["create", "ingress", "edge", "--rule=edge.test/*=edge:80"]).ok();
+    wait_answer(&addr, "edge.test", "/", 200, "Hello from Flotilla");
+    wait_for(Duration::from_secs(5), "the Ingress status address", || (c.jsonpath(&["ingress", "edge"], "{.status.loadBalancer.ingress[*].ip}") == "127.0.0.1").then_some(()));
 }
