@@ -385,3 +385,19 @@ fn ingress_of_a_node_process() {
     wait_answer(&addr, "edge.test", "/", 200, "Hello from Flotilla");
     wait_for(Duration::from_secs(5), "the Ingress status address", || (c.jsonpath(&["ingress", "edge"], "{.status.loadBalancer.ingress[*].ip}") == "127.0.0.1").then_some(()));
 }
+
+/// A TCP container (wasi:sockets) behind an Ingress is reached over an in-memory
+/// connection; tcp-echo answers the request line with a line that is no HTTP response,
+/// so the client gets 502 (503 would mean nothing was reached).
+#[test]
+fn ingress_to_a_tcp_container_that_is_no_http_server_is_a_bad_gateway() {
+    let (c, addr) = start();
+    let echo = guest("tcp-echo");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: echo, labels: {{app: echo}}}}\nspec:\n  containers:\n  - name: echo\n    image: {echo}\n    args: [\"7000\"]\n    ports: [{{containerPort: 7000}}]\n"
+    ));
+    c.wait_ready("echo");
+    c.kubectl(&["expose", "pod", "echo", "--port=80", "--target-port=7000"]).ok();
+    c.kubectl(&["create", "ingress", "echo", "--rule=echo.test/*=echo:80"]).ok();
+    wait_answer(&addr, "echo.test", "/", 502, "502 Bad Gateway: Service default/echo:80 did not answer\n");
+}
