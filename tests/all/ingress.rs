@@ -5,7 +5,7 @@
 //! and HTTP/2, X-Forwarded-For/-Proto, the Ingress's status address, and a changed
 //! Ingress served without a restart; HTTPS with certificates from tls Secrets picked by
 //! SNI and verified by curl --cacert, a rotated Secret served without a restart, a
-//! missing Secret reported as a Warning on the Ingress; pods on another embedded node;
+//! missing Secret reported as a Warning on the Ingress, the ssl-redirect annotation; pods on another embedded node;
 //! NetworkPolicy with the outside client as an ipBlock peer; `flotilla node`'s listener.
 
 use std::process::Command;
@@ -313,6 +313,18 @@ fn ingress_terminates_tls_by_sni_and_serves_a_rotated_secret() {
     wait_for(Duration::from_secs(5), "the rotated certificate", || (https("a.test", "/", &ca2, &[]).code == 200).then_some(()));
     assert_eq!(https("a.test", "/", &ca1, &[]).code, 0, "the old certificate is no longer served");
     assert_eq!(https("b.test", "/", &ca1, &[]).code, 200);
+
+    // Annotated, the Ingress sends plain HTTP for its TLS hosts to HTTPS (308).
+    c.kubectl(&["annotate", "ingress", "secure", "ingress.flotilla.dev/ssl-redirect=true"]).ok();
+    let tls_port = tls.rsplit(':').next().expect("port");
+    wait_for(Duration::from_secs(5), "the redirect", || (curl(&addr, "http", "a.test", "/env?x=1", &[]).code == 308).then_some(()));
+    let location = Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{redirect_url}", "--resolve", &format!("a.test:{}:127.0.0.1", addr.rsplit(':').next().expect("port"))]).arg(format!("http://a.test:{}/env?x=1", addr.rsplit(':').next().expect("port"))).output().expect("curl");
+    assert_eq!(String::from_utf8_lossy(&location.stdout), format!("https://a.test:{tls_port}/env?x=1"));
+    let resolve_tls = format!("a.test:{tls_port}:127.0.0.1");
+    let followed = curl(&addr, "http", "a.test", "/env", &["-L", "--cacert", &ca2, "--resolve", &resolve_tls]);
+    assert_eq!(followed.code, 200);
+    assert!(followed.body.contains("WHO=alpha"), "{followed:?}");
+    assert_eq!(curl(&addr, "http", "c.test", "/", &[]).code, 308, "a TLS host of the annotated Ingress, whatever its Secret");
 }
 
 /// `up --nodes 2` runs one listener (its first node's), which reaches a pod of the second

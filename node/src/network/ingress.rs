@@ -79,7 +79,8 @@ pub(crate) fn start(bound: Bound, client: kube::Client, routing: Arc<Routing>, n
     let state = Arc::new(State::default());
     let http_addr = bound.http.local_addr()?;
     let address = if http_addr.ip().is_unspecified() { node_ip } else { http_addr.ip() };
-    let proxy = Arc::new(listener::Proxy { routing, state: state.clone() });
+    let https_port = bound.https.as_ref().map(|l| l.local_addr()).transpose()?.map(|a| a.port());
+    let proxy = Arc::new(listener::Proxy { routing, state: state.clone(), https_port });
     let mut tasks = vec![
         tokio::spawn(watch::run(client, state.clone(), node, address, shutdown.clone())),
         tokio::spawn(listener::serve(bound.http, None, proxy.clone(), shutdown.clone())),

@@ -3,6 +3,8 @@
 //! proxied there.
 //!
 //! Invariants:
+//! - plain HTTP for a host whose Ingress asks for it (`rules.rs`) is redirected (308) to
+//!   the same URL over HTTPS on the TLS listener's port, when there is one;
 //! - a request no rule (and no default backend) takes gets 404; a matched backend whose
 //!   Service, port or ready endpoint is missing, or whose pod refuses the connection
 //!   (NetworkPolicy: the client is an `ipBlock` peer), gets 503; a pod that fails once
@@ -49,6 +51,8 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 pub(crate) struct Proxy {
     pub routing: Arc<Routing>,
     pub state: Arc<State>,
+    /// The HTTPS listener's port, where redirects to HTTPS go.
+    pub https_port: Option<u16>,
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true; with `tls`, each is a
@@ -176,6 +180,12 @@ impl Proxy {
         let host = host_of(&req);
         let backend = {
             let rules = self.state.rules();
+            if scheme == "http"
+                && let Some(port) = self.https_port
+                && rules.https_only(&host)
+            {
+                return redirect_to_https(&host, port, &req);
+            }
             match rules.route(&host, req.uri().path()) {
                 Route::NotFound => return plain(StatusCode::NOT_FOUND, format!("404 Not Found: no Ingress rule for host {host:?} path {:?}\n", req.uri().path())),
                 Route::Matched(Target::None) => return plain(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable: the Ingress backend is not a Service port\n".into()),
@@ -211,6 +221,21 @@ impl Proxy {
         strip_hop_by_hop(resp.headers_mut());
         resp
     }
+}
+
+/// 308 to the request's URL over HTTPS on `port`.
+fn redirect_to_https<B>(host: &str, port: u16, req: &Request<B>) -> Response<BoxBody> {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or(v6)),
+        None => host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h).to_string(),
+    };
+    let authority = if port == 443 { name } else { format!("{name}:{port}") };
+    let location = format!("https://{authority}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let mut resp = plain(StatusCode::PERMANENT_REDIRECT, format!("308 Permanent Redirect: {location}\n"));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    resp
 }
 
 /// Sends `req` as HTTP/1.1 over `stream` (one request per connection).
@@ -269,6 +294,15 @@ mod tests {
         strip_hop_by_hop(req.headers_mut());
         let left: Vec<String> = req.headers().iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or(""))).collect();
         assert_eq!(left, ["accept: */*", "te: trailers"]);
+    }
+
+    #[test]
+    fn redirects_keep_host_path_and_query_on_the_tls_port() {
+        let req = Request::builder().uri("/p/q?x=1").body(()).expect("req");
+        let location = |host, port| redirect_to_https(host, port, &req).headers()[http::header::LOCATION].to_str().expect("ascii").to_string();
+        assert_eq!(location("a.test:8080", 8443), "https://a.test:8443/p/q?x=1");
+        assert_eq!(location("a.test", 443), "https://a.test/p/q?x=1");
+        assert_eq!(location("[::1]:80", 8443), "https://[::1]:8443/p/q?x=1");
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //!   trailing `/` in the rule ignored; ImplementationSpecific is Prefix;
 //! - the default backend is the oldest served Ingress's `spec.defaultBackend`;
 //! - a backend that names no Service (a `resource` backend) is kept as [`Target::None`]:
-//!   the request matched, but nothing can serve it (503, not 404).
+//!   the request matched, but nothing can serve it (503, not 404);
+//! - a host under `tls:` answers plain HTTP too, unless its Ingress has
+//!   [`SSL_REDIRECT_ANNOTATION`] "true": then plain HTTP for the hosts of its `tls:`
+//!   entries is redirected to HTTPS.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -27,6 +30,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use flotilla_api::{DEFAULT_INGRESS_CLASS_ANNOTATION as DEFAULT_CLASS_ANNOTATION, INGRESS_CONTROLLER as CONTROLLER};
 
+/// An Ingress annotation: "true" redirects plain HTTP for its TLS hosts to HTTPS.
+pub(crate) const SSL_REDIRECT_ANNOTATION: &str = "ingress.flotilla.dev/ssl-redirect";
 /// The class annotation Ingresses used before `spec.ingressClassName`.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
@@ -117,6 +122,8 @@ pub(crate) struct Rules {
     default_backend: Option<Target>,
     /// TLS entries, oldest Ingress first.
     pub tls: Vec<TlsRef>,
+    /// Host patterns whose plain HTTP is redirected to HTTPS.
+    https_only: Vec<String>,
     /// The served Ingresses (for their status).
     pub served: Vec<IngressRef>,
 }
@@ -188,9 +195,13 @@ impl Rules {
             {
                 rules.default_backend = Some(target(namespace, b));
             }
+            let redirect = is_true(ing.metadata.annotations.as_ref().and_then(|a| a.get(SSL_REDIRECT_ANNOTATION)));
             for tls in spec.tls.iter().flatten() {
+                let hosts: Vec<String> = tls.hosts.iter().flatten().map(|h| normalize_host(h)).collect();
+                if redirect {
+                    rules.https_only.extend(hosts.iter().cloned());
+                }
                 let Some(secret) = tls.secret_name.clone().filter(|s| !s.is_empty()) else { continue };
-                let hosts = tls.hosts.iter().flatten().map(|h| normalize_host(h)).collect();
                 rules.tls.push(TlsRef { ingress: rules.served.last().cloned().expect("pushed above"), hosts, secret });
             }
             for rule in spec.rules.iter().flatten() {
@@ -217,6 +228,13 @@ impl Rules {
             group.sort_by_key(|p| (Reverse(p.path.len()), p.kind));
         }
         rules
+    }
+
+    /// Whether plain HTTP for `host` (port allowed) is redirected to HTTPS.
+    pub(crate) fn https_only(&self, host: &str) -> bool {
+        let host = normalize_host(host);
+        let suffix = host.split_once('.').filter(|(label, _)| !label.is_empty()).map(|(_, s)| s);
+        self.https_only.iter().any(|p| *p == host || p.strip_prefix("*.").is_some_and(|p| Some(p) == suffix))
     }
 
     /// Where a request for `host` (a Host header or `:authority`, port allowed) and
@@ -373,6 +391,20 @@ mod tests {
         legacy.metadata.annotations = Some([(LEGACY_CLASS_ANNOTATION.to_string(), "nginx".to_string())].into());
         let rules = Rules::build(&[Arc::new(legacy)], &[class("flotilla", CONTROLLER, true)]);
         assert!(rules.served.is_empty(), "the legacy annotation names another class");
+    }
+
+    #[test]
+    fn ssl_redirect_covers_the_tls_hosts_of_annotated_ingresses_only() {
+        let tls = serde_json::json!({"tls": [{"hosts": ["a.test", "*.w.test"], "secretName": "s"}]});
+        let mut annotated = (*ing("on", 0, tls.clone())).clone();
+        annotated.metadata.annotations = Some([(SSL_REDIRECT_ANNOTATION.to_string(), "true".to_string())].into());
+        let plain = ing("off", 1, serde_json::json!({"tls": [{"hosts": ["b.test"], "secretName": "s"}]}));
+        let rules = Rules::build(&[Arc::new(annotated), plain], &ours());
+        assert!(rules.https_only("A.test:8080"));
+        assert!(rules.https_only("x.w.test"));
+        assert!(!rules.https_only("y.x.w.test"));
+        assert!(!rules.https_only("b.test"), "not annotated: answers plain HTTP");
+        assert!(!rules.https_only("c.test"));
     }
 
     #[test]
