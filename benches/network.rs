@@ -21,6 +21,11 @@
 //! 6. from outside the cluster (`network/outside.rs`, its own load generator in this
 //!    process): hello-http through a node port versus the same component under `wasmtime
 //!    serve` (goal >= 90%).
+//! 7. Ingress: an outside client (reqwest in this process, keep-alive connections, C
+//!    requests in flight) GETs hello-http through the first node's Ingress listener over
+//!    HTTP and HTTPS (a tls Secret, SNI), against the same client to hello-http under
+//!    `wasmtime serve` (goals: HTTP >= 90% of it, HTTPS within 15% of HTTP). Timed in the
+//!    client, so these figures include the client's own cost on both sides.
 //!
 //! Each figure is the median of ROUNDS rounds of N requests, after a warm-up; the cases
 //! run interleaved in each round, so drift hits them alike.
@@ -346,17 +351,21 @@ async fn run() {
         api: reqwest::Client::builder().tls_certs_only([cert]).build().expect("api client"),
         any: reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().timeout(Duration::from_secs(300)).build().expect("client"),
     };
-    let start_node = |name: String, sub: &str, outside: bool| {
+    let start_node = |name: String, sub: &str, ingress: Option<flotilla_node::IngressListen>| {
         let mut cfg = flotilla_node::NodeConfig::new(cl.url.clone(), cl.token.clone(), name, dir.path().join(sub));
         cfg.ca_pem = Some(handle.ca_pem.clone());
         cfg.allow_file_images = true;
-        // Both nodes share 127.0.0.1: the first listens for outside clients.
-        cfg.outside_listeners = outside;
+        // Both nodes share 127.0.0.1: the first listens for outside clients (node ports,
+        // load balancers, Ingress), as in `flotilla up`.
+        cfg.outside_listeners = ingress.is_some();
+        cfg.ingress = ingress;
         flotilla_node::start(cfg)
     };
-    let here = start_node(host_name(), "node", true).await.expect("start node");
+    // The first node runs the Ingress listener (as `flotilla up` does), on free ports.
+    let listen = flotilla_node::IngressListen { http: "127.0.0.1:0".parse().expect("addr"), https: Some("127.0.0.1:0".parse().expect("addr")) };
+    let here = start_node(host_name(), "node", Some(listen)).await.expect("start node");
     // A second node for the cross-node hop.
-    let there = start_node(format!("{}-2", host_name()), "node-2", false).await.expect("start node 2");
+    let there = start_node(format!("{}-2", host_name()), "node-2", None).await.expect("start node 2");
     println!(
         "flotilla pod network benchmark: control plane {} + in-process nodes {} ({}) and {} ({}); {} CPUs; \
          {ROUNDS} rounds of {N} requests per figure after {WARM_UP} warm-up, medians shown; \
@@ -469,9 +478,11 @@ async fn run() {
     println!();
     cross_node(&cl, &here, &there, tcp).await;
 
-    // 6.
+    // 6, 7.
     println!();
     from_outside(&cl, &hello_url).await;
+    println!();
+    ingress(&cl, &here, &hello_url).await;
 
     here.shutdown().await;
     there.shutdown().await;
@@ -574,4 +585,160 @@ async fn from_outside(cl: &Cluster, hello_url: &str) {
         outside::N
     );
     outside::measure_and_report(&targets).await;
+}
+
+/// Loads `url` with `client` from outside: `n` GETs, `conc` in flight (each on its own
+/// keep-alive connection), each timed from send to the end of its body.
+async fn outside_load(client: &reqwest::Client, url: &str, n: u32, conc: u32) -> Figures {
+    let started = Instant::now();
+    let per = n / conc;
+    let workers = (0..conc).map(|_| async move {
+        let mut times = Vec::with_capacity(per as usize);
+        let mut errors = 0u64;
+        let mut first_error = None;
+        for _ in 0..per {
+            let t = Instant::now();
+            let result = match client.get(url).send().await {
+                Ok(r) if r.status() == 200 => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => times.push(t.elapsed().as_secs_f64() * 1e6),
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        (times, errors, first_error)
+    });
+    let results = futures::future::join_all(workers).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut times: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| if times.is_empty() { 0.0 } else { times[((times.len() - 1) as f64 * q) as usize] };
+    Figures {
+        ok: times.len() as u64,
+        errors: results.iter().map(|r| r.1).sum(),
+        first_error: results.into_iter().find_map(|r| r.2),
+        rps: times.len() as f64 / elapsed.max(1e-9),
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+    }
+}
+
+/// Test certificates from the openssl CLI: a CA and a certificate for `host` it signs;
+/// returns the CA's PEM and the leaf's (certificate, key) PEMs.
+fn bench_certificate(host: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=bench-ca"]].concat());
+    run(&[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", &format!("/CN={host}")]].concat());
+    std::fs::write(dir.path().join("leaf.ext"), format!("subjectAltName=DNS:{host}\n")).expect("write ext");
+    run(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.crt", "-days", "2", "-extfile", "leaf.ext"]);
+    let read = |f: &str| std::fs::read(dir.path().join(f)).expect("read pem");
+    (read("ca.crt"), read("leaf.crt"), read("leaf.key"))
+}
+
+/// Case 7: hello-http (Deployment `web`) through the first node's Ingress listener, over
+/// HTTP and HTTPS, against hello-http under `wasmtime serve`, all loaded by the same
+/// outside client.
+async fn ingress(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str) {
+    use base64::Engine as _;
+    const HOST: &str = "bench.test";
+    let (Some(http), Some(https)) = (here.ingress_addr, here.ingress_tls_addr) else {
+        println!("Ingress: the node runs no listener");
+        return;
+    };
+    let (ca, crt, key) = bench_certificate(HOST);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let ns_path = format!("/api/v1/namespaces/{NS}");
+    cl.create(
+        &format!("{ns_path}/secrets"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bench-tls"}, "type": "kubernetes.io/tls", "data": {"tls.crt": b64(&crt), "tls.key": b64(&key)}}),
+    )
+    .await;
+    cl.create(
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses"),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bench"},
+            "spec": {
+                "tls": [{"hosts": [HOST], "secretName": "bench-tls"}],
+                "rules": [{"host": HOST, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}],
+            },
+        }),
+    )
+    .await;
+    let client = |h2: bool| {
+        let b = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .resolve(HOST, http)
+            .pool_max_idle_per_host(64)
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA pem")]);
+        let b = if h2 { b.http2_prior_knowledge() } else { b.http1_only() };
+        b.build().expect("client")
+    };
+    let (h1, h2) = (client(false), client(true));
+    // HTTPS resolves the host to the TLS listener.
+    let tls_client = |h2: bool| {
+        let b = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .resolve(HOST, https)
+            .pool_max_idle_per_host(64)
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA pem")]);
+        let b = if h2 { b } else { b.http1_only() };
+        b.build().expect("client")
+    };
+    let (tls_h1, tls_h2) = (tls_client(false), tls_client(true));
+    let plain_url = format!("http://{HOST}:{}/", http.port());
+    let tls_url = format!("https://{HOST}:{}/", https.port());
+    let baseline_url = format!("{hello_url}/");
+    let cases: [(&str, &reqwest::Client, &str); 5] = [
+        ("outside -> wasmtime serve hello-http (HTTP/1.1)", &h1, &baseline_url),
+        ("outside -> Ingress HTTP/1.1 -> Service web -> pod", &h1, &plain_url),
+        ("outside -> Ingress HTTPS HTTP/1.1 -> Service web", &tls_h1, &tls_url),
+        ("outside -> Ingress h2c -> Service web", &h2, &plain_url),
+        ("outside -> Ingress HTTPS h2 -> Service web", &tls_h2, &tls_url),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (label, c, url) in &cases {
+        loop {
+            let f = outside_load(c, url, 1, 1).await;
+            if f.ok == 1 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                println!("{label}: not working ({})", f.first_error.unwrap_or_default());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!("Ingress: GET / of hello-http from an outside client (reqwest in the bench process, c requests in flight on keep-alive connections, timed in the client; h2c = HTTP/2 with prior knowledge, HTTPS h2 by ALPN)");
+    for conc in CONCURRENCY {
+        for (_, c, url) in &cases {
+            let _ = outside_load(c, url, WARM_UP, conc).await;
+        }
+        let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); cases.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, c, url)) in cases.iter().enumerate() {
+                rounds[i].push(outside_load(c, url, N, conc).await);
+            }
+        }
+        let s: Vec<Summary> = rounds.iter().map(|r| summarize(r)).collect();
+        report(cases[0].0, conc, &s[0], None);
+        // Each HTTPS case right after its plain one, compared with it.
+        for (plain, tls) in [(1, 2), (3, 4)] {
+            report(cases[plain].0, conc, &s[plain], Some(&s[0]));
+            report(cases[tls].0, conc, &s[tls], Some(&s[0]));
+            println!("{:<52}        = {:.1}% of the same over plain HTTP (goal >= 85%)", "", 100.0 * s[tls].rps / s[plain].rps.max(1e-9));
+        }
+    }
 }

@@ -96,6 +96,7 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
     let creds = apiserver::tls::ensure(&config.data_dir.join("pki"), &[local_addr.ip()])?;
     let (trigger, shutdown) = Shutdown::new();
     apiserver::kubernetes_service::ensure(&api, local_addr, true).await;
+    apiserver::ingress_class::ensure(&api).await;
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
     let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()));
     let router = apiserver::router(app).merge(registry::router(registry));

@@ -56,6 +56,10 @@ pub struct NodeConfig {
     /// (`network/frontends.rs`). `up` turns it on for one embedded node only, since its
     /// nodes share one address.
     pub outside_listeners: bool,
+    /// Where the built-in Ingress controller listens (`--ingress-listen`,
+    /// `--ingress-tls-listen`); None (the default here; the commands default to
+    /// 127.0.0.1:8080 and :8443): this node serves no Ingress.
+    pub ingress: Option<crate::IngressListen>,
 }
 
 impl NodeConfig {
@@ -73,6 +77,7 @@ impl NodeConfig {
             max_pods: 10_000,
             allow_egress: false,
             outside_listeners: true,
+            ingress: None,
         }
     }
 }
@@ -159,6 +164,10 @@ pub struct NodeHandle {
     pub name: String,
     /// Where the node server listens.
     pub server_addr: std::net::SocketAddr,
+    /// Where its Ingress controller listens for HTTP, if it runs one.
+    pub ingress_addr: Option<std::net::SocketAddr>,
+    /// Where it listens for HTTPS, if it does.
+    pub ingress_tls_addr: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -238,6 +247,12 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let listener = tokio::net::TcpListener::bind((config.bind_address, 0)).await?;
     let server_addr = listener.local_addr()?;
+    let ingress = match config.ingress {
+        Some(listen) => Some(network::ingress::Bound::bind(listen).await?),
+        None => None,
+    };
+    let ingress_addr = ingress.as_ref().map(|b| b.http.local_addr()).transpose()?;
+    let ingress_tls_addr = ingress.as_ref().and_then(|b| b.https.as_ref()).map(|l| l.local_addr()).transpose()?;
     let (tls, cert, key) = crate::server::self_signed_with_key(&[config.bind_address])?;
     let cert_sha256: String = network::dataplane::sha256(&cert).iter().map(|b| format!("{b:02x}")).collect();
     // The pod network's data plane: its own free port, the node server's certificate.
@@ -257,10 +272,13 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     if config.outside_listeners {
         tasks.push(tokio::spawn(network::frontends::run(routing.clone(), config.bind_address, shutdown_rx.clone())));
     }
+    if let Some(bound) = ingress {
+        tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.name.clone(), config.bind_address, shutdown_rx.clone())?);
+    }
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
-    Ok(NodeHandle { name: config.name.clone(), server_addr, shutdown: shutdown_tx, tasks })
+    Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks })
 }
 
 /// The Node's status; `addresses`: how many pod addresses its podCIDR holds (allocatable

@@ -26,3 +26,4 @@ pub mod server;
 mod volumes;
 
 pub use agent::{NodeConfig, NodeHandle, start};
+pub use network::ingress::IngressListen;

@@ -17,6 +17,7 @@
 pub(crate) mod dataplane;
 pub(crate) mod external;
 pub(crate) mod frontends;
+pub(crate) mod ingress;
 pub(crate) mod policy;
 mod resolve;
 mod router;

@@ -1,5 +1,6 @@
 //! One file per subcommand; each is a clap struct with `execute`.
 
+pub(crate) mod ingress;
 pub(crate) mod kubeconfig;
 pub(crate) mod node;
 pub(crate) mod push;

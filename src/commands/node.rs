@@ -31,6 +31,8 @@ pub(crate) struct NodeCommand {
     /// where NetworkPolicy allows; without it pods reach only the pod network
     #[arg(long)]
     pub allow_pod_egress: bool,
+    #[command(flatten)]
+    pub ingress: super::ingress::IngressFlags,
     /// Address the node server binds to and reports as its InternalIP
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
@@ -69,6 +71,7 @@ impl NodeCommand {
         let mut config = flotilla_node::NodeConfig::new(self.server.clone(), self.token.clone(), name, data_dir);
         config.allow_file_images = self.allow_file_images;
         config.allow_egress = self.allow_pod_egress;
+        config.ingress = self.ingress.listen();
         config.bind_address = self.bind_address;
         config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
         config.max_pods = self.max_pods;
@@ -78,6 +81,7 @@ impl NodeCommand {
             tracing::warn!("no --certificate-authority: the API server's certificate is not verified");
         }
         let node = flotilla_node::start(config).await?;
+        super::ingress::print_listening(&node);
         println!("flotilla node {} ready: serving on {}", node.name, node.server_addr);
         super::server::wait_for_signal().await;
         node.shutdown().await;

@@ -18,6 +18,9 @@ pub(crate) struct UpCommand {
     /// where NetworkPolicy allows; without it pods reach only the pod network
     #[arg(long)]
     pub allow_pod_egress: bool,
+    // One Ingress listener per process: the first embedded node runs it for all.
+    #[command(flatten)]
+    pub ingress: super::ingress::IngressFlags,
     /// First delay before restarting a crashed container, in milliseconds; it doubles up to
     /// 5 minutes (Kubernetes: 10000)
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
@@ -52,8 +55,12 @@ impl UpCommand {
             // The embedded nodes share 127.0.0.1: the first one listens for node ports and
             // load balancers, and reaches the others' pods through the data plane.
             config.outside_listeners = i == 0;
+            if nodes.is_empty() {
+                config.ingress = self.ingress.listen();
+            }
             nodes.push(flotilla_node::start(config).await?);
         }
+        print_ingress(nodes.first());
         self.flags.print_ready("cluster", &handle)?;
         wait_for_signal().await;
         for node in nodes {
@@ -61,6 +68,13 @@ impl UpCommand {
         }
         handle.shutdown().await;
         Ok(())
+    }
+}
+
+/// Says where the Ingress controller listens (before the ready line).
+fn print_ingress(node: Option<&flotilla_node::NodeHandle>) {
+    if let Some(node) = node {
+        super::ingress::print_listening(node);
     }
 }
 

@@ -14,6 +14,10 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// Process id of the `flotilla up` child (0 once stopped).
     pub pid: u32,
+    /// Where its Ingress controller listens for HTTP and HTTPS (off unless the test
+    /// passes `--ingress-listen`).
+    pub ingress: Option<String>,
+    pub ingress_tls: Option<String>,
 }
 
 /// What a kubectl run printed.
@@ -48,19 +52,33 @@ impl Run {
     }
 }
 
-/// Waits (up to a minute) for the line a flotilla process prints once it serves.
-fn ready_line(child: &mut Child) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+/// Waits (up to a minute) for the line a flotilla process prints once it serves; also
+/// returns the lines before it.
+fn ready_line(child: &mut Child) -> Result<(String, Vec<String>), std::sync::mpsc::RecvTimeoutError> {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         while let Some(Ok(line)) = lines.next() {
-            if line.contains("ready") {
-                let _ = tx.send(line);
-            }
+            let _ = tx.send(line);
         }
     });
-    rx.recv_timeout(Duration::from_secs(60))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut before = Vec::new();
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        if line.contains("ready") {
+            return Ok((line, before));
+        }
+        before.push(line);
+    }
+}
+
+/// The HTTP and HTTPS addresses of the ingress listeners a flotilla process announced.
+fn ingress_of(lines: &[String]) -> (Option<String>, Option<String>) {
+    let Some(rest) = lines.iter().find_map(|l| l.strip_prefix("flotilla ingress listening: ")) else { return (None, None) };
+    let find = |scheme: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(scheme)).map(str::to_string);
+    (find("http://"), find("https://"))
 }
 
 pub fn flotilla_bin() -> &'static str {
@@ -98,21 +116,25 @@ impl Cluster {
 
     fn spawn(dir: tempfile::TempDir, subcommand: &str, args: &[&str], envs: &[(&str, &str)]) -> Cluster {
         let kubeconfig = dir.path().join("kubeconfig");
+        // Tests run in parallel: no Ingress listener on the fixed default ports unless asked.
+        let ingress_off: &[&str] = if subcommand == "up" && !args.contains(&"--ingress-listen") { &["--ingress-listen", "off"] } else { &[] };
         let mut child = Command::new(flotilla_bin())
             .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .args(ingress_off)
             .args(args)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn flotilla up");
-        let line = ready_line(&mut child).expect("flotilla up printed no ready line");
+        let (line, before) = ready_line(&mut child).expect("flotilla up printed no ready line");
         let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("url in ready line").to_string();
         let pid = child.id();
-        Cluster { child: Some(child), dir, url, kubeconfig, pid }
+        let (ingress, ingress_tls) = ingress_of(&before);
+        Cluster { child: Some(child), dir, url, kubeconfig, pid, ingress, ingress_tls }
     }
 
     /// Stops the process (SIGKILL) and hands back its directory.
@@ -325,6 +347,9 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 pub struct NodeProcess {
     child: Option<Child>,
     pub name: String,
+    /// Where its Ingress controller listens for HTTP and HTTPS (off unless asked).
+    pub ingress: Option<String>,
+    pub ingress_tls: Option<String>,
     /// The node's data directory (images, logs, volumes), removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -333,9 +358,18 @@ impl NodeProcess {
     /// Starts `flotilla node --name NAME` against `c` (admin token, cluster CA, file images
     /// allowed) and waits for its ready line.
     pub fn start(c: &Cluster, name: &str) -> NodeProcess {
+        Self::start_with(c, name, &[])
+    }
+
+    /// [`NodeProcess::start`] with extra flags; its Ingress listener is off unless they
+    /// include `--ingress-listen`.
+    pub fn start_with(c: &Cluster, name: &str, args: &[&str]) -> NodeProcess {
         let dir = tempfile::tempdir().expect("tempdir");
+        let ingress_off: &[&str] = if args.contains(&"--ingress-listen") { &[] } else { &["--ingress-listen", "off"] };
         let mut child = Command::new(flotilla_bin())
             .args(["node", "--server", &c.url, "--token", &c.admin_token(), "--name", name, "--allow-file-images"])
+            .args(ingress_off)
+            .args(args)
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--certificate-authority")
@@ -345,12 +379,13 @@ impl NodeProcess {
             .spawn()
             .expect("spawn flotilla node");
         let ready = ready_line(&mut child);
-        let mut node = NodeProcess { child: Some(child), name: name.to_string(), _dir: dir };
-        let line = ready.unwrap_or_else(|_| {
+        let mut node = NodeProcess { child: Some(child), name: name.to_string(), ingress: None, ingress_tls: None, _dir: dir };
+        let (line, before) = ready.unwrap_or_else(|_| {
             node.kill();
             panic!("flotilla node {name} printed no ready line")
         });
         assert!(line.starts_with(&format!("flotilla node {name} ready")), "{line}");
+        (node.ingress, node.ingress_tls) = ingress_of(&before);
         node
     }
 

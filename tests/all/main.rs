@@ -4,6 +4,7 @@
 mod density;
 mod endpoints;
 mod harness;
+mod ingress;
 mod kubectl_basics;
 mod kube_client;
 mod store;

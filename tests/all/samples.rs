@@ -6,6 +6,9 @@
 //! frontend: a 2-replica Deployment of two-component pods (front on 8080 calls its quotes
 //! sidecar on localhost:9090) behind the ClusterIP Service `frontend`, called through
 //! pods/proxy and by a one-off http-client pod through the Service's name.
+//!
+//! ingress: the hello Deployment behind a Service and an Ingress with TLS, asked with curl
+//! over HTTP and HTTPS (the certificate verified against the README's CA).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -81,4 +84,32 @@ fn samples_frontend_two_components_behind_a_service() {
         (out.lines().count() == 4 && fronts.len() == 2).then_some(fronts)
     });
     assert_eq!(fronts, pods.iter().cloned().collect(), "the Service reached other pods than the Deployment's");
+}
+
+#[test]
+fn samples_ingress_with_tls_in_front_of_the_hello_deployment() {
+    let c = Cluster::start_with(&["--ingress-listen", "127.0.0.1:0", "--ingress-tls-listen", "127.0.0.1:0"]);
+    let (http, https) = (c.ingress.clone().expect("http listener"), c.ingress_tls.clone().expect("https listener"));
+    push(&c, "hello", "hello:v1");
+    c.kubectl_stdin(&["apply", "-f", "-"], &sample_yaml(&c, "deployment/deployment.yaml")).ok();
+    c.kubectl(&["rollout", "status", "deployment/hello-web", "--timeout=90s"]).ok();
+    let pki = crate::ingress::Pki::new();
+    let ca = pki.ca("ca");
+    let (crt, key) = pki.leaf("ca", "hello.example", "hello");
+    c.kubectl(&["create", "secret", "tls", "hello-tls", "--cert", &crt, "--key", &key]).ok();
+    let yaml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/ingress/ingress.yaml")).expect("sample");
+    assert_eq!(c.kubectl_stdin(&["apply", "-f", "-"], &yaml).ok(), "service/hello-web created\ningress.networking.k8s.io/hello created\n");
+
+    let pods: BTreeSet<String> = c.jsonpath(&["pods", "-l", "app=hello-web"], "{.items[*].metadata.name}").split_whitespace().map(str::to_string).collect();
+    let answered_by = |got: crate::ingress::Got| -> Option<String> {
+        let pod = got.body.strip_prefix("Hello from ")?.trim_end().to_string();
+        (got.code == 200 && pods.contains(&pod)).then_some(pod)
+    };
+    wait_for(Duration::from_secs(30), "hello.example over HTTPS", || answered_by(crate::ingress::curl(&https, "https", "hello.example", "/", &["--cacert", &ca])));
+    assert!(answered_by(crate::ingress::curl(&http, "http", "hello.example", "/", &[])).is_some());
+    assert_eq!(crate::ingress::curl(&http, "http", "other.example", "/", &[]).code, 404);
+    wait_for(Duration::from_secs(5), "the ADDRESS column", || {
+        let row = c.kubectl(&["get", "ingress", "hello", "--no-headers"]).ok().split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        (row[..6] == ["hello", "flotilla", "hello.example", "127.0.0.1", "80,", "443"]).then_some(())
+    });
 }

@@ -6,6 +6,7 @@ mod defaults;
 mod discovery;
 pub(crate) mod error;
 mod http;
+pub(crate) mod ingress_class;
 pub(crate) mod kubernetes_service;
 mod merge_keys;
 pub mod node_port;

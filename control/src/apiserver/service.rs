@@ -477,6 +477,9 @@ impl Api {
         {
             o.remove("status");
         }
+        if info.group == "networking.k8s.io" && info.kind == "Ingress" {
+            super::ingress_class::admit(self, body);
+        }
         defaults::apply(info, body);
         let schema = schema::schemas().root(info);
         ssa::track_update(None, body, manager, schema.as_ref(), &info.api_version(), &now);

@@ -94,6 +94,8 @@ pub(crate) struct Port {
     pub port: u16,
     /// Its node port (type NodePort, or LoadBalancer with node ports allocated).
     pub node_port: Option<u16>,
+    /// Its name ("" when unnamed), by which an Ingress backend may name it.
+    pub name: String,
     pub backends: Arc<Backends>,
 }
 
@@ -292,7 +294,7 @@ impl Table {
                 addrs.dedup();
                 let key: Arc<str> = format!("{ns}/{name}:{port}").into();
                 let node_port = sp.node_port.and_then(port16).filter(|_| matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")));
-                ports.push(Port { port, node_port, backends: Arc::new(Backends { key, addrs, affinity }) });
+                ports.push(Port { port, name: port_name.to_string(), node_port, backends: Arc::new(Backends { key, addrs, affinity }) });
             }
             let headless = Backends {
                 key: format!("{ns}/{name}").into(),

@@ -27,7 +27,7 @@ use super::router::Routing;
 use super::table::Table;
 
 /// Shortest time between two rebuilds of the table or the view.
-const REBUILD_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const REBUILD_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Watches until `shutdown` turns true, publishing each new table into `routing`.
 pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -77,7 +77,7 @@ pub(crate) async fn run(client: kube::Client, routing: Arc<Routing>, mut shutdow
 
 /// A reflector of every `K`, and a stream saying after each event whether the store's
 /// visible content may have changed.
-fn reflect<K>(client: &kube::Client) -> (Store<K>, futures::stream::BoxStream<'static, bool>)
+pub(super) fn reflect<K>(client: &kube::Client) -> (Store<K>, futures::stream::BoxStream<'static, bool>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {

@@ -18,3 +18,14 @@ pub const SERVING_CERT_ANNOTATION: &str = "node.flotilla.dev/serving-cert-sha256
 /// data-plane listener, on its InternalIP. Other nodes send requests for this node's pods
 /// there, over mutual TLS with the certificate of [`SERVING_CERT_ANNOTATION`].
 pub const DATA_PLANE_PORT_ANNOTATION: &str = "node.flotilla.dev/data-plane-port";
+
+/// The IngressClass the control plane creates as the cluster's default, served by the
+/// nodes' built-in Ingress controller.
+pub const INGRESS_CLASS: &str = "flotilla";
+
+/// `spec.controller` of the IngressClasses the built-in Ingress controller serves.
+pub const INGRESS_CONTROLLER: &str = "flotilla.dev/ingress";
+
+/// The IngressClass annotation ("true") that makes a class the default, for Ingresses
+/// naming none.
+pub const DEFAULT_INGRESS_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";

@@ -32,13 +32,14 @@
 //! [`Json`] builder with Go's field semantics and the scalar conversions every group uses.
 //! The message conversions live by API group: `meta_v1` (ObjectMeta, selectors), `core_v1`
 //! (Secret, ConfigMap, Namespace, Service, ServiceAccount and the pod template), `apps_v1`,
-//! `batch_v1`, `authorization_v1` and `rbac_v1`.
+//! `batch_v1`, `networking_v1` (Ingress), `authorization_v1` and `rbac_v1`.
 
 mod apps_v1;
 mod authorization_v1;
 mod batch_v1;
 mod core_v1;
 mod meta_v1;
+mod networking_v1;
 mod rbac_v1;
 
 use std::collections::BTreeMap;
@@ -124,6 +125,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value> {
         ("apps/v1", "Deployment") => apps_v1::deployment(&message(raw, &kind)?)?,
         ("batch/v1", "Job") => batch_v1::job(&message(raw, &kind)?)?,
         ("batch/v1", "CronJob") => batch_v1::cron_job(&message(raw, &kind)?)?,
+        ("networking.k8s.io/v1", "Ingress") => networking_v1::ingress(&message(raw, &kind)?)?,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
             authorization_v1::self_subject_access_review(&message(raw, &kind)?)?
         }
