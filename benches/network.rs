@@ -18,9 +18,8 @@
 //!    wasi:sockets connection to a tcp-echo pod (through a Service and by pod IP);
 //! 5. a cross-node hop: a second in-process node runs hello-http and tcp-echo pods, which
 //!    the client pod on the first node loads by pod IP (HTTP and TCP over the data plane);
-//! 6. from outside the cluster (`network/outside.rs`, its own load generator in this
-//!    process): hello-http through a node port versus the same component under `wasmtime
-//!    serve` (goal >= 90%).
+//! 6. NodePort: the outside client below GETs hello-http through a node port of the first
+//!    node, against hello-http under `wasmtime serve` (goal >= 90%);
 //! 7. Ingress: an outside client (reqwest in this process, keep-alive connections, C
 //!    requests in flight) GETs hello-http through the first node's Ingress listener over
 //!    HTTP and HTTPS (a tls Secret, SNI), against the same client to hello-http under
@@ -36,8 +35,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
-#[path = "network/outside.rs"]
-mod outside;
 use common::{Killed, free_port, wasmtime_cli};
 
 use std::path::Path;
@@ -480,9 +477,7 @@ async fn run() {
 
     // 6, 7.
     println!();
-    from_outside(&cl, &hello_url).await;
-    println!();
-    ingress(&cl, &here, &hello_url).await;
+    from_outside(&cl, &here, &hello_url).await;
 
     here.shutdown().await;
     there.shutdown().await;
@@ -559,34 +554,6 @@ async fn cross_node(cl: &Cluster, here: &flotilla_node::NodeHandle, there: &flot
     }
 }
 
-/// Part 6: hello-http (Deployment `web`) through a node port, against `wasmtime serve`.
-async fn from_outside(cl: &Cluster, hello_url: &str) {
-    let mut np = service("web-np", json!({"app": "web"}));
-    np["metadata"]["name"] = json!("web-np");
-    np["spec"]["type"] = json!("NodePort");
-    cl.create(&format!("/api/v1/namespaces/{NS}/services"), np).await;
-    let svc = cl.get(&format!("/api/v1/namespaces/{NS}/services/web-np")).await;
-    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort") as u16;
-    let serve_addr: std::net::SocketAddr = hello_url.trim_start_matches("http://").parse().expect("wasmtime serve address");
-    let target = |label: &str, addr: std::net::SocketAddr| outside::Target { label: label.into(), addr, host: "hello".into(), tls: None };
-    let targets = vec![
-        target("outside -> wasmtime serve (loopback)", serve_addr),
-        target("outside -> NodePort -> pod", std::net::SocketAddr::from(([127, 0, 0, 1], node_port))),
-    ];
-    for t in &targets {
-        if let Err(e) = outside::wait(t, Duration::from_secs(60)).await {
-            println!("{}: not working ({}: {e})", t.label, t.addr);
-            return;
-        }
-    }
-    println!(
-        "HTTP GET / of hello-http from outside the cluster (this process's load generator: c keep-alive HTTP/1.1 connections, \
-         {} requests per round, p50/p99 per request from send to end of body)",
-        outside::N
-    );
-    outside::measure_and_report(&targets).await;
-}
-
 /// Loads `url` with `client` from outside: `n` GETs, `conc` in flight (each on its own
 /// keep-alive connection), each timed from send to the end of its body.
 async fn outside_load(client: &reqwest::Client, url: &str, n: u32, conc: u32) -> Figures {
@@ -645,10 +612,10 @@ fn bench_certificate(host: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (read("ca.crt"), read("leaf.crt"), read("leaf.key"))
 }
 
-/// Case 7: hello-http (Deployment `web`) through the first node's Ingress listener, over
-/// HTTP and HTTPS, against hello-http under `wasmtime serve`, all loaded by the same
-/// outside client.
-async fn ingress(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str) {
+/// Cases 6 and 7: hello-http (Deployment `web`) through a node port and through the first
+/// node's Ingress listener over HTTP and HTTPS, against hello-http under `wasmtime
+/// serve`, all loaded by the same outside client.
+async fn from_outside(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str) {
     use base64::Engine as _;
     const HOST: &str = "bench.test";
     let (Some(http), Some(https)) = (here.ingress_addr, here.ingress_tls_addr) else {
@@ -700,8 +667,14 @@ async fn ingress(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str
     let plain_url = format!("http://{HOST}:{}/", http.port());
     let tls_url = format!("https://{HOST}:{}/", https.port());
     let baseline_url = format!("{hello_url}/");
-    let cases: [(&str, &reqwest::Client, &str); 5] = [
+    let mut np = service("web-np", json!({"app": "web"}));
+    np["spec"]["type"] = json!("NodePort");
+    cl.create(&format!("{ns_path}/services"), np).await;
+    let node_port = cl.get(&format!("{ns_path}/services/web-np")).await["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort");
+    let node_port_url = format!("http://127.0.0.1:{node_port}/");
+    let cases: [(&str, &reqwest::Client, &str); 6] = [
         ("outside -> wasmtime serve hello-http (HTTP/1.1)", &h1, &baseline_url),
+        ("outside -> NodePort -> pod (HTTP/1.1)", &h1, &node_port_url),
         ("outside -> Ingress HTTP/1.1 -> Service web -> pod", &h1, &plain_url),
         ("outside -> Ingress HTTPS HTTP/1.1 -> Service web", &tls_h1, &tls_url),
         ("outside -> Ingress h2c -> Service web", &h2, &plain_url),
@@ -721,7 +694,7 @@ async fn ingress(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    println!("Ingress: GET / of hello-http from an outside client (reqwest in the bench process, c requests in flight on keep-alive connections, timed in the client; h2c = HTTP/2 with prior knowledge, HTTPS h2 by ALPN)");
+    println!("NodePort and Ingress: GET / of hello-http from an outside client (reqwest in the bench process, c requests in flight on keep-alive connections, timed in the client; h2c = HTTP/2 with prior knowledge, HTTPS h2 by ALPN)");
     for conc in CONCURRENCY {
         for (_, c, url) in &cases {
             let _ = outside_load(c, url, WARM_UP, conc).await;
@@ -734,8 +707,9 @@ async fn ingress(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url: &str
         }
         let s: Vec<Summary> = rounds.iter().map(|r| summarize(r)).collect();
         report(cases[0].0, conc, &s[0], None);
+        report(cases[1].0, conc, &s[1], Some(&s[0]));
         // Each HTTPS case right after its plain one, compared with it.
-        for (plain, tls) in [(1, 2), (3, 4)] {
+        for (plain, tls) in [(2, 3), (4, 5)] {
             report(cases[plain].0, conc, &s[plain], Some(&s[0]));
             report(cases[tls].0, conc, &s[tls], Some(&s[0]));
             println!("{:<52}        = {:.1}% of the same over plain HTTP (goal >= 85%)", "", 100.0 * s[tls].rps / s[plain].rps.max(1e-9));
