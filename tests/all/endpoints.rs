@@ -159,7 +159,11 @@ fn endpoints_follow_pods_behind_a_service() {
         assert_eq!((a["nodeName"].as_str(), a["targetRef"]["kind"].as_str()), (Some(node.as_str()), Some("Pod")), "{a}");
         assert!(a["targetRef"]["name"].as_str().is_some_and(|n| n.starts_with("web-")), "{a}");
     }
-    assert!(ep["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"].is_string(), "{ep}");
+    if !ep["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"].is_string() {
+        let managed = c.kubectl(&["get", "endpoints", "web", "-o", "json", "--show-managed-fields"]).stdout;
+        let conditions = c.jsonpath(&["pods"], r#"{range .items[*]}{.metadata.name} {.metadata.uid} {.status.podIP} {.status.conditions}{"\n"}{end}"#);
+        panic!("no last-change-trigger-time: {managed}\npods:\n{conditions}");
+    }
 
     // `kubectl get endpoints`: NAME ENDPOINTS AGE, addresses sorted, every one listed.
     let out = c.kubectl(&["get", "endpoints", "web"]).ok().to_string();

@@ -178,7 +178,7 @@ pub(crate) fn prepare_update(old: &Value, new: &mut Value) {
     if needs_node_ports(o) && needs_node_ports(n) {
         let both: BTreeSet<u16> = node_ports_of(o).intersection(&node_ports_of(n)).copied().collect();
         let by_name: Vec<(String, Value)> = o["ports"].as_array().into_iter().flatten().map(|p| (str_at(p, "name").to_string(), p["nodePort"].clone())).collect();
-        for p in n["ports"].as_array_mut().into_iter().flatten() {
+        for p in n.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
             if p["nodePort"].as_i64().unwrap_or(0) != 0 {
                 continue;
             }
@@ -195,7 +195,7 @@ pub(crate) fn prepare_update(old: &Value, new: &mut Value) {
     }
     // dropTypeDependentFields: only what the update left as it was.
     if !needs_node_ports(n) && node_ports_of(o) == node_ports_of(n) {
-        for p in n["ports"].as_array_mut().into_iter().flatten() {
+        for p in n.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
             if let Some(p) = p.as_object_mut() {
                 p.remove("nodePort");
             }

@@ -218,7 +218,7 @@ fn truncate(subsets: &mut [Value]) -> bool {
     for s in subsets.iter_mut() {
         let n = count(s, field);
         let share = (n * room).div_ceil(total).min(left);
-        if let Some(a) = s[field].as_array_mut() {
+        if let Some(a) = s.get_mut(field).and_then(Value::as_array_mut) {
             a.truncate(share);
             left -= a.len();
         }
@@ -243,7 +243,9 @@ fn same_subsets(stored: &Value, want: &[Value]) -> bool {
     };
     for s in &mut stored {
         for field in ["addresses", "notReadyAddresses"] {
-            for a in s[field].as_array_mut().into_iter().flatten() {
+            // get_mut, not s[field]: indexing a missing key would insert a null and make
+            // every stored object look changed (an update each pass, the trigger time lost).
+            for a in s.get_mut(field).and_then(Value::as_array_mut).into_iter().flatten() {
                 if let Some(r) = a.get_mut("targetRef").and_then(Value::as_object_mut) {
                     r.remove("resourceVersion");
                 }
@@ -365,6 +367,23 @@ mod tests {
         assert_eq!(ep["metadata"]["labels"], json!({"tier": "fe"}));
         assert_eq!(ep["metadata"]["annotations"], json!({TRIGGER_TIME: timestamp(t(0))}));
         assert_eq!(ep["subsets"], json!([{"addresses": [addr(1), addr(3)], "notReadyAddresses": [addr(2)], "ports": [http_port()]}]));
+    }
+
+    /// Written once, an Endpoints whose subsets lack `notReadyAddresses` (or
+    /// `addresses`) is left alone by later passes, however late they come: the trigger
+    /// time it carries stays (a pass used to see every such object as changed, and
+    /// rewrote it without the annotation once its pods' transitions were older than the
+    /// write).
+    #[test]
+    fn a_written_endpoints_is_left_alone_and_keeps_its_trigger_time() {
+        let (a, b) = (pod(1, true), pod(2, true));
+        let ep = written_at(only(plan(&[&http_svc()], &[&a, &b], &[])), t(5));
+        assert!(ep["subsets"][0].get("notReadyAddresses").is_none(), "{ep}");
+        assert_eq!(plan(&[&http_svc()], &[&a, &b], &[&ep]), vec![], "no write for an unchanged Endpoints");
+        let (c, d) = (pod(3, false), pod(4, false));
+        let ep = written_at(only(plan(&[&http_svc()], &[&c, &d], &[])), t(5));
+        assert!(ep["subsets"][0].get("addresses").is_none(), "{ep}");
+        assert_eq!(plan(&[&http_svc()], &[&c, &d], &[&ep]), vec![]);
     }
 
     #[test]
