@@ -15,8 +15,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::BodyExt as _;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
@@ -78,16 +77,7 @@ pub(crate) fn serve(pods: &PodTable, ns: &str, pod_name: &str, container: &str, 
         };
         exec_session(ws, protocol == PROTOCOLS[0], params, run, shutdown).await;
     });
-    let mut r = Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    r
+    crate::server::switching_protocols(protocol, &accept)
 }
 
 /// Copies the tapped output to the client until the attempt ends or `kill` (the client

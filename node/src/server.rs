@@ -501,13 +501,19 @@ fn exec(ctx: &Arc<Ctx>, ns: &str, pod_name: &str, container: &str, req: Request<
         let run = move |stdin, out, kill| runner.exec(&entry, command, stdin, out, kill);
         exec_session(ws, protocol == PROTOCOLS[0], params, run, ctx.shutdown.clone()).await;
     });
+    switching_protocols(protocol, &accept)
+}
+
+/// The 101 answer to a WebSocket upgrade with subprotocol `protocol` and the client key's
+/// `accept` (exec and attach).
+pub(crate) fn switching_protocols(protocol: &'static str, accept: &str) -> Response<BoxBody> {
     let mut r = Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
+    if let Ok(v) = HeaderValue::from_str(accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     r

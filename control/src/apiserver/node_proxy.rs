@@ -446,44 +446,64 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
         remember_failure(key, status, &body);
         return Ok(node_failure(status, &body));
     }
+    let copy = [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL];
+    Ok(splice_upgrade(app, resp, on_upgrade, &copy, Some("websocket"), "exec", (r.namespace, r.name)))
+}
+
+/// Answers the client's upgrade with the node's (101, the node's `copy` headers, `upgrade`
+/// or else the node's Upgrade header), then copies bytes between the two upgraded
+/// connections, unchanged, until either side ends or the API server shuts down (exec,
+/// attach and port-forward are passthroughs; `what` names the stream in logs).
+fn splice_upgrade(
+    app: &Arc<App>,
+    resp: reqwest::Response,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    copy: &[HeaderName],
+    upgrade: Option<&'static str>,
+    what: &'static str,
+    (namespace, pod): (&str, &str),
+) -> Response {
     let mut out = StatusCode::SWITCHING_PROTOCOLS.into_response();
     {
         let h = out.headers_mut();
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        for name in [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL] {
-            if let Some(v) = resp.headers().get(&name) {
-                h.insert(name, v.clone());
+        match upgrade {
+            Some(u) => {
+                h.insert(header::UPGRADE, HeaderValue::from_static(u));
+            }
+            None => {
+                if let Some(v) = resp.headers().get(header::UPGRADE) {
+                    h.insert(header::UPGRADE, v.clone());
+                }
+            }
+        }
+        for name in copy {
+            if let Some(v) = resp.headers().get(name) {
+                h.insert(name.clone(), v.clone());
             }
         }
     }
     let shutdown = app.shutdown.clone();
-    let (ns, pod_name) = (r.namespace.to_string(), r.name.to_string());
+    let (ns, pod_name) = (namespace.to_string(), pod.to_string());
     tokio::spawn(async move {
         let mut node_io = match resp.upgrade().await {
             Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(error = %e, namespace = %ns, pod = %pod_name, "exec: node upgrade failed");
-                return;
-            }
+            Err(e) => return tracing::warn!(error = %e, namespace = %ns, pod = %pod_name, "{what}: node upgrade failed"),
         };
         let mut client_io = match on_upgrade.await {
             Ok(u) => TokioIo::new(u),
-            Err(e) => {
-                tracing::warn!(error = %e, namespace = %ns, pod = %pod_name, "exec: client upgrade failed");
-                return;
-            }
+            Err(e) => return tracing::warn!(error = %e, namespace = %ns, pod = %pod_name, "{what}: client upgrade failed"),
         };
         tokio::select! {
             r = tokio::io::copy_bidirectional(&mut client_io, &mut node_io) => {
                 if let Err(e) = r {
-                    tracing::debug!(error = %e, namespace = %ns, pod = %pod_name, "exec stream ended");
+                    tracing::debug!(error = %e, namespace = %ns, pod = %pod_name, "{what} stream ended");
                 }
             }
             _ = shutdown.cancelled() => {}
         }
     });
-    Ok(out)
+    out
 }
 
 /// `[SCHEME:]NAME[:PORT]` of a pods/proxy name segment.

@@ -11,11 +11,10 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::response::Response;
 
-use super::{SubRequest, clients, encode_query, has_token, node_base, node_failure, path_segment, read_limited, unreachable_node};
+use super::{SubRequest, clients, encode_query, has_token, node_base, node_failure, path_segment, read_limited, splice_upgrade, unreachable_node};
 use crate::apiserver::App;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resources::ResourceInfo;
@@ -69,35 +68,6 @@ pub(super) async fn port_forward(app: &Arc<App>, info: &'static ResourceInfo, r:
         let body = read_limited(resp, 64 * 1024).await;
         return Ok(node_failure(status, &body));
     }
-    let mut out = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    {
-        let h = out.headers_mut();
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        for name in [header::UPGRADE, header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL, STREAM_PROTOCOL] {
-            if let Some(v) = resp.headers().get(&name) {
-                h.insert(name, v.clone());
-            }
-        }
-    }
-    let shutdown = app.shutdown.clone();
-    let (ns, pod_name) = (r.namespace.to_string(), r.name.to_string());
-    tokio::spawn(async move {
-        let mut node_io = match resp.upgrade().await {
-            Ok(u) => u,
-            Err(e) => return tracing::warn!(error = %e, namespace = %ns, pod = %pod_name, "port-forward: node upgrade failed"),
-        };
-        let mut client_io = match on_upgrade.await {
-            Ok(u) => TokioIo::new(u),
-            Err(e) => return tracing::warn!(error = %e, namespace = %ns, pod = %pod_name, "port-forward: client upgrade failed"),
-        };
-        tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut client_io, &mut node_io) => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, namespace = %ns, pod = %pod_name, "port-forward stream ended");
-                }
-            }
-            _ = shutdown.cancelled() => {}
-        }
-    });
-    Ok(out)
+    let copy = [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL, STREAM_PROTOCOL];
+    Ok(splice_upgrade(app, resp, on_upgrade, &copy, None, "port-forward", (r.namespace, r.name)))
 }
