@@ -10,10 +10,14 @@
 //!    pods by default: each is a running instance), pods/s per batch, RSS of this process
 //!    (/proc/self/statm) per batch, per idle pod and in total;
 //! 4. req/s through the node server's /proxy to one of the 10,000 pods against a pod alone
-//!    on its node (same process, same load generator, interleaved);
+//!    on its node (same process, same load generator, rounds interleaved, medians);
 //! 5. node restart with 5,000 pods (HTTP, then command): `NodeHandle::shutdown`, a new node
 //!    with the same name and data dir, time until every pod is Ready in its new life, and
 //!    the new node's compilations (loads from the disk cache count too).
+//!
+//! At most two nodes run at once: each node's instance pool maps ~20,000 regions, and the
+//! default vm.max_map_count is 65,530. Batch lines show this process's mappings and open
+//! files (both ends of every loopback connection to the API server count).
 //!
 //! Sizes: DENSITY_PODS (10000), DENSITY_BURST (1000), DENSITY_BATCH (1000),
 //! DENSITY_CMD_PODS (5000), DENSITY_RESTART_PODS (5000), DENSITY_LOAD_SECONDS (3),
@@ -333,6 +337,14 @@ fn maps() -> usize {
     std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count())
 }
 
+/// Open file descriptors of this process, and its soft limit (RLIMIT_NOFILE).
+fn open_files() -> String {
+    let n = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3)).unwrap_or("?").to_string();
+    format!("{n}/{soft}")
+}
+
 fn max_map_count() -> usize {
     std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(65_530)
 }
@@ -430,7 +442,7 @@ async fn ramp(env: &Env, node: &str, ns: &str, kind: Kind, target: usize) -> Ram
     let burst_compilations = env.compilations(node).await;
     let rss_after_burst = rss();
     println!(
-        "  cold burst   {:>5} created {:>3} errors  {:>5}/{:<5} Ready in {:>9}  {:>7.0} pods/s  compilations {burst_compilations}  RSS {}  maps {}",
+        "  cold burst   {:>5} created {:>3} errors  {:>5}/{:<5} Ready in {:>9}  {:>7.0} pods/s  compilations {burst_compilations}  RSS {}  maps {}  open files {}",
         burst.created,
         burst.errors.len(),
         burst.ready,
@@ -438,7 +450,8 @@ async fn ramp(env: &Env, node: &str, ns: &str, kind: Kind, target: usize) -> Ram
         secs(burst.wall),
         burst.rate(),
         mib(rss_after_burst),
-        maps()
+        maps(),
+        open_files()
     );
     let mut keys: Vec<String> = burst_names.iter().map(|n| format!("{ns}/{n}")).collect();
     let mut ready = burst.ready;
@@ -451,7 +464,7 @@ async fn ramp(env: &Env, node: &str, ns: &str, kind: Kind, target: usize) -> Ram
         let b = create_batch(&env.cl, &env.log, ns, node, kind, &batch_names, s.ready_timeout).await;
         let now_rss = rss();
         println!(
-            "  warm {:>5}..{:<5} {:>5} created {:>3} errors  {:>5}/{:<5} Ready in {:>9}  {:>7.0} pods/s  RSS {} ({:+.1} KiB/pod)  maps {}",
+            "  warm {:>5}..{:<5} {:>5} created {:>3} errors  {:>5}/{:<5} Ready in {:>9}  {:>7.0} pods/s  RSS {} ({:+.1} KiB/pod)  maps {}  open files {}",
             have,
             upto,
             b.created,
@@ -462,7 +475,8 @@ async fn ramp(env: &Env, node: &str, ns: &str, kind: Kind, target: usize) -> Ram
             b.rate(),
             mib(now_rss),
             (now_rss as f64 - prev_rss as f64) / 1024.0 / (upto - have) as f64,
-            maps()
+            maps(),
+            open_files()
         );
         prev_rss = now_rss;
         keys.extend(batch_names.iter().map(|n| format!("{ns}/{n}")));
@@ -495,7 +509,7 @@ async fn stop_node(node: flotilla_node::NodeHandle) -> (usize, usize) {
     let stopped = down.elapsed();
     let wait = Instant::now();
     let mut maps_down = maps();
-    while maps_down + 20_000 > maps_up && wait.elapsed() < Duration::from_secs(60) {
+    while maps_down + 19_000 > maps_up && wait.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         maps_down = maps();
     }
@@ -543,8 +557,9 @@ async fn restart(env: &Env, node: flotilla_node::NodeHandle, dir: &str, max_pods
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("  new node registered and Ready after {}", secs(registered));
+    println!("  new node registered and Ready after {}; open files now {}", secs(registered), open_files());
     if !pending.is_empty() {
+        println!("  open files {} (this process; the node's API client is HTTP/1.1: a connection per request in flight, both ends in this process)", open_files());
         println!("  !! {} pods not Ready again after the restart; the first ones:", pending.len());
         for (_, k) in pending.iter().take(3) {
             env.cl.explain(k).await;
@@ -556,7 +571,7 @@ async fn restart(env: &Env, node: flotilla_node::NodeHandle, dir: &str, max_pods
 }
 
 /// Rounds of each req/s case.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// The round with the median req/s.
 fn median(mut rounds: Vec<Load>) -> Load {
@@ -750,10 +765,32 @@ async fn run(load_rt: tokio::runtime::Handle) {
         report_load(&format!("one of {} pods on its node", http.ready), conns, &many, Some(&single));
         ratios.push((conns, 100.0 * many.rps() / single.rps().max(1e-9), many.errors + single.errors));
     }
+    // 5a. Restart with HTTP pods: the reference node (its single pod plus new ones).
+    println!();
+    let n_restart = s.restart_pods.saturating_sub(1);
+    println!("node restart: {ref_name} with {} HTTP pods ({n_restart} created now, in batches of {}, plus the single pod)", n_restart + 1, s.batch);
+    let mut restart_keys = vec!["ref/http-cold".to_string()];
+    let mut have = 0;
+    while have < n_restart {
+        let upto = (have + s.batch).min(n_restart);
+        let b = create_batch(&cl, &log, "restart", &ref_name, Kind::Http, &names("r", have, upto), s.ready_timeout).await;
+        println!("  created {}..{}: {} Ready in {} ({:.0} pods/s)  open files {}", have, upto, b.ready, secs(b.wall), b.rate(), open_files());
+        restart_keys.extend(names("r", have, upto).iter().map(|n| format!("restart/{n}")));
+        have = upto;
+    }
+    let (ref_node, http_restart, http_restart_ready, http_restart_comp) = restart(&env, ref_node, "node-ref", s.restart_pods + 16, &restart_keys).await;
+    println!(
+        "  {}/{} Ready again in {} after the new node started; compilations on the new node: {http_restart_comp}",
+        http_restart_ready,
+        restart_keys.len(),
+        http_restart.map_or("-".into(), secs)
+    );
     // Every node's instance pool maps ~20,000 regions: three nodes at once overrun the
-    // default vm.max_map_count (65,530), so the reference node stops while command pods run.
-    println!("reference node {ref_name} stopped for now (three nodes' pools at once overrun vm.max_map_count):");
-    stop_node(ref_node).await;
+    // default vm.max_map_count (65,530), so the reference node stops before command pods run.
+    println!("reference node {ref_name} stopped (three nodes' pools at once overrun vm.max_map_count):");
+    if let Some(n) = ref_node {
+        stop_node(n).await;
+    }
 
     // 2./3. command pods: cold burst and ramp on their own fresh node.
     let cmd_name = format!("{host}-cmd");
@@ -762,7 +799,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
     println!();
     let cmd = ramp(&env, &cmd_name, "cmd", Kind::Cmd, s.cmd_pods).await;
 
-    // 5. Restarts: the command node with its pods, then the reference node with HTTP pods.
+    // 5b. Restart with command pods.
     println!();
     println!("node restart: {cmd_name} with {} command pods", cmd.ready);
     let (cmd_node, cmd_restart, cmd_restart_ready, cmd_restart_comp) = restart(&env, cmd_node, "node-cmd", s.cmd_pods + 16, &cmd.keys).await;
@@ -771,32 +808,6 @@ async fn run(load_rt: tokio::runtime::Handle) {
         cmd_restart_ready,
         cmd.keys.len(),
         cmd_restart.map_or("-".into(), secs)
-    );
-    if let Some(n) = cmd_node {
-        stop_node(n).await;
-    }
-
-    println!();
-    let ref_node = env.start_node(&ref_name, "node-ref", s.restart_pods + 16).await;
-    let n_restart = s.restart_pods.saturating_sub(1);
-    println!("node restart: {ref_name} (started again) with {} HTTP pods ({n_restart} created now, in batches of {}, plus the single pod)", n_restart + 1, s.batch);
-    let mut restart_keys = vec!["ref/http-cold".to_string()];
-    let mut have = 0;
-    while have < n_restart {
-        let upto = (have + s.batch).min(n_restart);
-        let b = create_batch(&cl, &log, "restart", &ref_name, Kind::Http, &names("r", have, upto), s.ready_timeout).await;
-        println!("  created {}..{}: {} Ready in {} ({:.0} pods/s)", have, upto, b.ready, secs(b.wall), b.rate());
-        restart_keys.extend(names("r", have, upto).iter().map(|n| format!("restart/{n}")));
-        have = upto;
-    }
-    // The single pod had a life on the first reference node and one on this one.
-    wait_ready(&log, &restart_keys[..1], 2, s.ready_timeout).await;
-    let (ref_node, http_restart, http_restart_ready, http_restart_comp) = restart(&env, ref_node, "node-ref", s.restart_pods + 16, &restart_keys).await;
-    println!(
-        "  {}/{} Ready again in {} after the new node started; compilations on the new node: {http_restart_comp}",
-        http_restart_ready,
-        restart_keys.len(),
-        http_restart.map_or("-".into(), secs)
     );
 
     // Summary against the issue's goals.
@@ -862,7 +873,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
         verdict(http_restart.is_some_and(|d| d <= ten) && restart_keys.len() >= 5000)
     );
 
-    if let Some(n) = ref_node {
+    if let Some(n) = cmd_node {
         n.shutdown().await;
     }
     main_node.shutdown().await;
