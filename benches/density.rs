@@ -6,9 +6,10 @@
 //!    (cached); the difference is the compile time the cold-burst goal allows for;
 //! 2. cold burst: 1,000 pods of the component new to a fresh node, created at once → time
 //!    to all Ready, pods/s, and the node's `flotilla_node_compilations_total` (nodes/proxy);
-//! 3. warm ramp on the same node in batches of 1,000 to 10,000 HTTP pods (5,000 command
-//!    pods by default: each is a running instance), pods/s per batch, RSS of this process
-//!    (/proc/self/statm) per batch, per idle pod and in total;
+//! 3. warm ramp on the same node in batches of 1,000 to 10,000 HTTP pods, pods/s per batch,
+//!    RSS of this process (/proc/self/statm) per batch, per idle pod and in total. Command
+//!    pods ramp to 5,000 by default: each running instance maps ~4 regions, and with the
+//!    HTTP node's pool beside the command node's, 10,000 would pass vm.max_map_count;
 //! 4. req/s through the node server's /proxy to one of the 10,000 pods against a pod alone
 //!    on its node (same process, same load generator, rounds interleaved, medians);
 //! 5. node restart with 5,000 pods (HTTP, then command): `NodeHandle::shutdown`, a new node
