@@ -395,7 +395,16 @@ impl Worker {
         let spec = self.state.spec().clone();
         if finish.write_status {
             let status = self.state.status(Utc::now());
-            reporter::write(&self.ctx, &spec.namespace, &spec.name, &status).await;
+            // The last word on the pod (its terminal phase): retried a few times, since no
+            // later change will write it again.
+            let mut wait = std::time::Duration::from_millis(200);
+            for _ in 0..5 {
+                if reporter::write(&self.ctx, &spec.namespace, &spec.name, &status).await != reporter::Written::Failed {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
         }
         if finish.delete_object {
             delete_object(&self.ctx, &spec.namespace, &spec.name, &spec.uid).await;
