@@ -680,8 +680,10 @@ async fn from_outside(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url:
         ("outside -> Ingress h2c -> Service web", &h2, &plain_url),
         ("outside -> Ingress HTTPS h2 -> Service web", &tls_h2, &tls_url),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
     for (label, c, url) in &cases {
+        // Each case gets its own minute: the Ingress and the node port are served once
+        // the node's watches have seen them.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let f = outside_load(c, url, 1, 1).await;
             if f.ok == 1 {
