@@ -691,6 +691,9 @@ async fn from_outside(cl: &Cluster, here: &flotilla_node::NodeHandle, hello_url:
             }
             if Instant::now() >= deadline {
                 println!("{label}: not working ({})", f.first_error.unwrap_or_default());
+                let ing = cl.get(&format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses/bench")).await;
+                println!("  the Ingress: class {} status {} spec {}", ing["spec"]["ingressClassName"], ing["status"], ing["spec"]);
+                println!("  the IngressClasses: {}", cl.get("/apis/networking.k8s.io/v1/ingressclasses").await["items"]);
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
