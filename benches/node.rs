@@ -10,6 +10,7 @@
 //!    connections for T seconds, on its own tokio runtime);
 //! 3. RSS: this process (control plane + node) per 1,000 idle HTTP pods, and the separate
 //!    node process idle and per 1,000 idle HTTP pods.
+//!
 //! Prints medians and p99s.
 
 
@@ -19,7 +20,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Killed, free_port, wasmtime_cli};
+#[path = "common/load.rs"]
+mod load;
+use common::{Killed, free_port, wait_http, wasmtime_cli};
+use load::{Load, load, pct};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,14 +62,6 @@ impl ReadyLog {
     fn get(&self, key: &str) -> Option<Instant> {
         self.at.lock().expect("ready lock").get(key).copied()
     }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {
@@ -233,116 +229,19 @@ fn report_batch(label: &str, n: usize, b: &Batch) {
     );
 }
 
-struct Load {
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    latency: Vec<Duration>,
-}
-
-impl Load {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// `conns` keep-alive HTTP/1.1 connections (one client each) GET `url` as fast as they can
-/// for `seconds`, on the load runtime. Each connection is warmed by one request first.
-async fn load(rt: &tokio::runtime::Handle, url: String, bearer: Option<String>, ca_pem: Option<String>, conns: usize, seconds: u64) -> Load {
-    let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| {
-            let (url, bearer, ca_pem, barrier) = (url.clone(), bearer.clone(), ca_pem.clone(), barrier.clone());
-            rt.spawn(async move {
-                let mut b = reqwest::Client::builder().http1_only().pool_max_idle_per_host(1).no_proxy().tcp_nodelay(true);
-                if url.starts_with("https://") {
-                    b = match &ca_pem {
-                        Some(pem) => b.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA cert")]),
-                        None => b.danger_accept_invalid_certs(true),
-                    };
-                }
-                let c = b.build().expect("load client");
-                let get = |c: &reqwest::Client| {
-                    let mut r = c.get(&url);
-                    if let Some(t) = &bearer {
-                        r = r.bearer_auth(t);
-                    }
-                    r.send()
-                };
-                let warm_ok = match get(&c).await {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                barrier.wait().await;
-                if !warm_ok {
-                    eprintln!("warm-up request to {url} failed");
-                    return (Vec::new(), 1);
-                }
-                let deadline = Instant::now() + Duration::from_secs(seconds);
-                let (mut lat, mut errors) = (Vec::new(), 0usize);
-                while Instant::now() < deadline {
-                    let s = Instant::now();
-                    match get(&c).await {
-                        Ok(r) => {
-                            let ok = r.status() == 200;
-                            let body = r.bytes().await;
-                            if ok && body.is_ok() {
-                                lat.push(s.elapsed());
-                            } else {
-                                errors += 1;
-                            }
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    barrier.wait().await;
-    let start = Instant::now();
-    let (mut latency, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await.expect("load task");
-        latency.extend(l);
-        errors += e;
-    }
-    let elapsed = start.elapsed();
-    latency.sort();
-    Load { requests: latency.len(), errors, elapsed, latency }
-}
-
 fn report_load(label: &str, conns: usize, l: &Load, baseline: Option<&Load>) {
     let ratio = baseline.map_or(String::new(), |b| format!("  = {:.1}% of wasmtime serve", 100.0 * l.rps() / b.rps()));
     println!(
         "{label:<46} {conns:>3} conns: {:>8.0} req/s  p50 {:>8}  p99 {:>8}  ({} requests, {} errors){ratio}",
         l.rps(),
-        ms(pct(&l.latency, 0.5)),
-        ms(pct(&l.latency, 0.99)),
+        ms(l.pct(0.5)),
+        ms(l.pct(0.99)),
         l.requests,
         l.errors,
     );
 }
 
 
-/// Waits until `url` answers 200.
-async fn wait_http(url: &str, bearer: Option<&str>, timeout: Duration) {
-    let c = reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().build().expect("client");
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut r = c.get(url);
-        if let Some(t) = bearer {
-            r = r.bearer_auth(t);
-        }
-        if let Ok(r) = r.send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} did not answer 200 within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Waits for a Node object that is Ready and reports its kubelet port.
 async fn node_port(t: &Target, c: &reqwest::Client, name: &str) -> u16 {
@@ -457,13 +356,14 @@ async fn run(load_rt: tokio::runtime::Handle) {
             .expect("spawn wasmtime serve"),
     );
     let serve_url = format!("http://127.0.0.1:{port}/");
-    wait_http(&serve_url, None, Duration::from_secs(120)).await;
+    let probe = reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().build().expect("client");
+    wait_http(&probe, &serve_url, None, Duration::from_secs(120)).await;
     let node_url = format!("https://{node_addr}/proxy/bench/web/8080/");
     let ext_url = format!("https://127.0.0.1:{ext_port}/proxy/ext-web/web/8080/");
     let api_url = format!("{}/api/v1/namespaces/bench/pods/web:8080/proxy/", t.url);
-    wait_http(&node_url, Some(&t.token), Duration::from_secs(10)).await;
-    wait_http(&ext_url, Some(&t.token), Duration::from_secs(10)).await;
-    wait_http(&api_url, Some(&t.token), Duration::from_secs(10)).await;
+    wait_http(&probe, &node_url, Some(&t.token), Duration::from_secs(10)).await;
+    wait_http(&probe, &ext_url, Some(&t.token), Duration::from_secs(10)).await;
+    wait_http(&probe, &api_url, Some(&t.token), Duration::from_secs(10)).await;
     for conns in [1usize, 16] {
         let base = load(&load_rt, serve_url.clone(), None, None, conns, LOAD_SECONDS).await;
         report_load("wasmtime serve 48.0.2 (plain HTTP)", conns, &base, None);

