@@ -42,7 +42,7 @@ spec:
 }
 
 /// A Pod running tcp-echo on `port`, answering as `name`.
-fn echo_pod(name: &str, img: &str, port: u16) -> String {
+pub(crate) fn echo_pod(name: &str, img: &str, port: u16) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::{Cluster, NodeProcess, guest, guest_path, wait_for};
+use crate::pod_tcp::echo_pod;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -125,23 +126,6 @@ spec:
     )
 }
 
-fn echo_pod(name: &str, port: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  containers:
-  - name: echo
-    image: {img}
-    args: ["{port}"]
-    ports: [{{containerPort: {port}}}]
-    env: [{{name: NAME, value: "{name}"}}]
-"#,
-        img = guest("tcp-echo")
-    )
-}
-
 /// Writes `lines` on one connection and reads an answer line for each.
 fn echo_roundtrip(port: u16, lines: &[&str]) -> Vec<String> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
@@ -162,7 +146,7 @@ fn echo_roundtrip(port: u16, lines: &[&str]) -> Vec<String> {
 fn port_forward_to_http_and_tcp_pods_and_a_service() {
     let c = Cluster::start();
     c.apply(&http_pod("web"));
-    c.apply(&echo_pod("echo", 7000));
+    c.apply(&echo_pod("echo", &guest("tcp-echo"), 7000));
     c.apply(
         r#"apiVersion: v1
 kind: Service
@@ -246,7 +230,7 @@ fn port_forward_errors_are_kubectls() {
 #[test]
 fn attach_streams_a_running_commands_output() {
     let c = Cluster::start();
-    c.apply(&echo_pod("echo", 7000));
+    c.apply(&echo_pod("echo", &guest("tcp-echo"), 7000));
     c.apply(&format!(
         r#"apiVersion: v1
 kind: Pod
@@ -322,7 +306,7 @@ spec:
 fn port_forward_and_attach_reach_a_pod_on_another_node() {
     let c = Cluster::start();
     let joined = NodeProcess::start(&c, "joined");
-    let yaml = echo_pod("far", 7000).replace("spec:\n", &format!("spec:\n  nodeName: {}\n", joined.name));
+    let yaml = echo_pod("far", &guest("tcp-echo"), 7000).replace("spec:\n", &format!("spec:\n  nodeName: {}\n", joined.name));
     c.apply(&yaml);
     c.wait_ready("far");
     assert_eq!(c.pod_jsonpath("far", "{.spec.nodeName}"), joined.name);
