@@ -98,6 +98,10 @@ pub(crate) struct Ctx {
     pub port: std::sync::atomic::AtomicU16,
     /// Events already recorded: key → (event name, count), for aggregation.
     pub events: Mutex<HashMap<String, (String, u32)>>,
+    /// Writes the pods' statuses, a bounded number at a time.
+    pub status: crate::pod_worker::StatusWriter,
+    /// Bounds the Event writes in flight (a burst of pod starts records thousands).
+    pub event_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {
@@ -130,6 +134,7 @@ impl Ctx {
         if let Some((ev_name, count)) = repeat {
             let ctx = self.clone();
             tokio::spawn(async move {
+                let Ok(_permit) = ctx.event_permits.acquire().await else { return };
                 let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
                 let patch = json!({"count": count, "lastTimestamp": now});
                 if let Err(e) = api.patch(&ev_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -151,6 +156,7 @@ impl Ctx {
         let ctx = self.clone();
         tokio::spawn(async move {
             let Ok(ev) = serde_json::from_value::<Event>(ev) else { return };
+            let Ok(_permit) = ctx.event_permits.acquire().await else { return };
             let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
             if let Err(e) = api.create(&PostParams::default(), &ev).await {
                 tracing::debug!(error = %e, "event not recorded");
@@ -275,7 +281,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     if let Some(bound) = ingress {
         tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.name.clone(), config.bind_address, shutdown_rx.clone())?);
     }
-    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()) });
+    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()), status: crate::pod_worker::StatusWriter::start(client.clone()), event_permits: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)) });
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks })
@@ -400,6 +406,9 @@ async fn reserve_earlier_addresses(client: &kube::Client, node: &str, pool: &mut
     }
 }
 
+/// Event writes in flight at once (the status writer has its own bound).
+const EVENTS_IN_FLIGHT: usize = 8;
+
 /// How long registration waits for the control plane to set the Node's spec.podCIDR.
 const POD_CIDR_WAIT: Duration = Duration::from_secs(60);
 
@@ -487,7 +496,8 @@ async fn watch_pods(ctx: Arc<Ctx>) {
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.name));
     let mut stream = watcher(api, wc).boxed();
     let mut workers: HashMap<String, tokio::sync::watch::Sender<Option<Value>>> = HashMap::new();
-    let mut seen_in_init: Vec<String> = Vec::new();
+    // Pods listed since the (re)list began; None outside a list.
+    let mut listing: Option<std::collections::HashSet<String>> = None;
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let ev = tokio::select! {
@@ -496,11 +506,15 @@ async fn watch_pods(ctx: Arc<Ctx>) {
         };
         workers.retain(|_, tx| !tx.is_closed());
         match ev {
-            Ok(watcher::Event::Init) => seen_in_init.clear(),
-            Ok(watcher::Event::InitApply(pod)) | Ok(watcher::Event::Apply(pod)) => {
+            Ok(watcher::Event::Init) => listing = Some(Default::default()),
+            Ok(watcher::Event::InitApply(mut pod)) | Ok(watcher::Event::Apply(mut pod)) => {
+                // The node has no use for managedFields; a dense node holds thousands of pods.
+                pod.metadata.managed_fields = None;
                 let Ok(v) = serde_json::to_value(&pod) else { continue };
                 let uid = v["metadata"]["uid"].as_str().unwrap_or("").to_string();
-                seen_in_init.push(uid.clone());
+                if let Some(listed) = listing.as_mut() {
+                    listed.insert(uid.clone());
+                }
                 match workers.get(&uid) {
                     Some(tx) => {
                         let _ = tx.send(Some(v));
@@ -513,11 +527,13 @@ async fn watch_pods(ctx: Arc<Ctx>) {
                 }
             }
             Ok(watcher::Event::InitDone) => {
+                let listed = listing.take().unwrap_or_default();
                 for (uid, tx) in &workers {
-                    if !seen_in_init.contains(uid) {
+                    if !listed.contains(uid) {
                         let _ = tx.send(None);
                     }
                 }
+                workers.shrink_to_fit();
             }
             Ok(watcher::Event::Delete(pod)) => {
                 if let Some(uid) = pod.metadata.uid.as_deref()

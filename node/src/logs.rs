@@ -186,10 +186,13 @@ impl ContainerLogs {
         }
         let n = st.current.map_or(0, |a| a.n + 1);
         st.previous = st.current.take();
-        match open_append(&seg_path(&self.dir, n, 0)) {
-            Ok(f) => st.file = Some(f),
-            Err(error) => tracing::warn!(%error, dir = %self.dir.display(), "cannot create log file"),
+        // The file is created now (an attempt that printed nothing still reads as empty,
+        // also after a restart) but opened for writing only on first output: an idle pod
+        // holds no descriptor.
+        if let Err(error) = open_append(&seg_path(&self.dir, n, 0)) {
+            tracing::warn!(%error, dir = %self.dir.display(), "cannot create log file");
         }
+        st.file = None;
         st.current = Some(Attempt { n, running: true, first_seg: 0, last_seg: 0, last_len: 0 });
         drop(st);
         self.notify();
@@ -341,6 +344,15 @@ impl ContainerLogs {
                 let _ = std::fs::remove_file(seg_path(&self.dir, a.n, a.first_seg));
                 a.first_seg += 1;
             }
+        }
+        if st.file.is_none() && a.running {
+            st.file = match open_append(&seg_path(&self.dir, a.n, a.last_seg)) {
+                Ok(f) => Some(f),
+                Err(error) => {
+                    tracing::warn!(%error, dir = %self.dir.display(), "cannot open log file");
+                    None
+                }
+            };
         }
         if let Some(f) = st.file.as_mut() {
             match f.write_all(&rec) {

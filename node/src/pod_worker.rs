@@ -17,6 +17,8 @@
 mod reporter;
 mod setup;
 
+pub(crate) use self::reporter::StatusWriter;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,8 +109,9 @@ struct Worker {
     dir: PathBuf,
     slots: Vec<Slot>,
     volumes: Vec<Volume>,
-    outcomes_tx: mpsc::UnboundedSender<Outcome>,
-    outcomes: mpsc::UnboundedReceiver<Outcome>,
+    // Boxed: the channel allocates its slots in blocks of 32, per pod.
+    outcomes_tx: mpsc::UnboundedSender<Box<Outcome>>,
+    outcomes: mpsc::UnboundedReceiver<Box<Outcome>>,
     tasks: JoinSet<()>,
     timers: Vec<(Instant, Timer)>,
     /// Events of the worker's own making (a container started), handled before others.
@@ -132,7 +135,7 @@ impl Worker {
         let slots = lifecycle::containers_of(&pod)
             .map(|(c, _)| Slot { spec: c.clone(), auths: None, image: None, compiled: None, prepared: None, kill: None })
             .collect();
-        let reporter = held.is_some().then(|| Reporter::start(ctx.clone(), spec.namespace.clone(), spec.name.clone()));
+        let reporter = held.is_some().then(|| ctx.status.reporter(spec.namespace.clone(), spec.name.clone()));
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         Worker {
             ctx,
@@ -184,7 +187,7 @@ impl Worker {
                     Wake::Update(Event::Gone)
                 }
             },
-            Some(outcome) = self.outcomes.recv() => Wake::Outcome(outcome),
+            Some(outcome) = self.outcomes.recv() => Wake::Outcome(*outcome),
             _ = sleep_until(due.map(|(at, _)| at)) => {
                 let (at, timer) = due.expect("a timer was due");
                 if let Some(i) = self.timers.iter().position(|&t| t == (at, timer)) {
@@ -247,7 +250,7 @@ impl Worker {
                 let (client, pod, dir, claims) = (self.ctx.client.clone(), self.pod.clone(), self.dir.clone(), self.ctx.config.data_dir.join("claims"));
                 let tx = self.outcomes_tx.clone();
                 self.tasks.spawn(async move {
-                    let _ = tx.send(Outcome::Volumes(volumes::prepare(&client, &pod, &dir, &claims).await));
+                    let _ = tx.send(Box::new(Outcome::Volumes(volumes::prepare(&client, &pod, &dir, &claims).await)));
                 });
             }
             Effect::PullImage { container } => self.pull(container),
@@ -292,7 +295,7 @@ impl Worker {
             };
             let started = std::time::Instant::now();
             let result = ctx.images.pull(&image, policy, &auths).await;
-            let _ = tx.send(Outcome::Pulled { container, auths, result, took: started.elapsed() });
+            let _ = tx.send(Box::new(Outcome::Pulled { container, auths, result, took: started.elapsed() }));
         });
     }
 
@@ -302,12 +305,12 @@ impl Worker {
         self.tasks.spawn(async move {
             let Some(img) = image else {
                 tracing::error!(container, "no pulled image to compile");
-                let _ = tx.send(Outcome::Aborted { container });
+                let _ = tx.send(Box::new(Outcome::Aborted { container }));
                 return;
             };
             // One compilation per digest however many pods start it at once.
             let result = runtime.prepare_shared(&img.digest, img.bytes.clone()).await;
-            let _ = tx.send(Outcome::Compiled { container, result: result.map_err(|e| e.to_string()) });
+            let _ = tx.send(Box::new(Outcome::Compiled { container, result: result.map_err(|e| e.to_string()) }));
         });
     }
 
@@ -319,7 +322,7 @@ impl Worker {
         self.tasks.spawn(async move {
             let p = PodContext { ctx: &ctx, pod: &pod, pod_ip: &pod_ip, pod_dir: &dir, volumes: &volumes, network };
             let result = setup::configure(p, &c).await;
-            let _ = tx.send(Outcome::Configured { container, result });
+            let _ = tx.send(Box::new(Outcome::Configured { container, result }));
         });
     }
 
@@ -368,7 +371,7 @@ impl Worker {
                     svc.shutdown(grace).await;
                     logs.finish_attempt();
                     let status = ExitStatus { code: 0, reason: ExitReason::Completed, message: String::new(), fuel: svc.fuel_consumed() };
-                    let _ = tx.send(Outcome::Exited { container, status, ran_for: Duration::ZERO });
+                    let _ = tx.send(Box::new(Outcome::Exited { container, status, ran_for: Duration::ZERO }));
                 });
             }
             ContainerKind::Command => {
@@ -380,7 +383,7 @@ impl Worker {
                     let t0 = std::time::Instant::now();
                     let status = runtime.run(&compiled, &spec, stdin, logs.sink(), killed).await;
                     logs.finish_attempt();
-                    let _ = tx.send(Outcome::Exited { container, status, ran_for: t0.elapsed() });
+                    let _ = tx.send(Box::new(Outcome::Exited { container, status, ran_for: t0.elapsed() }));
                 });
             }
         }
@@ -390,7 +393,7 @@ impl Worker {
     async fn finish(mut self, finish: Finish) {
         self.tasks.abort_all();
         if let Some(reporter) = &self.reporter {
-            reporter.stop();
+            reporter.stop().await;
         }
         let spec = self.state.spec().clone();
         if finish.write_status {
@@ -399,7 +402,7 @@ impl Worker {
             // later change will write it again.
             let mut wait = std::time::Duration::from_millis(200);
             for _ in 0..5 {
-                if reporter::write(&self.ctx, &spec.namespace, &spec.name, &status).await != reporter::Written::Failed {
+                if reporter::write(&self.ctx.client, &spec.namespace, &spec.name, &status).await != reporter::Written::Failed {
                     break;
                 }
                 tokio::time::sleep(wait).await;

@@ -14,6 +14,7 @@ pub(crate) mod watch;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,13 +27,17 @@ pub(crate) use watch::{WatchError, WatchStream};
 pub struct StoreConfig {
     /// How many events the watch history keeps (older resourceVersions get 410 Gone).
     pub watch_history: usize,
+    /// Events older than this leave the history (as Kubernetes' watch cache keeps about
+    /// 75 s of events), though the newest [`watch::HISTORY_MIN`] always stay: a burst is
+    /// kept for watchers that fall behind, and an idle cluster does not hold it forever.
+    pub watch_history_age: Duration,
     /// Raft log entries kept after they are applied (older ones are compacted away).
     pub log_retain: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { watch_history: 100_000, log_retain: 10_000 }
+        StoreConfig { watch_history: 100_000, watch_history_age: Duration::from_secs(75), log_retain: 1_000 }
     }
 }
 
@@ -83,7 +88,7 @@ impl Store {
         let (objects, revision, persisted) = raft::load(&dir.join("flotilla.redb"))?;
         let shared = Arc::new(Shared {
             objects: RwLock::new(Snapshot { objects, revision }),
-            watch: watch::WatchCache::new(config.watch_history, revision),
+            watch: watch::WatchCache::new(config.watch_history, config.watch_history_age, revision),
         });
         let proposer = raft::start(persisted, shared.clone(), config)?;
         Ok(Store { shared, proposer })

@@ -97,6 +97,9 @@ fn io<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Io(Arc::new(e))
 }
 
+/// redb's page cache.
+const REDB_CACHE_BYTES: usize = 32 << 20;
+
 /// What `load` read from disk, handed to the driver.
 pub(super) struct Persisted {
     db: Database,
@@ -106,7 +109,9 @@ pub(super) struct Persisted {
 
 /// Opens the database and reads the object state and the raft log.
 pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError> {
-    let db = Database::create(path).map_err(io)?;
+    // redb's default page cache is 1 GiB: a dense cluster's writes filled it. Reads come
+    // from the in-memory object map, so the cache only serves the write path.
+    let db = redb::Builder::new().set_cache_size(REDB_CACHE_BYTES).create(path).map_err(io)?;
     {
         let w = db.begin_write().map_err(io)?;
         w.open_table(LOG).map_err(io)?;

@@ -4,15 +4,26 @@
 //! a revision above `compacted` is in the history. A watch from revision R is served iff
 //! R >= compacted; otherwise it is told `Expired` (HTTP 410). Each watcher keeps only a
 //! cursor, so a slow watcher costs no memory beyond the shared history.
+//!
+//! The history holds at most `capacity` events, and drops events older than `max_age`
+//! beyond the newest [`HISTORY_MIN`] (as Kubernetes' watch cache keeps about 75 s): a
+//! burst of writes stays available to watchers that fall behind during it, and superseded
+//! object versions do not stay in memory once the cluster is quiet.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::machine::{Event, EventType};
 use super::Shared;
 
+/// Events the history keeps whatever their age.
+pub(crate) const HISTORY_MIN: usize = 1_000;
+
 struct History {
     events: VecDeque<Arc<Event>>,
+    /// When each event of `events` was pushed (same order and length).
+    pushed: VecDeque<Instant>,
     /// Revision up to which events are no longer available.
     compacted: u64,
 }
@@ -20,6 +31,7 @@ struct History {
 pub(crate) struct WatchCache {
     history: Mutex<History>,
     capacity: usize,
+    max_age: Duration,
     notify: tokio::sync::watch::Sender<u64>,
 }
 
@@ -30,11 +42,12 @@ pub(crate) enum WatchError {
 }
 
 impl WatchCache {
-    pub(crate) fn new(capacity: usize, revision: u64) -> Self {
+    pub(crate) fn new(capacity: usize, max_age: Duration, revision: u64) -> Self {
         let (notify, _) = tokio::sync::watch::channel(revision);
         WatchCache {
-            history: Mutex::new(History { events: VecDeque::new(), compacted: revision }),
+            history: Mutex::new(History { events: VecDeque::new(), pushed: VecDeque::new(), compacted: revision }),
             capacity: capacity.max(1),
+            max_age,
             notify,
         }
     }
@@ -43,10 +56,14 @@ impl WatchCache {
     pub(crate) fn push(&self, events: Vec<Arc<Event>>, revision: u64) {
         {
             let mut h = self.history.lock().expect("watch lock");
+            let now = Instant::now();
             for e in events {
                 h.events.push_back(e);
+                h.pushed.push_back(now);
             }
-            while h.events.len() > self.capacity {
+            let keep = self.capacity.min(HISTORY_MIN);
+            while h.events.len() > self.capacity || (h.events.len() > keep && h.pushed.front().is_some_and(|t| now.duration_since(*t) > self.max_age)) {
+                h.pushed.pop_front();
                 if let Some(old) = h.events.pop_front() {
                     h.compacted = old.object.rv;
                 }
@@ -133,5 +150,41 @@ impl WatchStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Stored;
+
+    fn events(from: u64, to: u64) -> Vec<Arc<Event>> {
+        (from..to)
+            .map(|rv| Arc::new(Event { kind: EventType::Added, key: format!("k/{rv}").into(), object: Arc::new(Stored { rv, value: serde_json::Value::Null }), prev: None }))
+            .collect()
+    }
+
+    /// Old events leave the history, but the newest HISTORY_MIN stay; watches from before
+    /// them are told Expired, and the capacity bounds a burst.
+    #[test]
+    fn history_is_bounded_by_age_and_capacity() {
+        let fresh = WatchCache::new(100_000, Duration::from_secs(3600), 0);
+        fresh.push(events(1, 3001), 3000);
+        assert_eq!(fresh.history.lock().unwrap().events.len(), 3000, "young events all stay");
+        assert_eq!(fresh.compacted(), 0);
+
+        let aged = WatchCache::new(100_000, Duration::ZERO, 0);
+        aged.push(events(1, 1501), 1500);
+        std::thread::sleep(Duration::from_millis(2));
+        aged.push(events(1501, 1502), 1501);
+        let h = aged.history.lock().unwrap();
+        assert_eq!(h.events.len(), HISTORY_MIN, "old events beyond the newest {HISTORY_MIN} go");
+        assert_eq!(h.compacted, 1501 - HISTORY_MIN as u64);
+        drop(h);
+
+        let small = WatchCache::new(20, Duration::from_secs(3600), 0);
+        small.push(events(1, 101), 100);
+        assert_eq!(small.history.lock().unwrap().events.len(), 20);
+        assert_eq!(small.compacted(), 80);
     }
 }
