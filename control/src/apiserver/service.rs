@@ -1109,5 +1109,13 @@ mod tests {
         assert_eq!((dry.object.get("stringData"), &dry.object["data"]), (None, &json!({"k": "dg=="})));
         let applied = api.patch(info, ns, "s", PatchType::Apply, &apply, Part::Main, false, &opts).await.expect("apply create");
         check(&applied.object, json!({"k": "dg=="}));
+        // Bad stringData is a Status error: a value that is no string, a key that is no
+        // valid config key (reported on data, where Kubernetes validates it too).
+        let bad = |sd: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"}, "stringData": sd});
+        let e = api.create(info, ns, bad(json!({"a": 1})), &opts).await.expect_err("number");
+        assert_eq!((e.code, e.reason), (400, "BadRequest"), "{e:?}");
+        let e = api.create(info, ns, bad(json!({"bad key!": "v"})), &opts).await.expect_err("key");
+        assert_eq!(e.code, 422, "{e:?}");
+        assert!(e.message.contains("data[bad key!]"), "{}", e.message);
     }
 }
