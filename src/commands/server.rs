@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
 use flotilla_api::cidr::Ipv4Cidr;
 use flotilla_control::apiserver::node_port::NodePortRange;
@@ -91,7 +92,10 @@ impl ControlPlaneFlags {
     async fn rotate_encryption_key(&self) -> anyhow::Result<()> {
         let dir = flotilla_control::store_dir(&self.data_dir()?);
         let config = self.store_config()?;
-        let rotated = tokio::task::spawn_blocking(move || flotilla_control::store::Store::rotate_encryption_key(&dir, &config)).await??;
+        let what = format!("re-encrypting the Secrets of the store in {}", dir.display());
+        let rotated = tokio::task::spawn_blocking(move || flotilla_control::store::Store::rotate_encryption_key(&dir, &config))
+            .await?
+            .context(what)?;
         println!(
             "flotilla: Secrets re-encrypted with key id {} (was {}): {} objects, {} log entries; {} holds the new key",
             rotated.new_key_id,
