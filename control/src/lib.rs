@@ -8,7 +8,7 @@ pub mod registry;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -67,6 +67,11 @@ impl ControlPlaneHandle {
     }
 }
 
+/// The store's directory inside a control plane's data dir.
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
+}
+
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Opens the store, seeds the default namespaces, starts the controllers and serves the API.
@@ -78,7 +83,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<ControlPlaneHan
 /// with a [`apiserver::service::ScaledClock`]).
 pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserver::service::Clock>) -> anyhow::Result<ControlPlaneHandle> {
     let service_range = config.network.validate()?;
-    let store_dir = config.data_dir.join("store");
+    let store_dir = store_dir(&config.data_dir);
     let store_cfg = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
     let api = Api::new(store.clone(), clock).with_service_range(service_range).with_node_port_range(config.network.node_port_range);

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
 use flotilla_api::cidr::Ipv4Cidr;
 use flotilla_control::apiserver::node_port::NodePortRange;
@@ -49,6 +50,12 @@ pub(crate) struct ControlPlaneFlags {
     /// do not listen on their ports; node ports still work
     #[arg(long)]
     pub disable_service_lb: bool,
+    /// File holding the key Secrets are encrypted with at rest: 32 random bytes in base64
+    /// (e.g. `head -c 32 /dev/urandom | base64`). A store refuses to start with any key but
+    /// the one its Secrets are sealed with [default: DIR/store/encryption.key, generated
+    /// at first start]
+    #[arg(long, value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl ControlPlaneFlags {
@@ -76,6 +83,30 @@ impl ControlPlaneFlags {
         Ok(PathBuf::from(home).join(".local/share/flotilla"))
     }
 
+    fn store_config(&self) -> anyhow::Result<StoreConfig> {
+        let encryption_key_file = self.encryption_key_file.as_deref().map(std::path::absolute).transpose()?;
+        Ok(StoreConfig { encryption_key_file, ..StoreConfig::default() })
+    }
+
+    /// Re-encrypts every Secret in the (stopped) data dir with a new key.
+    async fn rotate_encryption_key(&self) -> anyhow::Result<()> {
+        let dir = flotilla_control::store_dir(&self.data_dir()?);
+        let config = self.store_config()?;
+        let what = format!("re-encrypting the Secrets of the store in {}", dir.display());
+        let rotated = tokio::task::spawn_blocking(move || flotilla_control::store::Store::rotate_encryption_key(&dir, &config))
+            .await?
+            .context(what)?;
+        println!(
+            "flotilla: Secrets re-encrypted with key id {} (was {}): {} objects, {} log entries; {} holds the new key",
+            rotated.new_key_id,
+            rotated.old_key_id,
+            rotated.objects,
+            rotated.log_entries,
+            rotated.key_file.display()
+        );
+        Ok(())
+    }
+
     fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(k) = &self.kubeconfig {
             return Ok(k.clone());
@@ -99,7 +130,8 @@ impl ControlPlaneFlags {
         let network = self.network()?;
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
-        let config = ControlPlaneConfig { data_dir, listen: self.listen, store: StoreConfig::default(), scheduler: true, network, service_lb: !self.disable_service_lb };
+        let store = self.store_config()?;
+        let config = ControlPlaneConfig { data_dir, listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb };
         let handle = if self.clock_rate == 1.0 {
             flotilla_control::start(config).await?
         } else {
@@ -128,10 +160,17 @@ impl ControlPlaneFlags {
 pub(crate) struct ServerCommand {
     #[command(flatten)]
     pub flags: ControlPlaneFlags,
+    /// Instead of serving: re-encrypt every Secret in the data dir (of `server` or `up`,
+    /// stopped) with a new key, which replaces the old one in the key file, and exit
+    #[arg(long)]
+    pub rotate_encryption_key: bool,
 }
 
 impl ServerCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        if self.rotate_encryption_key {
+            return self.flags.rotate_encryption_key().await;
+        }
         let handle = self.flags.start("server").await?;
         wait_for_signal().await;
         handle.shutdown().await;

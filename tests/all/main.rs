@@ -23,6 +23,7 @@ mod pod_network_xnode;
 mod pod_tcp;
 mod port_forward;
 mod samples;
+mod secrets;
 mod services;
 mod workloads;
 mod workloads_batch;

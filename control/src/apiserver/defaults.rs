@@ -122,6 +122,27 @@ fn network_policy(obj: &mut Value) {
     }
 }
 
+/// A Secret's `stringData` merged into `data` (base64; stringData wins on a clash) and
+/// dropped, as Kubernetes' conversion does: stringData is write-only, never stored or
+/// returned. Every write (create, update, each patch type, apply) passes here.
+fn secret_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Value::Object(string_data) = string_data else { return };
+    if string_data.is_empty() {
+        return;
+    }
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    let data = obj["data"].as_object_mut().expect("data is an object");
+    for (k, v) in string_data {
+        // A null value decodes as "" in Kubernetes' map[string]string.
+        let text = v.as_str().unwrap_or_default();
+        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+    }
+}
+
 /// Fills in defaults for an object of `info`'s kind.
 pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
@@ -150,7 +171,10 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
-        ("", "Secret") => set_default(obj, "type", json!("Opaque")),
+        ("", "Secret") => {
+            set_default(obj, "type", json!("Opaque"));
+            secret_string_data(obj);
+        }
         ("", "Node") => node_pod_cidrs(obj),
         ("", "Service") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
@@ -292,6 +316,29 @@ mod tests {
         apply(info, &mut np);
         assert_eq!(np["spec"]["ingress"][0]["ports"], json!([{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]));
         assert_eq!(np["spec"]["egress"][0]["ports"], json!([{"port": "http", "protocol": "TCP"}]));
+    }
+
+    #[test]
+    fn secret_string_data_is_merged_into_data_and_dropped() {
+        let info = crate::apiserver::resources::find("", "v1", "secrets").expect("secrets served");
+        // (secret before, data after)
+        let cases = [
+            (json!({"stringData": {"a": "x"}}), json!({"a": "eA=="})),
+            // stringData wins on a clash; other data keys stay.
+            (json!({"data": {"a": "b2xk", "keep": "aw=="}, "stringData": {"a": "new"}}), json!({"a": "bmV3", "keep": "aw=="})),
+            (json!({"data": null, "stringData": {"a": "", "n": null}}), json!({"a": "", "n": ""})),
+            (json!({"data": {"a": "eA=="}, "stringData": {}}), json!({"a": "eA=="})),
+            (json!({"stringData": {"u": "é ✓"}}), json!({"u": "w6kg4pyT"})),
+        ];
+        for (before, data) in cases {
+            let mut s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+            s.as_object_mut().expect("object").extend(before.as_object().expect("object").clone());
+            apply(info, &mut s);
+            apply(info, &mut s);
+            assert_eq!(s["data"], data, "{before}");
+            assert!(s.get("stringData").is_none(), "{before}: {s}");
+            assert_eq!(s["type"], "Opaque");
+        }
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl ApiError {
             StoreError::AlreadyExists => Self::already_exists(info, name),
             StoreError::Conflict => Self::conflict(info, name, &e.to_string()),
             StoreError::UidMismatch { .. } => Self::conflict(info, name, &e.to_string()),
-            StoreError::Io(_) | StoreError::Unavailable(_) | StoreError::Rejected(_) => {
+            StoreError::Io(_) | StoreError::Unavailable(_) | StoreError::Rejected(_) | StoreError::Encryption(_) => {
                 tracing::error!(error = %e, "store failure");
                 let mut e = Self::new(503, "ServiceUnavailable", "the store is unavailable; try again");
                 e.retry_after = Some(1);

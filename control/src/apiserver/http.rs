@@ -816,4 +816,50 @@ mod tests {
         let v = decode_eviction(&json_headers, br#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"q"},"deleteOptions":{}}"#).expect("json");
         assert_eq!(v["metadata"]["name"], "q");
     }
+
+    /// kubectl sends `create secret` and typed clients send Secrets as protobuf: their
+    /// stringData is merged into data like a JSON body's.
+    #[tokio::test]
+    async fn a_protobuf_secret_with_string_data_is_stored_with_data() {
+        use k8s_pb::api::core::v1::Secret;
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        use prost::Message;
+        use tower::ServiceExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).expect("store");
+        let api = service::Api::new(store, Arc::new(service::SystemClock));
+        let ns_info = super::super::resources::find("", "v1", "namespaces").expect("namespaces");
+        api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &WriteOptions::default()).await.expect("ns");
+        let secret = Secret {
+            metadata: Some(meta::ObjectMeta { name: Some("s".into()), ..Default::default() }),
+            data: [("a".to_string(), b"old".to_vec()), ("b".to_string(), b"kept".to_vec())].into(),
+            string_data: [("a".to_string(), "new".to_string())].into(),
+            ..Default::default()
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta { api_version: Some("v1".into()), kind: Some("Secret".into()) }),
+            raw: Some(secret.encode_to_vec()),
+            ..Default::default()
+        };
+        let mut body = b"k8s\0".to_vec();
+        body.extend(envelope.encode_to_vec());
+        let (_trigger, shutdown) = super::super::Shutdown::new();
+        let router = super::super::router(super::super::app(api.clone(), "t".into(), "127.0.0.1:6443".into(), shutdown));
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/namespaces/default/secrets")
+            .header(header::AUTHORIZATION, "Bearer t")
+            .header(header::CONTENT_TYPE, "application/vnd.kubernetes.protobuf")
+            .body(Body::from(body))
+            .expect("request");
+        let resp = router.oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let out = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&out));
+        let info = super::super::resources::find("", "v1", "secrets").expect("secrets");
+        let stored = api.get(info, Some("default"), "s").expect("stored");
+        assert_eq!(stored.value["data"], json!({"a": "bmV3", "b": "a2VwdA=="}));
+        assert!(stored.value.get("stringData").is_none(), "{}", stored.value);
+    }
 }

@@ -1058,4 +1058,64 @@ mod tests {
             assert_eq!(serde_json::to_string(&created).expect("json"), serde_json::to_string(&stored).expect("json"));
         }
     }
+
+    /// Regression test for stringData stored verbatim with data left empty (found with the
+    /// Python client's `string_data` and `kubectl apply`): every write path merges it.
+    #[tokio::test]
+    async fn secret_string_data_is_merged_into_data_on_every_write_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).expect("store");
+        let api = Api::new(store, std::sync::Arc::new(SystemClock));
+        let opts = WriteOptions { field_manager: "test".into(), ..Default::default() };
+        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces");
+        api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &opts).await.expect("ns");
+        let info = resources::find("", "v1", "secrets").expect("secrets");
+        let ns = Some("default");
+        // The object returned and the object stored both have data only.
+        let check = |written: &Value, want: Value| {
+            let stored = api.get(info, ns, "s").expect("stored");
+            for (what, v) in [("returned", written), ("stored", &stored.value)] {
+                assert!(v.get("stringData").is_none(), "{what}: {v}");
+                assert_eq!(v["data"], want, "{what}: {v}");
+            }
+        };
+        let created = api
+            .create(info, ns, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "b2xk", "b": "Yg=="}, "stringData": {"a": "one"}}), &opts)
+            .await
+            .expect("create");
+        check(&created.object, json!({"a": "b25l", "b": "Yg=="}));
+        let mut body = created.object.clone();
+        body["stringData"] = json!({"c": "two"});
+        let updated = api.update(info, ns, "s", body, Part::Main, &opts).await.expect("update");
+        check(&updated.object, json!({"a": "b25l", "b": "Yg==", "c": "dHdv"}));
+        let patches = [
+            (PatchType::Merge, json!({"stringData": {"a": "merge"}}), "bWVyZ2U="),
+            (PatchType::Strategic, json!({"stringData": {"a": "strategic"}}), "c3RyYXRlZ2lj"),
+            (PatchType::Json, json!([{"op": "add", "path": "/stringData", "value": {"a": "json"}}]), "anNvbg=="),
+            (
+                PatchType::Apply,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "apply"}}),
+                "YXBwbHk=",
+            ),
+        ];
+        for (kind, patch, a) in patches {
+            let patched = api.patch(info, ns, "s", kind, &patch, Part::Main, true, &opts).await.unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));
+            check(&patched.object, json!({"a": a, "b": "Yg==", "c": "dHdv"}));
+        }
+        // Server-side apply creating the object, and a dry run, merge it too.
+        api.delete(info, ns, "s", &DeleteOptions::default()).await.expect("delete");
+        let apply = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}});
+        let dry = api.patch(info, ns, "s", PatchType::Apply, &apply, Part::Main, false, &WriteOptions { dry_run: true, ..opts.clone() }).await.expect("dry run");
+        assert_eq!((dry.object.get("stringData"), &dry.object["data"]), (None, &json!({"k": "dg=="})));
+        let applied = api.patch(info, ns, "s", PatchType::Apply, &apply, Part::Main, false, &opts).await.expect("apply create");
+        check(&applied.object, json!({"k": "dg=="}));
+        // Bad stringData is a Status error: a value that is no string, a key that is no
+        // valid config key (reported on data, where Kubernetes validates it too).
+        let bad = |sd: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"}, "stringData": sd});
+        let e = api.create(info, ns, bad(json!({"a": 1})), &opts).await.expect_err("number");
+        assert_eq!((e.code, e.reason), (400, "BadRequest"), "{e:?}");
+        let e = api.create(info, ns, bad(json!({"bad key!": "v"})), &opts).await.expect_err("key");
+        assert_eq!(e.code, 422, "{e:?}");
+        assert!(e.message.contains("data[bad key!]"), "{}", e.message);
+    }
 }

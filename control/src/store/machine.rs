@@ -54,6 +54,10 @@ pub enum StoreError {
     /// raft refused the proposal (e.g. dropped while leadership changes); try again.
     #[error("store unavailable: {0}")]
     Rejected(#[source] Arc<raft::Error>),
+    /// Secrets at rest: a key file missing, malformed or not the store's key, or a sealed
+    /// object that does not open.
+    #[error("secrets encryption: {0}")]
+    Encryption(#[source] Arc<super::EncryptionError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,20 +6,25 @@
 //! - Memory mirrors redb: after a batch is applied, the in-memory object map, the watch
 //!   history and redb hold the same objects at the same revision.
 //! - Reads (get, list) are served from memory; watches from the bounded event history.
+//! - Secrets are on disk only sealed (`encryption.rs`); in memory they are plaintext.
 
+mod encryption;
 pub(crate) mod machine;
 mod raft;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub(crate) use machine::{EventType, Op, OpResult, Precondition, StoreError};
+pub use encryption::EncryptionError;
+pub(crate) use machine::{EventType, Op, OpResult, Precondition};
+pub use machine::StoreError;
+pub use raft::Rotated;
 pub(crate) use watch::{WatchError, WatchStream};
 
 /// Configuration of the store.
@@ -33,11 +38,15 @@ pub struct StoreConfig {
     pub watch_history_age: Duration,
     /// Raft log entries kept after they are applied (older ones are compacted away).
     pub log_retain: u64,
+    /// The key Secrets are sealed with at rest: a file holding 32 bytes in base64. None:
+    /// `encryption.key` in the store directory, generated (mode 0600) when the store is
+    /// first opened.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { watch_history: 100_000, watch_history_age: Duration::from_secs(75), log_retain: 1_000 }
+        StoreConfig { watch_history: 100_000, watch_history_age: Duration::from_secs(75), log_retain: 1_000, encryption_key_file: None }
     }
 }
 
@@ -83,15 +92,23 @@ pub(crate) struct Batch {
 
 impl Store {
     /// Opens (or creates) the store in `dir` and starts the raft driver.
+    /// A key that is not the one the store's Secrets are sealed with fails here, before
+    /// anything is read.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(Arc::new(e)))?;
-        let (objects, revision, persisted) = raft::load(&dir.join("flotilla.redb"))?;
+        let (objects, revision, persisted) = raft::load(dir, &config)?;
         let shared = Arc::new(Shared {
             objects: RwLock::new(Snapshot { objects, revision }),
             watch: watch::WatchCache::new(config.watch_history, config.watch_history_age, revision),
         });
         let proposer = raft::start(persisted, shared.clone(), config)?;
         Ok(Store { shared, proposer })
+    }
+
+    /// Re-encrypts every Secret of the store in `dir`, which no process may have open, with
+    /// a new key, and writes the new key over the old one in the key file.
+    pub fn rotate_encryption_key(dir: &Path, config: &StoreConfig) -> Result<Rotated, StoreError> {
+        raft::rotate(dir, config)
     }
 
     /// Proposes ops as one atomic unit of the log; each op gets its own result.

@@ -5,9 +5,12 @@
 //! apply committed entries through [`machine::apply`] (non-durable transaction: the log
 //! is durable, so a crash replays from the last applied index), publish events, answer
 //! proposers. Single voter today; nothing here assumes it beyond the bootstrap ConfState.
+//!
+//! Secrets are sealed (`encryption.rs`) where ops are encoded for a proposal, so the log
+//! and the objects table — everything on disk — hold them only as envelopes.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -19,14 +22,15 @@ use raft::{Config, RawNode, StateRole, Storage};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
+use super::encryption::{self, EncryptionError, Key, Keyring};
 use super::machine::{self, Op, OpResult, StoreError};
 use super::{Batch, Objects, Shared, StoreConfig};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
-/// key → (revision, the object's JSON as proposed; its metadata.resourceVersion is the
-/// revision, set when the object is loaded).
+/// key → (revision, the object's JSON as proposed — a Secret's sealed envelope as a JSON
+/// string; its metadata.resourceVersion is the revision, set when the object is loaded).
 const OBJECTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("objects.v2");
 /// The first layout: key → JSON with metadata.resourceVersion set (read once, then dropped).
 const OBJECTS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -54,13 +58,14 @@ fn migrate_objects_v1(w: &redb::WriteTransaction) -> Result<(), StoreError> {
 
 /// One op as JSON (the serde form of [`Op`]), encoded by the proposer so the driver thread
 /// only concatenates bytes; `object` is where the object's own JSON sits inside `bytes`,
-/// which is also what the objects table stores.
+/// which is also what the objects table stores. A sealed object is its envelope, a JSON
+/// string.
 struct Encoded {
     bytes: Vec<u8>,
     object: Option<std::ops::Range<usize>>,
 }
 
-fn encode(op: &Op) -> Result<Encoded, StoreError> {
+fn encode(op: &Op, keys: &Keyring) -> Result<Encoded, StoreError> {
     let (tag, key, object, pre) = match op {
         Op::Create { key, object } => ("Create", key, Some(object), None),
         Op::Update { key, object, precondition } => ("Update", key, Some(object), Some(precondition)),
@@ -75,7 +80,11 @@ fn encode(op: &Op) -> Result<Encoded, StoreError> {
     if let Some(o) = object {
         bytes.extend_from_slice(b",\"object\":");
         let start = bytes.len();
-        serde_json::to_writer(&mut bytes, o).map_err(io)?;
+        if encryption::sealed(key) {
+            serde_json::to_writer(&mut bytes, &keys.seal(key, o).map_err(sealing)?).map_err(io)?;
+        } else {
+            serde_json::to_writer(&mut bytes, o).map_err(io)?;
+        }
         range = Some(start..bytes.len());
     }
     if let Some(p) = pre {
@@ -100,18 +109,197 @@ fn io<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
 /// redb's page cache.
 const REDB_CACHE_BYTES: usize = 32 << 20;
 
+fn sealing(e: EncryptionError) -> StoreError {
+    StoreError::Encryption(Arc::new(e))
+}
+
+/// The bytes the objects table keeps for `value` stored under `key`.
+fn row_bytes(key: &str, value: &serde_json::Value, keys: &Keyring) -> Result<Vec<u8>, StoreError> {
+    if encryption::sealed(key) {
+        serde_json::to_vec(&keys.seal(key, value).map_err(sealing)?).map_err(io)
+    } else {
+        serde_json::to_vec(value).map_err(io)
+    }
+}
+
+/// The object a row of the objects table holds.
+fn row_value(key: &str, bytes: &[u8], keys: &Keyring) -> Result<serde_json::Value, StoreError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(io)?;
+    if encryption::sealed(key) { keys.open(key, &value).map_err(sealing) } else { Ok(value) }
+}
+
+/// The database file inside the store directory.
+pub(super) const DB_FILE: &str = "flotilla.redb";
+
+/// Where the key lives: the configured file, else `encryption.key` in the store directory.
+pub(super) fn key_path(dir: &Path, config: &StoreConfig) -> PathBuf {
+    config.encryption_key_file.clone().unwrap_or_else(|| dir.join("encryption.key"))
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    // redb's default page cache is 1 GiB: a dense cluster's writes filled it. Reads come
+    // from the in-memory object map, so the cache only serves the write path.
+    redb::Builder::new().set_cache_size(REDB_CACHE_BYTES).create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable("the store is in use by another process (stop the cluster first)"),
+        e => io(e),
+    })
+}
+
+/// What [`reseal`] rewrote.
+pub(super) struct Resealed {
+    pub objects: usize,
+    pub log_entries: usize,
+}
+
+/// Seals every sealed-prefix object in the objects table and the raft log with `keys`'
+/// sealing key — opening envelopes any of its keys sealed, and sealing plaintext a store
+/// from before encryption holds — and writes the check row, in one durable transaction.
+fn reseal(db: &Database, keys: &Keyring) -> Result<Resealed, StoreError> {
+    let mut w = db.begin_write().map_err(io)?;
+    w.set_durability(Durability::Immediate).map_err(io)?;
+    let mut done = Resealed { objects: 0, log_entries: 0 };
+    // Plaintext (not yet sealed) or an envelope: the object either way.
+    let object_of = |key: &str, v: &serde_json::Value| -> Result<serde_json::Value, StoreError> {
+        if v.is_string() { keys.open(key, v).map_err(sealing) } else { Ok(v.clone()) }
+    };
+    {
+        let mut objects = w.open_table(OBJECTS).map_err(io)?;
+        let mut rows = Vec::new();
+        for item in objects.range(encryption::SEALED_PREFIX..).map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            let key = k.value();
+            if !encryption::sealed(key) {
+                break;
+            }
+            let (rv, bytes) = v.value();
+            rows.push((key.to_string(), rv, bytes.to_vec()));
+        }
+        for (key, rv, bytes) in rows {
+            let value = object_of(&key, &serde_json::from_slice(&bytes).map_err(io)?)?;
+            objects.insert(key.as_str(), (rv, row_bytes(&key, &value, keys)?.as_slice())).map_err(io)?;
+            done.objects += 1;
+        }
+        let mut log = w.open_table(LOG).map_err(io)?;
+        let mut rewritten = Vec::new();
+        for item in log.iter().map_err(io)? {
+            let (index, v) = item.map_err(io)?;
+            let mut entry = Entry::parse_from_bytes(v.value()).map_err(io)?;
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                continue;
+            }
+            let mut batch: serde_json::Value = serde_json::from_slice(&entry.data).map_err(io)?;
+            let mut changed = false;
+            for op in batch["ops"].as_array_mut().into_iter().flatten() {
+                // The serde form of an Op: {"Create": {"key": …, "object": …}}.
+                for body in op.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                    let Some(key) = body["key"].as_str().map(str::to_string) else { continue };
+                    if !encryption::sealed(&key) || body.get("object").is_none() {
+                        continue;
+                    }
+                    let value = object_of(&key, &body["object"])?;
+                    body["object"] = serde_json::Value::String(keys.seal(&key, &value).map_err(sealing)?);
+                    changed = true;
+                }
+            }
+            if changed {
+                entry.set_data(serde_json::to_vec(&batch).map_err(io)?.into());
+                rewritten.push((index.value(), entry.write_to_bytes().map_err(io)?));
+            }
+        }
+        for (index, bytes) in rewritten {
+            log.insert(index, bytes.as_slice()).map_err(io)?;
+            done.log_entries += 1;
+        }
+        w.open_table(META).map_err(io)?.insert(encryption::CHECK_ROW, keys.check_row().map_err(sealing)?.as_bytes()).map_err(io)?;
+    }
+    w.commit().map_err(io)?;
+    Ok(done)
+}
+
+/// The key id the store's check row was sealed with, if the store has been sealed.
+fn sealed_with(db: &Database) -> Result<Option<String>, StoreError> {
+    let r = db.begin_read().map_err(io)?;
+    let meta = match r.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let check = meta.get(encryption::CHECK_ROW).map_err(io)?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+    Ok(check)
+}
+
+/// The store's keyring: its key file read (or made, for a store never sealed with the
+/// default key file), checked against the check row; a store never sealed is sealed now.
+fn keyring(db: &Database, path: &Path, explicit: bool) -> Result<Keyring, StoreError> {
+    let check = sealed_with(db)?;
+    let key = if explicit || path.exists() {
+        Key::read(path).map_err(sealing)?
+    } else if let Some(c) = &check {
+        let sealed_with = encryption::envelope_key_id(c).unwrap_or("unknown").to_string();
+        return Err(sealing(EncryptionError::MissingKey { path: path.to_path_buf(), sealed_with }));
+    } else {
+        Key::generate(path).map_err(sealing)?
+    };
+    let keys = Keyring::new(key);
+    match check {
+        Some(c) => keys.verify(&c, path).map_err(sealing)?,
+        None => {
+            reseal(db, &keys)?;
+        }
+    }
+    Ok(keys)
+}
+
+/// What a key rotation did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The key file, which now holds the new key.
+    pub key_file: PathBuf,
+    pub old_key_id: String,
+    pub new_key_id: String,
+    /// Sealed objects and raft log entries re-encrypted.
+    pub objects: usize,
+    pub log_entries: usize,
+}
+
+/// Re-encrypts every sealed object of the (stopped) store in `dir` with a new key, then
+/// puts the new key in the key file. The new key waits in `KEYFILE.next` until the store
+/// is rewritten, so a rotation cut short is finished by running it again.
+pub(super) fn rotate(dir: &Path, config: &StoreConfig) -> Result<Rotated, StoreError> {
+    let db_path = dir.join(DB_FILE);
+    if !db_path.exists() {
+        return Err(StoreError::Unavailable("no store in this data dir"));
+    }
+    let db = open_db(&db_path)?;
+    let path = key_path(dir, config);
+    let old = Key::read(&path).map_err(sealing)?;
+    let old_key_id = old.id().to_string();
+    let next_path = encryption::next_key_path(&path);
+    let new = if next_path.exists() { Key::read(&next_path).map_err(sealing)? } else { Key::generate(&next_path).map_err(sealing)? };
+    let keys = Keyring::rotating(new, old);
+    if let Some(check) = sealed_with(&db)? {
+        keys.verify(&check, &path).map_err(sealing)?;
+    }
+    let done = reseal(&db, &keys)?;
+    drop(db);
+    std::fs::rename(&next_path, &path)
+        .and_then(|()| encryption::sync_parent(&path))
+        .map_err(|source| sealing(EncryptionError::WriteKey { path: path.clone(), source }))?;
+    Ok(Rotated { key_file: path, old_key_id, new_key_id: keys.sealing_id().to_string(), objects: done.objects, log_entries: done.log_entries })
+}
+
 /// What `load` read from disk, handed to the driver.
 pub(super) struct Persisted {
     db: Database,
     storage: MemStorage,
     applied: u64,
+    keys: Arc<Keyring>,
 }
 
-/// Opens the database and reads the object state and the raft log.
-pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError> {
-    // redb's default page cache is 1 GiB: a dense cluster's writes filled it. Reads come
-    // from the in-memory object map, so the cache only serves the write path.
-    let db = redb::Builder::new().set_cache_size(REDB_CACHE_BYTES).create(path).map_err(io)?;
+/// Opens the database in `dir`, checks its encryption key, and reads the object state
+/// and the raft log.
+pub(super) fn load(dir: &Path, config: &StoreConfig) -> Result<(Objects, u64, Persisted), StoreError> {
+    let db = open_db(&dir.join(DB_FILE))?;
     {
         let w = db.begin_write().map_err(io)?;
         w.open_table(LOG).map_err(io)?;
@@ -121,12 +309,13 @@ pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError>
         migrate_objects_v1(&w)?;
         w.commit().map_err(io)?;
     }
+    let keys = Arc::new(keyring(&db, &key_path(dir, config), config.encryption_key_file.is_some())?);
     let r = db.begin_read().map_err(io)?;
     let mut objects = Objects::new();
     for item in r.open_table(OBJECTS).map_err(io)?.iter().map_err(io)? {
         let (k, v) = item.map_err(io)?;
         let (rv, bytes) = v.value();
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(io)?;
+        let value = row_value(k.value(), bytes, &keys)?;
         objects.insert(k.value().into(), machine::stored(value, rv));
     }
     let state = r.open_table(STATE).map_err(io)?;
@@ -173,7 +362,7 @@ pub(super) fn load(path: &Path) -> Result<(Objects, u64, Persisted), StoreError>
     drop(meta);
     drop(state);
     drop(r);
-    Ok((objects, revision, Persisted { db, storage, applied }))
+    Ok((objects, revision, Persisted { db, storage, applied, keys }))
 }
 
 struct Proposal {
@@ -199,11 +388,12 @@ enum Msg {
 pub(super) struct Proposer {
     tx: mpsc::Sender<Msg>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    keys: Arc<Keyring>,
 }
 
 impl Proposer {
     pub(super) async fn propose(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
-        let encoded = ops.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let encoded = ops.iter().map(|op| encode(op, &self.keys)).collect::<Result<Vec<_>, _>>()?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Propose(Proposal { ops, encoded, reply }))
@@ -235,6 +425,7 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> R
         w.commit().map_err(io)?;
     }
     let node = RawNode::new(&cfg, p.storage, &logger).map_err(io)?;
+    let keys = p.keys;
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut driver = Driver {
@@ -242,6 +433,7 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> R
         db: p.db,
         shared,
         config,
+        keys: keys.clone(),
         pending: HashMap::new(),
         next_id: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -256,7 +448,7 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> R
     ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| StoreError::Unavailable("raft did not elect a leader"))??;
-    Ok(Proposer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))) })
+    Ok(Proposer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))), keys })
 }
 
 struct Waiting {
@@ -272,6 +464,8 @@ struct Driver {
     db: Database,
     shared: Arc<Shared>,
     config: StoreConfig,
+    /// Opens the Secrets of replayed entries; seals the rows they write.
+    keys: Arc<Keyring>,
     pending: HashMap<u64, Waiting>,
     next_id: u64,
     leader_signal: Option<mpsc::Sender<Result<(), StoreError>>>,
@@ -442,7 +636,8 @@ impl Driver {
                 let (id, ops, encoded) = match local {
                     Some((id, (ops, encoded))) => (id, ops, Some(encoded)),
                     None => {
-                        let batch: Batch = serde_json::from_slice(&e.data).map_err(io)?;
+                        let mut batch: Batch = serde_json::from_slice(&e.data).map_err(io)?;
+                        self.keys.open_ops(&mut batch.ops).map_err(sealing)?;
                         (batch.id, batch.ops, None)
                     }
                 };
@@ -453,7 +648,7 @@ impl Driver {
                         Some(s) => {
                             let bytes = match encoded.as_ref().and_then(|enc| Some((&enc[op], enc[op].object.clone()?))) {
                                 Some((enc, range)) => enc.bytes[range].to_vec(),
-                                None => serde_json::to_vec(&s.value).map_err(io)?,
+                                None => row_bytes(&key, &s.value, &self.keys)?,
                             };
                             Some((s.rv, bytes))
                         }
@@ -535,8 +730,10 @@ mod tests {
             Op::Update { key: "k".into(), object: json!({"x": "é\n"}), precondition: pre.clone() },
             Op::Delete { key: "k".into(), precondition: Precondition::default() },
         ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = Keyring::new(Key::generate(&dir.path().join("key")).expect("key"));
         for op in &ops {
-            let enc = encode(op).expect("encode");
+            let enc = encode(op, &keys).expect("encode");
             let parsed: Op = serde_json::from_slice(&enc.bytes).expect("decodes as Op");
             assert_eq!(serde_json::to_value(&parsed).expect("json"), serde_json::to_value(op).expect("json"));
             match (op, enc.object) {
@@ -547,5 +744,187 @@ mod tests {
                 _ => panic!("object range wrong for {op:?}"),
             }
         }
+    }
+
+    #[test]
+    fn secrets_are_encoded_sealed_and_other_objects_as_they_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = Keyring::new(Key::generate(&dir.path().join("key")).expect("key"));
+        let secret = json!({"kind": "Secret", "data": {"p": "cGxhaW4="}});
+        let op = Op::Create { key: "core/secrets/ns/s".into(), object: secret.clone() };
+        let enc = encode(&op, &keys).expect("encode");
+        let text = String::from_utf8(enc.bytes.clone()).expect("utf8");
+        assert!(!text.contains("cGxhaW4=") && !text.contains("Secret"), "{text}");
+        let mut parsed: Batch = serde_json::from_slice(format!("{{\"id\":1,\"ops\":[{text}]}}").as_bytes()).expect("a batch");
+        keys.open_ops(&mut parsed.ops).expect("opens");
+        assert!(matches!(&parsed.ops[0], Op::Create { object, .. } if *object == secret));
+        // The objects table's row is the envelope, as a JSON string.
+        let row = &enc.bytes[enc.object.expect("object range")];
+        assert_eq!(row_value("core/secrets/ns/s", row, &keys).expect("row"), secret);
+        let cm = Op::Create { key: "core/configmaps/ns/s".into(), object: json!({"data": {"p": "plain"}}) };
+        assert!(String::from_utf8(encode(&cm, &keys).expect("encode").bytes).expect("utf8").contains("plain"));
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// Every byte of every file under `dir`.
+    fn all_bytes(dir: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                out.extend(all_bytes(&p));
+            } else {
+                out.extend(std::fs::read(&p).expect("read"));
+            }
+        }
+        out
+    }
+
+    fn secret(value: &str) -> serde_json::Value {
+        use base64::Engine as _;
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "ns", "uid": "u"},
+               "data": {"p": base64::engine::general_purpose::STANDARD.encode(value)}})
+    }
+
+    async fn write(store: &crate::store::Store, object: serde_json::Value) {
+        store.write(Op::Create { key: "core/secrets/ns/s".into(), object }).await.expect("create");
+    }
+
+    #[tokio::test]
+    async fn secrets_reach_disk_sealed_and_read_back_after_restart_and_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig::default;
+        let store = crate::store::Store::open(dir.path(), config()).expect("open");
+        write(&store, secret("hunter2-plaintext")).await;
+        let plain = |s: &crate::store::Store| s.get("core/secrets/ns/s").map(|o| o.value["data"]["p"].clone());
+        let want = plain(&store);
+        store.close();
+        let bytes = all_bytes(dir.path());
+        assert!(!contains(&bytes, "hunter2-plaintext") && !contains(&bytes, want.as_ref().and_then(|v| v.as_str()).expect("data")));
+        assert!(contains(&bytes, "k8s:enc:xchacha20poly1305:v1:"));
+        let key_file = dir.path().join("encryption.key");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).expect("key made").permissions());
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Restart: the log replays and the objects table loads, both opened.
+        let store = crate::store::Store::open(dir.path(), config()).expect("reopen");
+        assert_eq!(plain(&store), want);
+        let before = Key::read(&key_file).expect("key").id().to_string();
+        // Rotation needs the store closed.
+        let busy = crate::store::Store::rotate_encryption_key(dir.path(), &config()).expect_err("in use");
+        assert!(busy.to_string().contains("in use"), "{busy}");
+        store.close();
+        let rotated = crate::store::Store::rotate_encryption_key(dir.path(), &config()).expect("rotate");
+        assert_eq!((rotated.old_key_id.as_str(), rotated.objects), (before.as_str(), 1));
+        assert!(rotated.log_entries >= 1, "{rotated:?}");
+        assert_eq!(Key::read(&key_file).expect("key").id(), rotated.new_key_id);
+        assert!(!encryption::next_key_path(&key_file).exists());
+        let store = crate::store::Store::open(dir.path(), config()).expect("open after rotation");
+        assert_eq!(plain(&store), want);
+        store.close();
+        // The live store data holds only the new key's envelopes.
+        let db = Database::create(dir.path().join(DB_FILE)).expect("db");
+        let r = db.begin_read().expect("read");
+        let row = r.open_table(OBJECTS).expect("objects").get("core/secrets/ns/s").expect("get").map(|v| v.value().1.to_vec()).expect("row");
+        assert!(contains(&row, &format!(":v1:{}:", rotated.new_key_id)));
+        for item in r.open_table(LOG).expect("log").iter().expect("iter") {
+            let (_, v) = item.expect("entry");
+            assert!(!contains(v.value(), &format!(":v1:{before}:")), "a log entry keeps the old key's envelope");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_key_refuses_to_open_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path(), StoreConfig::default()).expect("open");
+        store.close();
+        let other = dir.path().join("other.key");
+        Key::generate(&other).expect("key");
+        let with = |f: &Path| StoreConfig { encryption_key_file: Some(f.to_path_buf()), ..StoreConfig::default() };
+        let e = crate::store::Store::open(dir.path(), with(&other)).err().expect("wrong key");
+        let msg = e.to_string();
+        assert!(msg.contains("is not the key this store's Secrets are sealed with"), "{msg}");
+        assert!(!msg.contains(std::fs::read_to_string(&other).expect("key").trim()), "{msg}");
+        let e = crate::store::Store::open(dir.path(), with(&dir.path().join("nope"))).err().expect("missing file");
+        assert!(e.to_string().contains("reading the encryption key file"), "{e}");
+        std::fs::remove_file(dir.path().join("encryption.key")).expect("remove");
+        let e = crate::store::Store::open(dir.path(), StoreConfig::default()).err().expect("key gone");
+        assert!(e.to_string().contains("its key file") && e.to_string().contains("is missing"), "{e}");
+        // A given key file seals a new store, and only it opens it afterwards.
+        let fresh = tempfile::tempdir().expect("tempdir");
+        crate::store::Store::open(fresh.path(), with(&other)).expect("given key").close();
+        assert!(!fresh.path().join("encryption.key").exists());
+        assert!(crate::store::Store::open(fresh.path(), StoreConfig::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_cut_short_is_finished_by_running_it_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path(), StoreConfig::default()).expect("open");
+        write(&store, secret("v")).await;
+        store.close();
+        let key_file = dir.path().join("encryption.key");
+        // As if a rotation sealed everything with the next key, then died before the rename.
+        let next = encryption::next_key_path(&key_file);
+        let keys = Keyring::rotating(Key::generate(&next).expect("next"), Key::read(&key_file).expect("key"));
+        reseal(&Database::create(dir.path().join(DB_FILE)).expect("db"), &keys).expect("reseal");
+        let e = crate::store::Store::open(dir.path(), StoreConfig::default()).err().expect("old key refused");
+        assert!(e.to_string().contains("run --rotate-encryption-key again"), "{e}");
+        let rotated = crate::store::Store::rotate_encryption_key(dir.path(), &StoreConfig::default()).expect("finish");
+        assert_eq!(rotated.new_key_id, keys.sealing_id());
+        let store = crate::store::Store::open(dir.path(), StoreConfig::default()).expect("open");
+        assert!(store.get("core/secrets/ns/s").is_some());
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_encryption_is_sealed_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path(), StoreConfig::default()).expect("open");
+        write(&store, secret("old-plaintext")).await;
+        store.close();
+        // Turn the store back into what a binary without encryption wrote: plaintext
+        // Secrets in the log and the objects table, no check row, no key file.
+        let keys = Keyring::new(Key::read(&dir.path().join("encryption.key")).expect("key"));
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).expect("db");
+            let w = db.begin_write().expect("write");
+            {
+                let mut objects = w.open_table(OBJECTS).expect("objects");
+                let (rv, bytes) = objects.get("core/secrets/ns/s").expect("get").map(|v| (v.value().0, v.value().1.to_vec())).expect("row");
+                let plain = serde_json::to_vec(&row_value("core/secrets/ns/s", &bytes, &keys).expect("open")).expect("json");
+                objects.insert("core/secrets/ns/s", (rv, plain.as_slice())).expect("insert");
+                let mut log = w.open_table(LOG).expect("log");
+                let entries: Vec<(u64, Vec<u8>)> = log.iter().expect("iter").map(|i| i.expect("entry")).map(|(k, v)| (k.value(), v.value().to_vec())).collect();
+                for (index, bytes) in entries {
+                    let mut entry = Entry::parse_from_bytes(&bytes).expect("entry");
+                    if entry.data.is_empty() {
+                        continue;
+                    }
+                    let mut batch: Batch = serde_json::from_slice(&entry.data).expect("batch");
+                    keys.open_ops(&mut batch.ops).expect("open");
+                    entry.set_data(serde_json::to_vec(&batch).expect("json").into());
+                    log.insert(index, entry.write_to_bytes().expect("bytes").as_slice()).expect("insert");
+                }
+                w.open_table(META).expect("meta").remove(encryption::CHECK_ROW).expect("remove");
+            }
+            w.commit().expect("commit");
+        }
+        std::fs::remove_file(dir.path().join("encryption.key")).expect("remove key");
+        let store = crate::store::Store::open(dir.path(), StoreConfig::default()).expect("open and seal");
+        assert_eq!(store.get("core/secrets/ns/s").map(|o| o.value["data"]["p"].clone()), Some(secret("old-plaintext")["data"]["p"].clone()));
+        store.close();
+        let db = Database::create(dir.path().join(DB_FILE)).expect("db");
+        let r = db.begin_read().expect("read");
+        let plaintext = secret("old-plaintext")["data"]["p"].as_str().expect("data").to_string();
+        let row = r.open_table(OBJECTS).expect("objects").get("core/secrets/ns/s").expect("get").map(|v| v.value().1.to_vec()).expect("row");
+        assert!(!contains(&row, &plaintext));
+        for item in r.open_table(LOG).expect("log").iter().expect("iter") {
+            assert!(!contains(item.expect("entry").1.value(), &plaintext), "a log entry still holds the plaintext");
+        }
+        assert!(r.open_table(META).expect("meta").get(encryption::CHECK_ROW).expect("get").is_some());
     }
 }
