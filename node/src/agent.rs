@@ -495,7 +495,7 @@ async fn watch_pods(ctx: Arc<Ctx>) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.name));
     let mut stream = watcher(api, wc).boxed();
-    let mut workers: HashMap<String, tokio::sync::watch::Sender<Option<Value>>> = HashMap::new();
+    let mut workers: HashMap<String, tokio::sync::watch::Sender<Option<Arc<Value>>>> = HashMap::new();
     // Pods listed since the (re)list began; None outside a list.
     let mut listing: Option<std::collections::HashSet<String>> = None;
     let mut shutdown = ctx.shutdown.clone();
@@ -511,6 +511,7 @@ async fn watch_pods(ctx: Arc<Ctx>) {
                 // The node has no use for managedFields; a dense node holds thousands of pods.
                 pod.metadata.managed_fields = None;
                 let Ok(v) = serde_json::to_value(&pod) else { continue };
+                let v = Arc::new(v);
                 let uid = v["metadata"]["uid"].as_str().unwrap_or("").to_string();
                 if let Some(listed) = listing.as_mut() {
                     listed.insert(uid.clone());

@@ -42,7 +42,7 @@ use crate::runtime::{Compiled, ContainerKind, ExitReason, ExitStatus};
 use crate::volumes::{self, Volume};
 
 /// Runs a pod until it is deleted (or gone from this node).
-pub(crate) async fn run(ctx: Arc<Ctx>, pod: Value, updates: watch::Receiver<Option<Value>>) {
+pub(crate) async fn run(ctx: Arc<Ctx>, pod: Arc<Value>, updates: watch::Receiver<Option<Arc<Value>>>) {
     let spec = Spec::from_pod(&pod);
     let (state, effects, held) = if spec.ended {
         let (state, effects) = State::ended(spec);
@@ -103,7 +103,8 @@ struct Slot {
 
 struct Worker {
     ctx: Arc<Ctx>,
-    pod: Value,
+    /// The newest copy from the API (shared with the agent's channel).
+    pod: Arc<Value>,
     state: State,
     held: Option<Held>,
     dir: PathBuf,
@@ -129,7 +130,7 @@ enum Wake {
 }
 
 impl Worker {
-    fn new(ctx: Arc<Ctx>, pod: Value, state: State, held: Option<Held>) -> Worker {
+    fn new(ctx: Arc<Ctx>, pod: Arc<Value>, state: State, held: Option<Held>) -> Worker {
         let spec = state.spec();
         let dir = ctx.config.data_dir.join("pods").join(&spec.uid);
         let slots = lifecycle::containers_of(&pod)
@@ -155,7 +156,7 @@ impl Worker {
         }
     }
 
-    async fn drive(mut self, mut effects: Vec<Effect>, mut updates: watch::Receiver<Option<Value>>) {
+    async fn drive(mut self, mut effects: Vec<Effect>, mut updates: watch::Receiver<Option<Arc<Value>>>) {
         let mut updates_open = true;
         loop {
             for effect in std::mem::take(&mut effects) {
@@ -176,12 +177,19 @@ impl Worker {
         }
     }
 
-    async fn next_event(&mut self, updates: &mut watch::Receiver<Option<Value>>, updates_open: &mut bool) -> Event {
+    async fn next_event(&mut self, updates: &mut watch::Receiver<Option<Arc<Value>>>, updates_open: &mut bool) -> Event {
         while self.tasks.try_join_next().is_some() {}
         let due = self.timers.iter().copied().min_by_key(|(at, _)| *at);
         let wake = tokio::select! {
             changed = updates.changed(), if *updates_open => match changed {
-                Ok(()) => Wake::Update(Event::from_update((*updates.borrow_and_update()).as_ref())),
+                Ok(()) => {
+                    let latest = updates.borrow_and_update().clone();
+                    if let Some(pod) = &latest {
+                        // One copy of the pod per pod, not one per version seen.
+                        self.pod = pod.clone();
+                    }
+                    Wake::Update(Event::from_update(latest.as_deref()))
+                }
                 Err(_) => {
                     *updates_open = false;
                     Wake::Update(Event::Gone)

@@ -64,8 +64,8 @@ struct SlotState {
     queued: bool,
     writing: bool,
     stopped: bool,
-    /// The last status written (or found unchanged).
-    last: Value,
+    /// Digest of the last status written (times stripped); a dense node keeps no copy.
+    last: Option<u64>,
     /// The back-off of the failed write being retried.
     retry: Option<Duration>,
 }
@@ -113,7 +113,9 @@ async fn write_one(slot: &Arc<Slot>, write: &WriteFn, queue: &mpsc::UnboundedSen
             return;
         }
         let forced = std::mem::take(&mut st.force);
-        if st.retry.is_none() && !forced && strip_times(&st.latest) == strip_times(&st.last) {
+        if st.retry.is_none() && !forced && st.last == Some(digest(&st.latest)) {
+            // Nothing new: the status need not stay in memory either.
+            st.latest = Value::Null;
             return;
         }
         st.writing = true;
@@ -125,8 +127,11 @@ async fn write_one(slot: &Arc<Slot>, write: &WriteFn, queue: &mpsc::UnboundedSen
         st.writing = false;
         match written {
             Written::Ok | Written::Gone => {
-                st.last = status;
+                st.last = Some(digest(&status));
                 st.retry = None;
+                if st.generation == generation {
+                    st.latest = Value::Null;
+                }
             }
             Written::Failed => st.retry = Some(st.retry.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX))),
         }
@@ -212,6 +217,14 @@ pub(crate) async fn write(client: &kube::Client, namespace: &str, name: &str, st
             Written::Failed
         }
     }
+}
+
+/// A digest of `status` without its probe times, to tell whether it changed.
+fn digest(status: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&strip_times(status)).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 fn strip_times(v: &Value) -> Value {
