@@ -161,7 +161,8 @@ impl Worker {
         loop {
             for effect in std::mem::take(&mut effects) {
                 if let Effect::Finish(finish) = effect {
-                    self.finish(finish).await;
+                    // Boxed: its API calls would otherwise size every idle pod's task.
+                    Box::pin(self.finish(finish)).await;
                     return;
                 }
                 self.perform(effect);
@@ -376,7 +377,7 @@ impl Worker {
                 self.queue.push_back(Event::ContainerStarted { container });
                 self.tasks.spawn(async move {
                     let grace = killed.await.unwrap_or(Duration::ZERO);
-                    svc.shutdown(grace).await;
+                    Box::pin(svc.shutdown(grace)).await;
                     logs.finish_attempt();
                     let status = ExitStatus { code: 0, reason: ExitReason::Completed, message: String::new(), fuel: svc.fuel_consumed() };
                     let _ = tx.send(Box::new(Outcome::Exited { container, status, ran_for: Duration::ZERO }));
