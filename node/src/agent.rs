@@ -46,6 +46,12 @@ pub struct NodeConfig {
     pub max_log_bytes: u64,
     /// How many pods the node accepts (allocatable pods).
     pub max_pods: u32,
+    /// Slots of the node's instance pool: instances live at once (running command
+    /// containers, in-flight HTTP requests; an idle HTTP pod holds none). Each slot maps
+    /// about two regions of virtual memory, and a process may hold vm.max_map_count
+    /// (65,530 by default) mappings, so nodes sharing one process (`up --nodes N`) split
+    /// one budget ([`INSTANCE_BUDGET`]).
+    pub max_instances: u32,
     /// Let pods' outgoing requests and connections leave the cluster over the host's
     /// network, where NetworkPolicy allows (a pod no egress policy selects reaches any
     /// external address, as in Kubernetes). Off by default: a guest gets no network beyond
@@ -62,6 +68,9 @@ pub struct NodeConfig {
     pub ingress: Option<crate::IngressListen>,
 }
 
+/// Instance-pool slots one process holds in all (see [`NodeConfig::max_instances`]).
+pub const INSTANCE_BUDGET: u32 = 10_000;
+
 impl NodeConfig {
     pub fn new(server: String, token: String, name: String, data_dir: PathBuf) -> Self {
         NodeConfig {
@@ -75,6 +84,7 @@ impl NodeConfig {
             backoff: Backoff::default(),
             max_log_bytes: 10 * 1024 * 1024,
             max_pods: 10_000,
+            max_instances: INSTANCE_BUDGET,
             allow_egress: false,
             outside_listeners: true,
             ingress: None,
@@ -243,7 +253,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     config.data_dir = std::path::absolute(&config.data_dir)?;
     std::fs::create_dir_all(&config.data_dir)?;
     let client = client(&config)?;
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: config.data_dir.join("compiled"), max_instances: 10_000 })?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: config.data_dir.join("compiled"), max_instances: config.max_instances.max(1) })?);
     let mut images = ImageStore::new(config.data_dir.join("images"), config.allow_file_images);
     if let Some(pem) = &config.ca_pem {
         images = images.with_root_certs(pem.as_bytes());

@@ -242,6 +242,10 @@ struct State {
     plain_http: HashMap<String, bool>,
     /// Cache key → lock serializing pulls of it.
     pulling: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Digest → lock serializing loads of its blob from disk.
+    loading: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Blobs read (and verified) from disk, for tests.
+    disk_loads: usize,
 }
 
 /// The node's image store (see the module docs).
@@ -386,11 +390,19 @@ impl ImageStore {
         Some(self.dir.join("blobs").join("sha256").join(hex.to_ascii_lowercase()))
     }
 
+    /// The blob of `digest`, from memory or else from disk (verified). A single flight per
+    /// digest: a node restarting with 5,000 pods of one image reads and hashes it once.
     async fn load_blob(&self, digest: &str) -> Option<Arc<Vec<u8>>> {
         if let Some(b) = self.lock_state().loaded.get(digest) {
             return Some(b.clone());
         }
+        let lock = self.lock_state().loading.entry(digest.to_string()).or_default().clone();
+        let _guard = lock.lock().await;
+        if let Some(b) = self.lock_state().loaded.get(digest) {
+            return Some(b.clone());
+        }
         let path = self.blob_path(digest)?;
+        self.lock_state().disk_loads += 1;
         let bytes = tokio::fs::read(&path).await.ok()?;
         if sha256_hex(&bytes) != digest {
             tracing::warn!(%digest, "cached image blob is corrupt; discarding it");
@@ -913,6 +925,29 @@ mod tests {
         assert_eq!(e.reason(), "ErrImagePull");
         let e = store.pull("file:///nonexistent/x.wasm", PullPolicy::IfNotPresent, &[]).await.expect_err("missing");
         assert_eq!(e.reason(), "ErrImagePull");
+    }
+
+    /// Many pods of one image starting at once on a fresh node process read its blob once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_cached_pulls_load_the_blob_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let wasm = tmp.path().join("hello.wasm");
+        std::fs::write(&wasm, hello_bytes()).expect("write");
+        let image = format!("file://{}", wasm.display());
+        let cache = tmp.path().join("cache");
+        ImageStore::new(cache.clone(), true).pull(&image, PullPolicy::IfNotPresent, &[]).await.expect("pull");
+        // A new process: the index and blob are on disk, nothing in memory.
+        let store = Arc::new(ImageStore::new(cache, true));
+        let pulls: Vec<_> = (0..50)
+            .map(|_| {
+                let (store, image) = (store.clone(), image.clone());
+                tokio::spawn(async move { store.pull(&image, PullPolicy::IfNotPresent, &[]).await })
+            })
+            .collect();
+        for p in pulls {
+            assert!(p.await.expect("join").expect("pull").from_cache);
+        }
+        assert_eq!(store.lock_state().disk_loads, 1);
     }
 
     #[tokio::test]

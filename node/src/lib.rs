@@ -25,5 +25,5 @@ pub mod runtime;
 pub mod server;
 mod volumes;
 
-pub use agent::{NodeConfig, NodeHandle, start};
+pub use agent::{INSTANCE_BUDGET, NodeConfig, NodeHandle, start};
 pub use network::ingress::IngressListen;

@@ -51,6 +51,8 @@ impl UpCommand {
             config.allow_egress = self.allow_pod_egress;
             config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
             config.max_pods = self.max_pods;
+            // The embedded nodes share this process's memory mappings: they split one pool budget.
+            config.max_instances = flotilla_node::INSTANCE_BUDGET / self.nodes.max(1);
             config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
             // The embedded nodes share 127.0.0.1: the first one listens for node ports and
             // load balancers, and reaches the others' pods through the data plane.
