@@ -1016,14 +1016,20 @@ fn uuid_and_time(v: &mut Value, now: &str) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn recorded_events_carry_the_same_fields_as_created_ones() {
+    /// An API on a fresh store with namespace `default`, and write options of manager "test".
+    async fn api_with_default_namespace() -> (tempfile::TempDir, Api, WriteOptions) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).expect("store");
         let api = Api::new(store, std::sync::Arc::new(SystemClock));
         let opts = WriteOptions { field_manager: "test".into(), ..Default::default() };
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces");
         api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &opts).await.expect("ns");
+        (dir, api, opts)
+    }
+
+    #[tokio::test]
+    async fn recorded_events_carry_the_same_fields_as_created_ones() {
+        let (_dir, api, opts) = api_with_default_namespace().await;
         let cm_info = resources::find("", "v1", "configmaps").expect("configmaps");
         let cm = api.create(cm_info, Some("default"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}), &opts).await.expect("cm").object;
         // The first event of a shape goes through the full create preparation, later ones
@@ -1063,12 +1069,7 @@ mod tests {
     /// Python client's `string_data` and `kubectl apply`): every write path merges it.
     #[tokio::test]
     async fn secret_string_data_is_merged_into_data_on_every_write_path() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).expect("store");
-        let api = Api::new(store, std::sync::Arc::new(SystemClock));
-        let opts = WriteOptions { field_manager: "test".into(), ..Default::default() };
-        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces");
-        api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &opts).await.expect("ns");
+        let (_dir, api, opts) = api_with_default_namespace().await;
         let info = resources::find("", "v1", "secrets").expect("secrets");
         let ns = Some("default");
         // The object returned and the object stored both have data only.
