@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -112,6 +112,8 @@ pub(crate) struct Ctx {
     pub status: crate::pod_worker::StatusWriter,
     /// Bounds the Event writes in flight (a burst of pod starts records thousands).
     pub event_permits: Arc<tokio::sync::Semaphore>,
+    /// Live pod workers (see [`NodeHandle::shutdown`]).
+    workers: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl Ctx {
@@ -186,16 +188,43 @@ pub struct NodeHandle {
     pub ingress_tls_addr: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// How many pod workers are alive.
+    workers: tokio::sync::watch::Receiver<usize>,
 }
+
+/// How long `NodeHandle::shutdown` waits for the pods' containers to stop (the default
+/// grace period, 30 s, and some).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(40);
 
 impl NodeHandle {
     /// Stops the node (pods stop with it; their objects stay, as when a kubelet stops).
-    pub async fn shutdown(self) {
+    /// Returns once every pod worker has ended (its instances gone), or after
+    /// [`SHUTDOWN_WAIT`].
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             t.abort();
             let _ = t.await;
         }
+        if tokio::time::timeout(SHUTDOWN_WAIT, self.workers.wait_for(|n| *n == 0)).await.is_err() {
+            tracing::warn!(node = %self.name, workers = *self.workers.borrow(), "pods still stopping after the shutdown wait");
+        }
+    }
+}
+
+/// Counts a live pod worker until dropped.
+struct WorkerAlive(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl WorkerAlive {
+    fn new(count: &Arc<tokio::sync::watch::Sender<usize>>) -> WorkerAlive {
+        count.send_modify(|n| *n += 1);
+        WorkerAlive(count.clone())
+    }
+}
+
+impl Drop for WorkerAlive {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 
@@ -291,10 +320,11 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     if let Some(bound) = ingress {
         tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.name.clone(), config.bind_address, shutdown_rx.clone())?);
     }
-    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()), status: crate::pod_worker::StatusWriter::start(client.clone()), event_permits: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)) });
+    let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()), status: crate::pod_worker::StatusWriter::start(client.clone()), event_permits: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)), workers: Arc::new(tokio::sync::watch::Sender::new(0)) });
+    let workers = ctx.workers.subscribe();
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
-    Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks })
+    Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks, workers })
 }
 
 /// The Node's status; `addresses`: how many pod addresses its podCIDR holds (allocatable
@@ -533,7 +563,8 @@ async fn watch_pods(ctx: Arc<Ctx>) {
                     None => {
                         let (tx, rx) = tokio::sync::watch::channel(Some(v.clone()));
                         workers.insert(uid, tx);
-                        tokio::spawn(crate::pod_worker::run(ctx.clone(), v, rx));
+                        let alive = WorkerAlive::new(&ctx.workers);
+                        tokio::spawn(crate::pod_worker::run(ctx.clone(), v, rx).map(move |()| drop(alive)));
                     }
                 }
             }

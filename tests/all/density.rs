@@ -47,3 +47,50 @@ fn density_a_burst_of_pods_of_a_new_component_compiles_it_once() {
     let out = c.kubectl(&["get", "--raw", "/api/v1/nodes/nope/proxy/metrics"]);
     assert!(out.err().contains("NotFound"), "{}", out.stderr);
 }
+
+/// `NodeHandle::shutdown` (what `flotilla up` and `flotilla node` do on Ctrl-C) returns
+/// once its pods have stopped: their instances gone and each pod's node directory released.
+/// Before, it returned at once and thousands of instances were torn down afterwards, under
+/// a restarted node's feet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn density_node_shutdown_waits_for_its_pods() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+
+    let cp = crate::kube_client::in_process(flotilla_control::store::StoreConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = "shutdown-node";
+    let mut cfg = flotilla_node::NodeConfig::new(cp.handle.url(), cp.handle.admin_token.clone(), name.into(), dir.path().join("node"));
+    cfg.ca_pem = Some(cp.handle.ca_pem.clone());
+    cfg.allow_file_images = true;
+    cfg.outside_listeners = false;
+    cfg.max_instances = 16;
+    let node = flotilla_node::start(cfg).await.expect("start node");
+    let pods: Api<Pod> = Api::namespaced(cp.client.clone(), "default");
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("sleeper-{i}")},
+            "spec": {"nodeName": name, "containers": [{"name": "main", "image": guest("hello-cmd"), "args": ["--sleep-ms", "3600000"]}]},
+        }))
+        .expect("pod");
+        uids.push(pods.create(&PostParams::default(), &pod).await.expect("create pod").metadata.uid.expect("uid"));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = pods.list(&Default::default()).await.expect("list");
+        let running = list.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count();
+        if running == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "3 pods not Running within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pod_dirs: Vec<_> = uids.iter().map(|u| dir.path().join("node/pods").join(u)).collect();
+    assert!(pod_dirs.iter().all(|d| d.is_dir()), "each running pod has its directory on the node");
+    node.shutdown().await;
+    for d in &pod_dirs {
+        assert!(!d.exists(), "{} still there when shutdown returned", d.display());
+    }
+}
