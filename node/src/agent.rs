@@ -46,6 +46,9 @@ pub struct NodeConfig {
     pub max_log_bytes: u64,
     /// How many pods the node accepts (allocatable pods).
     pub max_pods: u32,
+    /// Allocatable cpu and memory (Kubernetes quantities); None: the host's.
+    pub allocatable_cpu: Option<String>,
+    pub allocatable_memory: Option<String>,
     /// Slots of the node's instance pool: instances live at once (running command
     /// containers, in-flight HTTP requests; an idle HTTP pod holds none). Each slot maps
     /// about two regions of virtual memory, and a process may hold vm.max_map_count
@@ -84,6 +87,8 @@ impl NodeConfig {
             backoff: Backoff::default(),
             max_log_bytes: 10 * 1024 * 1024,
             max_pods: 10_000,
+            allocatable_cpu: None,
+            allocatable_memory: None,
             max_instances: INSTANCE_BUDGET,
             allow_egress: false,
             outside_listeners: true,
@@ -334,18 +339,25 @@ fn node_status(config: &NodeConfig, host_ip: &str, port: u16, addresses: usize) 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem = total_memory();
     let disk = disk_bytes(&config.data_dir);
-    let resources = json!({
-        "cpu": cpus.to_string(),
-        "memory": format!("{}Ki", mem / 1024),
-        "pods": (config.max_pods as usize).min(addresses).to_string(),
-        "ephemeral-storage": format!("{}Ki", disk / 1024),
-    });
+    let pods = (config.max_pods as usize).min(addresses).to_string();
+    let storage = format!("{}Ki", disk / 1024);
+    let (host_cpu, host_mem) = (cpus.to_string(), format!("{}Ki", mem / 1024));
+    // What the operator offers pods (`--allocatable-cpu`, `--allocatable-memory`); capacity
+    // stays the host's unless the offer exceeds it.
+    let offered = |given: &Option<String>, host: &String, amount: fn(&str) -> Option<u64>| match given {
+        Some(q) => (if amount(q) > amount(host) { q.clone() } else { host.clone() }, q.clone()),
+        None => (host.clone(), host.clone()),
+    };
+    let (cpu_capacity, cpu_allocatable) = offered(&config.allocatable_cpu, &host_cpu, |q| flotilla_api::quantity::millicores(q).ok());
+    let (mem_capacity, mem_allocatable) = offered(&config.allocatable_memory, &host_mem, |q| flotilla_api::quantity::bytes(q).ok());
+    let capacity = json!({"cpu": cpu_capacity, "memory": mem_capacity, "pods": pods, "ephemeral-storage": storage});
+    let allocatable = json!({"cpu": cpu_allocatable, "memory": mem_allocatable, "pods": pods, "ephemeral-storage": storage});
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
         json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
     json!({
-        "capacity": resources,
-        "allocatable": resources,
+        "capacity": capacity,
+        "allocatable": allocatable,
         "conditions": [
             cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
             cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),

@@ -44,6 +44,41 @@ pub(crate) struct NodeCommand {
     /// addresses, see --node-cidr-mask-size)
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_pods: u32,
+    #[command(flatten)]
+    pub allocatable: AllocatableFlags,
+}
+
+/// What a node offers pods (`node` and `up`): the Node's status.allocatable, which the
+/// scheduler fits pods' requests into.
+#[derive(Args, Clone, Debug, Default)]
+pub(crate) struct AllocatableFlags {
+    /// CPU the node offers pods, a Kubernetes quantity (e.g. 1500m, 2) [default: the host's cores]
+    #[arg(long, value_name = "QUANTITY", value_parser = cpu_quantity)]
+    pub allocatable_cpu: Option<String>,
+    /// Memory the node offers pods, a Kubernetes quantity (e.g. 512Mi, 4Gi) [default: the host's memory]
+    #[arg(long, value_name = "QUANTITY", value_parser = memory_quantity)]
+    pub allocatable_memory: Option<String>,
+}
+
+impl AllocatableFlags {
+    pub(crate) fn apply(&self, config: &mut flotilla_node::NodeConfig) {
+        config.allocatable_cpu = self.allocatable_cpu.clone();
+        config.allocatable_memory = self.allocatable_memory.clone();
+    }
+}
+
+fn cpu_quantity(s: &str) -> Result<String, String> {
+    match flotilla_api::quantity::millicores(s) {
+        Ok(m) if m > 0 => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a positive CPU quantity (e.g. 500m, 2)")),
+    }
+}
+
+fn memory_quantity(s: &str) -> Result<String, String> {
+    match flotilla_api::quantity::bytes(s) {
+        Ok(b) if b > 0 => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a positive memory quantity (e.g. 512Mi, 4Gi)")),
+    }
 }
 
 /// This host's name, lower-cased, as a node name.
@@ -75,6 +110,7 @@ impl NodeCommand {
         config.bind_address = self.bind_address;
         config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
         config.max_pods = self.max_pods;
+        self.allocatable.apply(&mut config);
         if let Some(ca) = &self.certificate_authority {
             config.ca_pem = Some(std::fs::read_to_string(ca)?);
         } else {

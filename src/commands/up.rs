@@ -29,6 +29,9 @@ pub(crate) struct UpCommand {
     /// addresses, see --node-cidr-mask-size)
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_pods: u32,
+    /// Applies to each embedded node.
+    #[command(flatten)]
+    pub allocatable: super::node::AllocatableFlags,
 }
 
 /// Names of `count` embedded nodes on host `host`.
@@ -51,6 +54,7 @@ impl UpCommand {
             config.allow_egress = self.allow_pod_egress;
             config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
             config.max_pods = self.max_pods;
+            self.allocatable.apply(&mut config);
             // The embedded nodes share this process's memory mappings: they split one pool budget.
             config.max_instances = flotilla_node::INSTANCE_BUDGET / self.nodes.max(1);
             config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);

@@ -151,3 +151,34 @@ fn node_memory_limit_holds() {
     assert!((128..256).contains(&big), "256Mi hog reported {big} MiB");
     assert_node_ready(&c);
 }
+
+/// `up --allocatable-cpu/--allocatable-memory`: the Node offers what the operator says
+/// (capacity stays the host's), and the scheduler fits requests into it: a pod asking for
+/// more CPU than is left stays Pending with Kubernetes' FailedScheduling message.
+#[test]
+fn node_allocatable_cpu_and_memory_are_settable() {
+    let c = Cluster::start_with(&["--allocatable-cpu", "500m", "--allocatable-memory", "300Mi"]);
+    let node = node_name();
+    assert_eq!(c.jsonpath(&["node", &node], "{.status.allocatable.cpu} {.status.allocatable.memory}"), "500m 300Mi");
+    let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(c.jsonpath(&["node", &node], "{.status.capacity.cpu}"), host_cores.to_string());
+    let pod = |name: &str, cpu: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: main\n    image: {}\n    ports: [{{containerPort: 8080}}]\n    resources: {{requests: {{cpu: {cpu}, memory: 100Mi}}}}\n",
+            guest("hello-http")
+        )
+    };
+    c.apply(&pod("fits", "400m"));
+    c.apply(&pod("too-big", "200m"));
+    wait_for(Duration::from_secs(60), "fits Running", || (c.jsonpath(&["pod", "fits"], "{.status.phase}") == "Running").then_some(()));
+    let msg = wait_for(Duration::from_secs(30), "too-big unschedulable", || {
+        let m = c.jsonpath(&["pod", "too-big"], "{.status.conditions[?(@.type==\"PodScheduled\")].message}");
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(msg.contains("1 Insufficient cpu"), "{msg}");
+    assert_eq!(c.jsonpath(&["pod", "too-big"], "{.status.phase}"), "Pending");
+    // A bad quantity is refused at start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla")).args(["up", "--allocatable-memory", "lots"]).output().expect("run flotilla");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a positive memory quantity"), "{}", String::from_utf8_lossy(&out.stderr));
+}
