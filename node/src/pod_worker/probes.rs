@@ -1,0 +1,224 @@
+//! The worker's side of probes: one run of a probe (`Effect::RunProbe`) as an I/O task
+//! whose [`ProbeOutcome`] comes back as `Event::ProbeResult`. What the result means is the
+//! lifecycle's (`lifecycle/probes.rs`).
+//!
+//! The node reaches the container in-process, as the pod network's own clients do, never
+//! through a host socket: httpGet and tcpSocket open the pod's port as the kubelet does
+//! its IP (`Routing::open_probe`: a wasi:sockets listener, else the HTTP container serving
+//! that port, called through its `HttpService`; no NetworkPolicy); an httpGet `host` that
+//! names something else goes where the pod's own request would (`Network::route`). exec
+//! runs a fresh instance of the container's image with the probe's command as argv and
+//! the container's env, mounts and limits.
+//!
+//! Invariants: a run holds no instance beyond itself (an HTTP request's instance, an exec
+//! instance, a connection: all dropped when the run ends); every run ends within the
+//! probe's timeoutSeconds; failure texts are the kubelet's (Go's net/http and net
+//! wording), since they end up in `Unhealthy` events.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, HOST, HeaderName, HeaderValue, USER_AGENT};
+use http_body_util::BodyExt as _;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use super::{Outcome, Worker};
+use crate::lifecycle::{Handler, ProbeKind, ProbeOutcome, ProbeSpec};
+use crate::network::Routing;
+use crate::network::external::Opened;
+use crate::pod_table::{PodEntry, PodTable};
+use crate::runtime::{BoxBody, Compiled, ContainerKind, Dispatch, ForwardError, InstanceSpec, Network, OutputSink, Runtime, Stream};
+
+/// The User-Agent of the kubelet's HTTP probes (its minor version is kubectl's).
+const USER_AGENT_VALUE: &str = "kube-probe/1.32";
+/// Output of an exec probe kept for its event (the kubelet's maxReadLength).
+const MAX_OUTPUT: usize = 10 * 1024;
+
+/// What a probe run reaches, captured when it starts.
+struct Target {
+    routing: Arc<Routing>,
+    pods: Arc<PodTable>,
+    pod: Arc<PodEntry>,
+    pod_ip: String,
+    /// The node's address: where a probe connection comes from.
+    from: SocketAddr,
+    network: Arc<dyn Network>,
+    runtime: Arc<Runtime>,
+    compiled: Option<Arc<Compiled>>,
+    instance: Option<InstanceSpec>,
+}
+
+impl Worker {
+    /// Starts one run of probe `kind` of `container`; its outcome comes back as
+    /// `Outcome::Probed`.
+    pub(super) fn probe(&mut self, container: usize, kind: ProbeKind, attempt: u32) {
+        let Some(spec) = self.state.spec().containers[container].probes.get(kind).cloned() else { return };
+        let Some(held) = &self.held else { return };
+        let slot = &self.slots[container];
+        let target = Target {
+            routing: self.ctx.routing.clone(),
+            pods: self.ctx.pods.clone(),
+            pod: held.entry.clone(),
+            pod_ip: held.pod_ip.clone(),
+            from: SocketAddr::new(self.ctx.host_ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])), 0),
+            network: held.network.clone(),
+            runtime: self.ctx.runtime.clone(),
+            compiled: slot.compiled.clone(),
+            instance: slot.prepared.as_ref().map(|p| p.spec.clone()),
+        };
+        let tx = self.outcomes_tx.clone();
+        self.tasks.spawn(async move {
+            let outcome = run(&target, &spec).await;
+            let _ = tx.send(Box::new(Outcome::Probed { container, probe: kind, attempt, outcome }));
+        });
+    }
+}
+
+async fn run(t: &Target, spec: &ProbeSpec) -> ProbeOutcome {
+    match &spec.handler {
+        Handler::HttpGet { scheme, host, port, path, headers } => http_get(t, scheme, host, *port, path, headers, spec.timeout).await,
+        Handler::TcpSocket { host, port } => tcp_socket(t, host, *port),
+        Handler::Exec { command } => exec(t, command, spec.timeout).await,
+        Handler::Unsupported(message) => ProbeOutcome::Error(message.clone()),
+    }
+}
+
+/// `host:port` as Go writes it (IPv6 in brackets).
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+/// The pod of this node a probe of `host` reaches directly: the probed pod for an empty
+/// host or its own IP, another pod of this node by its IP; None: not a pod of this node.
+fn pod_at(t: &Target, host: &str) -> Option<Arc<PodEntry>> {
+    if host.is_empty() || host == t.pod_ip {
+        return Some(t.pod.clone());
+    }
+    t.pods.by_ip(host.parse().ok()?)
+}
+
+fn refused(addr: &str) -> String {
+    format!("dial tcp {addr}: connect: connection refused")
+}
+
+fn tcp_socket(t: &Target, host: &str, port: u16) -> ProbeOutcome {
+    let addr = host_port(if host.is_empty() { &t.pod_ip } else { host }, port);
+    match pod_at(t, host).map(|pod| t.routing.open_probe(&pod, t.from, port)) {
+        // The connection is closed at once, as the kubelet's.
+        Some(Ok(Opened::Tcp(_) | Opened::Http(_))) => ProbeOutcome::Success,
+        _ => ProbeOutcome::Failure(refused(&addr)),
+    }
+}
+
+/// Why an HTTP probe got no response (the text after `Get "URL": `).
+type NoResponse = String;
+
+#[allow(clippy::too_many_arguments, reason = "the fields of Handler::HttpGet")]
+async fn http_get(t: &Target, scheme: &str, host: &str, port: u16, path: &str, headers: &[(String, String)], timeout: Duration) -> ProbeOutcome {
+    let host = if host.is_empty() { t.pod_ip.as_str() } else { host };
+    let authority = host_port(host, port);
+    let url = format!("{}://{authority}{path}", scheme.to_ascii_lowercase());
+    let request = match request(&authority, path, headers) {
+        Ok(r) => r,
+        Err(e) => return ProbeOutcome::Error(format!("invalid httpGet probe: {e}")),
+    };
+    let call = async {
+        let Some(pod) = pod_at(t, host) else { return by_route(t, host, port, &authority, request, timeout).await };
+        match t.routing.open_probe(&pod, t.from, port) {
+            Ok(Opened::Http(service)) => Ok(service.handle(request).await.status()),
+            Ok(Opened::Tcp(conn)) => over_tcp(conn, request).await,
+            _ => Err(refused(&authority)),
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => ProbeOutcome::Failure(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
+        Ok(Err(why)) => ProbeOutcome::Failure(format!("Get \"{url}\": {why}")),
+        Ok(Ok(status)) if (200..400).contains(&status.as_u16()) => ProbeOutcome::Success,
+        Ok(Ok(status)) => ProbeOutcome::Failure(format!("HTTP probe failed with statuscode: {}", status.as_u16())),
+    }
+}
+
+/// The probe's GET: the kubelet's default headers unless the probe sets its own.
+fn request(authority: &str, path: &str, headers: &[(String, String)]) -> Result<http::Request<BoxBody>, http::Error> {
+    let mut req = http::Request::get(path).body(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync())?;
+    let h = req.headers_mut();
+    for (name, value) in headers {
+        h.append(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_str(value)?);
+    }
+    for (name, default) in [(HOST, authority), (USER_AGENT, USER_AGENT_VALUE), (ACCEPT, "*/*")] {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_str(default)?);
+        }
+    }
+    Ok(req)
+}
+
+/// HTTP/1.1 over a connection to a wasi:sockets listener.
+async fn over_tcp(conn: crate::network::tcp::Conn, request: http::Request<BoxBody>) -> Result<http::StatusCode, NoResponse> {
+    let io = TokioIo::new(tokio::io::join(conn.rx, conn.tx));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    tokio::select! {
+        response = sender.send_request(request) => response.map(|r| r.status()).map_err(|_| "EOF".to_string()),
+        _ = connection => Err("EOF".to_string()),
+    }
+}
+
+/// An httpGet whose `host` is not a pod of this node: routed as the pod's own request to
+/// it would be (Service names, pods of other nodes).
+async fn by_route(t: &Target, host: &str, port: u16, authority: &str, request: http::Request<BoxBody>, timeout: Duration) -> Result<http::StatusCode, NoResponse> {
+    match t.network.route(host, port) {
+        Dispatch::Local(service) => Ok(service.handle(request).await.status()),
+        Dispatch::Remote(hop) => match hop.forward(request, Some(timeout)).await {
+            Ok(response) => Ok(response.status()),
+            Err(ForwardError::Refused) => Err(refused(authority)),
+            Err(ForwardError::Terminated(_)) => Err("EOF".to_string()),
+        },
+        Dispatch::NoSuchName => Err(format!("dial tcp: lookup {host}: no such host")),
+        Dispatch::Refused | Dispatch::Denied | Dispatch::External { .. } => Err(refused(authority)),
+    }
+}
+
+/// Keeps an exec probe's output (stdout, then stderr, as the kubelet joins them).
+#[derive(Default)]
+struct Capture(Mutex<(Vec<u8>, Vec<u8>)>);
+
+impl OutputSink for Capture {
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (stdout, stderr) = &mut *out;
+        let room = MAX_OUTPUT.saturating_sub(stdout.len() + stderr.len());
+        let buf = if stream == Stream::Stdout { stdout } else { stderr };
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        let out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = out.0.clone();
+        all.extend_from_slice(&out.1);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+}
+
+async fn exec(t: &Target, command: &[String], timeout: Duration) -> ProbeOutcome {
+    let (Some(compiled), Some(instance)) = (&t.compiled, &t.instance) else {
+        return ProbeOutcome::Error("container has no image to run".into());
+    };
+    if compiled.kind != ContainerKind::Command {
+        return ProbeOutcome::Error("exec probes need a command component: the container's image serves HTTP".into());
+    }
+    let mut spec = instance.clone();
+    spec.argv = command.iter().map(|w| flotilla_api::pod::expand(w, &spec.env)).collect();
+    let out = Arc::new(Capture::default());
+    // Never killed through this: the timeout drops the run (and its store) instead.
+    let (_keep, kill) = watch::channel(false);
+    match tokio::time::timeout(timeout, t.runtime.run(compiled, &spec, None, out.clone(), kill)).await {
+        Err(_) => ProbeOutcome::Failure(format!("command {:?} timed out", command.join(" "))),
+        Ok(status) if status.code == 0 => ProbeOutcome::Success,
+        Ok(_) => ProbeOutcome::Failure(out.text()),
+    }
+}
