@@ -1,9 +1,11 @@
 //! Container probes, driven by the real kubectl: a failing httpGet liveness probe (a path
 //! that answers 500) and a tcpSocket one (a port nobody listens on) restart their
 //! containers with back-off, with the kubelet's Unhealthy, Killing and BackOff events in
-//! `kubectl get events` and `describe`; a failing readiness probe keeps a Running pod not
+//! `kubectl get events` and `describe` (which shows the probe with the API server's
+//! defaults; a liveness successThreshold other than 1 is a 422); a failing readiness probe keeps a Running pod not
 //! Ready and in the Service's notReadyAddresses while passing ones (httpGet, tcpSocket,
-//! exec) make their pods Ready; a failing exec probe reports the command's output; the
+//! exec) make their pods Ready; a failing exec probe reports the command's output, a slow
+//! one times out; the
 //! startup probe holds liveness back (no restart while it fails), kills the container
 //! when it fails for good, and lets the pod become Ready once it passes.
 
@@ -74,9 +76,17 @@ fn failing_liveness_probes_restart_the_container_with_back_off_and_events() {
     assert!(!c.pod_jsonpath("live", "{.status.containerStatuses[0].lastState.terminated.finishedAt}").is_empty());
 
     let described = c.kubectl(&["describe", "pod", "live"]).ok().to_string();
+    // The probe as the API server defaulted it.
+    let line = described.lines().find(|l| l.trim_start().starts_with("Liveness:")).expect("Liveness line");
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["Liveness:", "http-get", "http://:http/trap", "delay=0s", "timeout=1s", "period=1s", "#success=1", "#failure=2"]);
     for want in ["Unhealthy", unhealthy, "Killing", killing, "BackOff"] {
         assert!(described.contains(want), "{want:?} missing in:\n{described}");
     }
+
+    // A liveness probe needs no more than one success: 422.
+    let bad = pod("bad", "app: bad", &format!("  - name: web\n    image: {http}\n    livenessProbe:\n      tcpSocket: {{port: 8080}}\n      successThreshold: 2\n"));
+    let err = c.kubectl_stdin(&["apply", "-f", "-"], &bad).err().to_string();
+    assert!(err.contains("spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1"), "{err}");
 
     // tcpSocket to a port nobody listens on: connection refused, and restarts.
     wait_for(TIMEOUT, "a restart of dead-port", || (restarts(&c, "dead-port") >= 1).then_some(()));
@@ -106,6 +116,11 @@ fn readiness_probes_decide_ready_and_endpoints() {
     };
     c.apply(&pod("exec-ok", "app: cmd", &exec(0)));
     c.apply(&pod("exec-bad", "app: cmd", &exec(3)));
+    c.apply(&pod(
+        "exec-slow",
+        "app: cmd",
+        &format!("  - name: cmd\n    image: {cmd}\n    args: [--sleep-ms, '600000']\n    readinessProbe:\n      exec: {{command: [hello-cmd, --sleep-ms, '5000']}}\n      periodSeconds: 1\n"),
+    ));
     c.apply(&pod(
         "echo",
         "app: echo",
@@ -137,6 +152,10 @@ fn readiness_probes_decide_ready_and_endpoints() {
     let failed = wait_for(TIMEOUT, "exec-bad's failure", || events(&c, "exec-bad").into_iter().find(|e| e.1 == "Unhealthy"));
     assert!(failed.2.starts_with("Readiness probe failed: hello from hello-cmd\nargv0: hello-cmd\narg: --exit\narg: 3\n"), "{failed:?}");
     assert_eq!(c.pod_jsonpath("exec-bad", "{.status.containerStatuses[0].ready}"), "false");
+    // An exec probe that outlives its timeoutSeconds (1 s) fails as the kubelet words it.
+    let timed_out = "Readiness probe failed: command \"hello-cmd --sleep-ms 5000\" timed out";
+    wait_for(TIMEOUT, "exec-slow's timeout", || (count(&c, "exec-slow", "Unhealthy", timed_out) >= 1).then_some(()));
+    assert_eq!(c.pod_jsonpath("exec-slow", "{.status.containerStatuses[0].ready}"), "false");
     // Passing probes change nothing (echo's first probe may come before it listens).
     for ok in ["good", "exec-ok", "echo"] {
         assert_eq!(restarts(&c, ok), 0, "{ok}");

@@ -116,7 +116,6 @@ fn tcp_socket(t: &Target, host: &str, port: u16) -> ProbeOutcome {
 /// Why an HTTP probe got no response (the text after `Get "URL": `).
 type NoResponse = String;
 
-#[allow(clippy::too_many_arguments, reason = "the fields of Handler::HttpGet")]
 async fn http_get(t: &Target, scheme: &str, host: &str, port: u16, path: &str, headers: &[(String, String)], timeout: Duration) -> ProbeOutcome {
     let host = if host.is_empty() { t.pod_ip.as_str() } else { host };
     let authority = host_port(host, port);
