@@ -159,9 +159,17 @@ fn request(authority: &str, path: &str, headers: &[(String, String)]) -> Result<
 async fn over_tcp(conn: crate::network::tcp::Conn, request: http::Request<BoxBody>) -> Result<http::StatusCode, NoResponse> {
     let io = TokioIo::new(tokio::io::join(conn.rx, conn.tx));
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    // The connection is driven until it ends; the response (or the reason there is none)
+    // is known by then.
+    let drive = async {
+        let _ = connection.await;
+        std::future::pending::<()>().await
+    };
+    let failed = |e: hyper::Error| if e.is_incomplete_message() || e.is_closed() || e.is_canceled() { "EOF".to_string() } else { e.to_string() };
     tokio::select! {
-        response = sender.send_request(request) => response.map(|r| r.status()).map_err(|_| "EOF".to_string()),
-        _ = connection => Err("EOF".to_string()),
+        biased;
+        response = sender.send_request(request) => response.map(|r| r.status()).map_err(failed),
+        () = drive => unreachable!("drive never ends"),
     }
 }
 
@@ -219,5 +227,65 @@ async fn exec(t: &Target, command: &[String], timeout: Duration) -> ProbeOutcome
         Err(_) => ProbeOutcome::Failure(format!("command {:?} timed out", command.join(" "))),
         Ok(status) if status.code == 0 => ProbeOutcome::Success,
         Ok(_) => ProbeOutcome::Failure(out.text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::network::tcp::Conn;
+
+    #[test]
+    fn requests_carry_the_kubelet_headers_unless_the_probe_sets_them() {
+        let req = request("10.1.0.2:8080", "/healthz?x=1", &[("X-Probe".into(), "1".into()), ("Host".into(), "example.test".into())]).expect("request");
+        assert_eq!(req.uri(), "/healthz?x=1");
+        let h = req.headers();
+        assert_eq!((h["host"].to_str().ok(), h["user-agent"].to_str().ok(), h["accept"].to_str().ok()), (Some("example.test"), Some("kube-probe/1.32"), Some("*/*")));
+        assert_eq!(h["x-probe"], "1");
+        let req = request("[fd00::2]:80", "/", &[]).expect("request");
+        assert_eq!(req.headers()["host"], "[fd00::2]:80");
+        assert_eq!(host_port("fd00::2", 80), "[fd00::2]:80");
+        assert!(request("a:1", "/", &[("bad name".into(), "v".into())]).is_err());
+    }
+
+    #[tokio::test]
+    async fn http_over_a_pod_tcp_connection_reads_the_status() {
+        let (client, server) = Conn::pair(SocketAddr::from(([127, 0, 0, 1], 1)), SocketAddr::from(([10, 1, 0, 2], 8080)));
+        let guest = tokio::spawn(async move {
+            let Conn { mut rx, mut tx, .. } = server;
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = rx.read(&mut buf).await.expect("read");
+                assert!(n > 0, "request ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            tx.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await.expect("write");
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        let status = over_tcp(client, request("10.1.0.2:8080", "/ready", &[]).expect("request")).await.expect("a response");
+        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+        let seen = guest.await.expect("guest");
+        assert!(seen.starts_with("GET /ready HTTP/1.1\r\n"), "{seen}");
+        assert!(seen.to_ascii_lowercase().contains("user-agent: kube-probe/1.32"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_closes_without_answering_is_eof() {
+        let (client, server) = Conn::pair(SocketAddr::from(([127, 0, 0, 1], 1)), SocketAddr::from(([10, 1, 0, 2], 7000)));
+        drop(server);
+        assert_eq!(over_tcp(client, request("10.1.0.2:7000", "/", &[]).expect("request")).await, Err("EOF".to_string()));
+    }
+
+    #[test]
+    fn exec_output_is_stdout_then_stderr_capped() {
+        let out = Capture::default();
+        out.write(Stream::Stderr, b"err\n");
+        out.write(Stream::Stdout, b"out\n");
+        assert_eq!(out.text(), "out\nerr\n");
+        out.write(Stream::Stdout, &vec![b'x'; 2 * MAX_OUTPUT]);
+        assert_eq!(out.text().len(), MAX_OUTPUT);
     }
 }
