@@ -85,7 +85,7 @@ impl State {
         fx: &mut Effects,
     ) {
         // A container killed for failing a probe runs again as after a failure.
-        let probe_kill = !self.killing && std::mem::take(&mut self.containers[i].probing.killed_by_probe);
+        let probe_kill = std::mem::take(&mut self.containers[i].probing.killed_by_probe) && !self.killing;
         let killed = self.killing || (self.containers[i].kill_sent && !probe_kill);
         self.containers[i].busy = false;
         self.containers[i].kill_sent = false;
