@@ -2,12 +2,12 @@
 //! that answers 500) and a tcpSocket one (a port nobody listens on) restart their
 //! containers with back-off, with the kubelet's Unhealthy, Killing and BackOff events in
 //! `kubectl get events` and `describe` (which shows the probe with the API server's
-//! defaults; a liveness successThreshold other than 1 is a 422); a failing readiness probe keeps a Running pod not
-//! Ready and in the Service's notReadyAddresses while passing ones (httpGet, tcpSocket,
-//! exec) make their pods Ready; a failing exec probe reports the command's output, a slow
-//! one times out; the
-//! startup probe holds liveness back (no restart while it fails), kills the container
-//! when it fails for good, and lets the pod become Ready once it passes.
+//! defaults; a liveness successThreshold other than 1 is a 422); a failing readiness probe
+//! keeps a Running pod not Ready and in the Service's notReadyAddresses while passing ones
+//! (httpGet, tcpSocket, exec) make their pods Ready; a failing exec probe reports the
+//! command's output, a slow one times out; an httpGet `host` is honoured; the startup
+//! probe holds liveness back (no restart while it fails), kills the container when it
+//! fails for good, and lets the pod become Ready once it passes.
 
 use std::time::Duration;
 
@@ -147,6 +147,14 @@ fn readiness_probes_decide_ready_and_endpoints() {
         let not_ready = c.jsonpath(&["endpoints", "web"], "{.subsets[*].notReadyAddresses[*].ip}");
         (ready == good_ip && not_ready == bad_ip).then_some(())
     });
+
+    // httpGet honours `host`: a command pod that serves nothing is Ready by good's answer.
+    c.apply(&pod(
+        "by-host",
+        "app: host",
+        &format!("  - name: cmd\n    image: {cmd}\n    args: [--sleep-ms, '600000']\n    readinessProbe:\n      httpGet: {{host: '{good_ip}', port: 8080}}\n      periodSeconds: 1\n"),
+    ));
+    c.wait_ready("by-host");
 
     // A failing exec probe: its output is the message.
     let failed = wait_for(TIMEOUT, "exec-bad's failure", || events(&c, "exec-bad").into_iter().find(|e| e.1 == "Unhealthy"));
