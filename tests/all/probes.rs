@@ -4,10 +4,11 @@
 //! `kubectl get events` and `describe` (which shows the probe with the API server's
 //! defaults; a liveness successThreshold other than 1 is a 422); a failing readiness probe
 //! keeps a Running pod not Ready and in the Service's notReadyAddresses while passing ones
-//! (httpGet, tcpSocket, exec) make their pods Ready; a failing exec probe reports the
-//! command's output, a slow one times out; an httpGet `host` is honoured; the startup
-//! probe holds liveness back (no restart while it fails), kills the container when it
-//! fails for good, and lets the pod become Ready once it passes.
+//! (httpGet, tcpSocket, exec, grpc) make their pods Ready; a failing exec probe reports the
+//! command's output, a slow one times out, a NOT_SERVING gRPC service fails; an httpGet
+//! `host` is honoured; the startup probe holds liveness back (no restart while it fails),
+//! kills the container when it fails for good, and lets the pod become Ready once it
+//! passes.
 
 use std::time::Duration;
 
@@ -147,6 +148,15 @@ fn readiness_probes_decide_ready_and_endpoints() {
         let not_ready = c.jsonpath(&["endpoints", "web"], "{.subsets[*].notReadyAddresses[*].ip}");
         (ready == good_ip && not_ready == bad_ip).then_some(())
     });
+
+    // grpc: the health service's answer decides.
+    let grpc = |service: &str| format!("  - name: web\n    image: {http}\n    readinessProbe:\n      grpc: {{port: 8080, service: '{service}'}}\n      periodSeconds: 1\n");
+    c.apply(&pod("grpc-ok", "app: grpc", &grpc("")));
+    c.apply(&pod("grpc-down", "app: grpc", &grpc("down")));
+    c.wait_ready("grpc-ok");
+    let down = "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")";
+    wait_for(TIMEOUT, "grpc-down's failure", || (count(&c, "grpc-down", "Unhealthy", down) >= 1).then_some(()));
+    assert_eq!(c.pod_jsonpath("grpc-down", "{.status.containerStatuses[0].ready}"), "false");
 
     // httpGet honours `host`: a command pod that serves nothing is Ready by good's answer.
     c.apply(&pod(

@@ -62,8 +62,10 @@ pub enum Handler {
     /// A fresh instance of the container's own image run with `command` as its argv
     /// (with the container's env, mounts and limits); exit 0 is success.
     Exec { command: Vec<String> },
-    /// A probe this node cannot run (grpc, a named port the container does not declare,
-    /// no handler): each run errors with this message and changes nothing.
+    /// grpc.health.v1.Health/Check of `service` on `port`; SERVING is success.
+    Grpc { port: u16, service: String },
+    /// A probe this node cannot run (a named port the container does not declare, no
+    /// handler): each run errors with this message and changes nothing.
     Unsupported(String),
 }
 
@@ -188,8 +190,11 @@ fn handler(c: &Value, p: &Value) -> Handler {
         }
         return Handler::Exec { command };
     }
-    if p.get("grpc").is_some_and(Value::is_object) {
-        return Handler::Unsupported("grpc probes are not supported on this node".into());
+    if let Some(g) = p.get("grpc").filter(|g| g.is_object()) {
+        return match port(&g["port"]) {
+            Ok(port) => Handler::Grpc { port, service: text(&g["service"]) },
+            Err(unsupported) => unsupported,
+        };
     }
     Handler::Unsupported("probe has no handler".into())
 }

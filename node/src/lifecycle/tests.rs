@@ -715,7 +715,7 @@ fn probes_are_read_with_kubernetes_defaults() {
     let ready = probes.get(Readiness).expect("readiness");
     assert_eq!(ready.handler, Handler::TcpSocket { host: String::new(), port: 7000 });
     assert_eq!((ready.initial_delay, ready.period, ready.timeout, ready.success_threshold, ready.failure_threshold), (secs(3), secs(4), secs(5), 2, 6));
-    assert!(matches!(probes.get(Startup).expect("startup").handler, Handler::Unsupported(_)));
+    assert_eq!(probes.get(Startup).expect("startup").handler, Handler::Grpc { port: 9000, service: String::new() });
     let c = json!({"name": "a", "livenessProbe": {"tcpSocket": {"port": "nope"}}, "readinessProbe": {"exec": {"command": ["check", "-v"]}}});
     let probes = Probes::from_container(&c);
     assert_eq!(probes.get(Liveness).expect("liveness").handler, Handler::Unsupported("port \"nope\" not found".into()));
@@ -763,8 +763,8 @@ fn readiness_probe_drives_ready_with_its_thresholds() {
 #[test]
 fn an_errored_probe_counts_neither_way() {
     use ProbeKind::Liveness as L;
-    let (mut state, _) = probed("Always", HTTP, json!({"livenessProbe": {"grpc": {"port": 9000}, "failureThreshold": 1}}));
-    let why = "grpc probes are not supported on this node";
+    let (mut state, _) = probed("Always", HTTP, json!({"livenessProbe": {"tcpSocket": {"port": "nope"}, "failureThreshold": 1}}));
+    let why = "port \"nope\" not found";
     script(
         &mut state,
         &[(

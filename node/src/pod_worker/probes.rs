@@ -6,7 +6,8 @@
 //! through a host socket: httpGet and tcpSocket open the pod's port as the kubelet does
 //! its IP (`Routing::open_probe`: a wasi:sockets listener, else the HTTP container serving
 //! that port, called through its `HttpService`; no NetworkPolicy); an httpGet `host` that
-//! names something else goes where the pod's own request would (`Network::route`). exec
+//! names something else goes where the pod's own request would (`Network::route`); grpc
+//! sends grpc.health.v1.Health/Check over HTTP/2 the same way. exec
 //! runs a fresh instance of the container's image with the probe's command as argv and
 //! the container's env, mounts and limits.
 //!
@@ -82,6 +83,7 @@ async fn run(t: &Target, spec: &ProbeSpec) -> ProbeOutcome {
         Handler::HttpGet { scheme, host, port, path, headers } => http_get(t, scheme, host, *port, path, headers, spec.timeout).await,
         Handler::TcpSocket { host, port } => tcp_socket(t, host, *port),
         Handler::Exec { command } => exec(t, command, spec.timeout).await,
+        Handler::Grpc { port, service } => grpc(t, *port, service, spec.timeout).await,
         Handler::Unsupported(message) => ProbeOutcome::Error(message.clone()),
     }
 }
@@ -188,6 +190,192 @@ async fn by_route(t: &Target, host: &str, port: u16, authority: &str, request: h
     }
 }
 
+/// The gRPC health check's path.
+const GRPC_HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+/// Most of a gRPC health response read.
+const MAX_GRPC_RESPONSE: usize = 64 * 1024;
+
+/// What a gRPC health check got back: the HTTP status, the response's headers and
+/// trailers (grpc-status may be in either), and its body.
+struct GrpcReply {
+    status: http::StatusCode,
+    fields: http::HeaderMap,
+    body: Bytes,
+}
+
+/// grpc.health.v1 `HealthCheckRequest { service }` in a gRPC message frame.
+fn grpc_request_body(service: &str) -> Bytes {
+    let mut msg = Vec::new();
+    if !service.is_empty() {
+        msg.push(0x0a); // field 1, length-delimited
+        put_varint(&mut msg, service.len() as u64);
+        msg.extend_from_slice(service.as_bytes());
+    }
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    Bytes::from(frame)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// The `status` of a `HealthCheckResponse` frame (0 when absent, as proto3 has it).
+fn grpc_serving_status(body: &[u8]) -> Option<u64> {
+    let (&[0, a, b, c, d], rest) = body.split_first_chunk::<5>()? else { return None };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    let mut msg = rest.get(..len)?;
+    let mut status = 0;
+    while !msg.is_empty() {
+        let (key, n) = varint(msg)?;
+        msg = &msg[n..];
+        match key & 7 {
+            0 => {
+                let (v, n) = varint(msg)?;
+                msg = &msg[n..];
+                if key >> 3 == 1 {
+                    status = v;
+                }
+            }
+            2 => {
+                let (l, n) = varint(msg)?;
+                msg = msg.get(n + l as usize..)?;
+            }
+            5 => msg = msg.get(4..)?,
+            1 => msg = msg.get(8..)?,
+            _ => return None,
+        }
+    }
+    Some(status)
+}
+
+/// gRPC status code names, as grpc-go prints them.
+fn grpc_code(code: u32) -> &'static str {
+    [
+        "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",
+        "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+    ]
+    .get(code as usize)
+    .copied()
+    .unwrap_or("Unknown")
+}
+
+/// What a reply means, worded as the kubelet's gRPC prober words it.
+fn grpc_outcome(reply: GrpcReply) -> ProbeOutcome {
+    let field = |name: &str| reply.fields.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if reply.status != http::StatusCode::OK {
+        let code = if reply.status == http::StatusCode::NOT_FOUND { "Unimplemented" } else { "Unknown" };
+        let desc = format!("unexpected HTTP status code received from server: {} ({})", reply.status.as_u16(), reply.status.canonical_reason().unwrap_or(""));
+        if code == "Unimplemented" {
+            return ProbeOutcome::Failure(format!("server does not implement the grpc health protocol (grpc.health.v1.Health): {desc}"));
+        }
+        return ProbeOutcome::Failure(format!("error: health rpc probe failed: rpc error: code = {code} desc = {desc}"));
+    }
+    let code: u32 = field("grpc-status").and_then(|c| c.parse().ok()).unwrap_or(2);
+    let message = field("grpc-message").unwrap_or_default();
+    match code {
+        0 => {}
+        12 => return ProbeOutcome::Failure(format!("server does not implement the grpc health protocol (grpc.health.v1.Health): {message}")),
+        _ => return ProbeOutcome::Failure(format!("error: health rpc probe failed: rpc error: code = {} desc = {message}", grpc_code(code))),
+    }
+    match grpc_serving_status(&reply.body) {
+        Some(1) => ProbeOutcome::Success,
+        Some(s) => {
+            let name = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"].get(s as usize).copied().unwrap_or("UNKNOWN");
+            ProbeOutcome::Failure(format!("service unhealthy (responded with {name:?})"))
+        }
+        None => ProbeOutcome::Failure("error: health rpc probe failed: rpc error: code = Internal desc = malformed health response".into()),
+    }
+}
+
+/// Reads a response's body (at most [`MAX_GRPC_RESPONSE`]) and trailers.
+async fn grpc_reply<B>(response: http::Response<B>) -> Result<GrpcReply, NoResponse>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = response.into_parts();
+    let collected = http_body_util::Limited::new(body, MAX_GRPC_RESPONSE).collect().await.map_err(|e| e.to_string())?;
+    let mut fields = parts.headers;
+    if let Some(trailers) = collected.trailers() {
+        fields.extend(trailers.clone());
+    }
+    Ok(GrpcReply { status: parts.status, fields, body: collected.to_bytes() })
+}
+
+async fn grpc(t: &Target, port: u16, service: &str, timeout: Duration) -> ProbeOutcome {
+    let authority = host_port(&t.pod_ip, port);
+    let build = || -> Result<http::Request<BoxBody>, http::Error> {
+        let body = http_body_util::Full::new(grpc_request_body(service)).map_err(|never| match never {}).boxed_unsync();
+        http::Request::post(format!("http://{authority}{GRPC_HEALTH_CHECK}"))
+            .version(http::Version::HTTP_2)
+            .header(HOST, authority.as_str())
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .body(body)
+    };
+    let request = match build() {
+        Ok(r) => r,
+        Err(e) => return ProbeOutcome::Error(format!("invalid grpc probe: {e}")),
+    };
+    let call = async {
+        match t.routing.open_probe(&t.pod, t.from, port) {
+            Ok(Opened::Http(service)) => {
+                // In-process: the container sees an origin-form path, as over the network.
+                let (mut parts, body) = request.into_parts();
+                parts.uri = http::Uri::from_static(GRPC_HEALTH_CHECK);
+                grpc_reply(service.handle(http::Request::from_parts(parts, body)).await).await
+            }
+            Ok(Opened::Tcp(conn)) => grpc_over_tcp(conn, request).await,
+            _ => Err(format!("timeout: failed to connect service {authority:?} within {}s: context deadline exceeded", timeout.as_secs())),
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => ProbeOutcome::Failure(format!("timeout: health rpc did not complete within {}s", timeout.as_secs())),
+        Ok(Err(why)) if why.starts_with("timeout: ") => ProbeOutcome::Failure(why),
+        Ok(Err(why)) => ProbeOutcome::Failure(format!("error: health rpc probe failed: rpc error: code = Unavailable desc = {why}")),
+        Ok(Ok(reply)) => grpc_outcome(reply),
+    }
+}
+
+/// HTTP/2 (prior knowledge, as gRPC speaks it) over a connection to a wasi:sockets
+/// listener.
+async fn grpc_over_tcp(conn: crate::network::tcp::Conn, request: http::Request<BoxBody>) -> Result<GrpcReply, NoResponse> {
+    let io = TokioIo::new(tokio::io::join(conn.rx, conn.tx));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.map_err(|e| e.to_string())?;
+    let drive = async {
+        let _ = connection.await;
+        std::future::pending::<()>().await
+    };
+    let call = async {
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        grpc_reply(response).await
+    };
+    tokio::select! {
+        biased;
+        reply = call => reply,
+        () = drive => unreachable!("drive never ends"),
+    }
+}
+
 /// Keeps an exec probe's output (stdout, then stderr, as the kubelet joins them).
 #[derive(Default)]
 struct Capture(Mutex<(Vec<u8>, Vec<u8>)>);
@@ -277,6 +465,42 @@ mod tests {
         let (client, server) = Conn::pair(SocketAddr::from(([127, 0, 0, 1], 1)), SocketAddr::from(([10, 1, 0, 2], 7000)));
         drop(server);
         assert_eq!(over_tcp(client, request("10.1.0.2:7000", "/", &[]).expect("request")).await, Err("EOF".to_string()));
+    }
+
+    fn reply(status: u16, fields: &[(&'static str, &'static str)], body: &[u8]) -> GrpcReply {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in fields {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        GrpcReply { status: http::StatusCode::from_u16(status).expect("status"), fields: map, body: Bytes::copy_from_slice(body) }
+    }
+
+    #[test]
+    fn grpc_health_checks_are_encoded_and_answered_as_the_kubelet_words_them() {
+        assert_eq!(&grpc_request_body("")[..], &[0, 0, 0, 0, 0]);
+        assert_eq!(&grpc_request_body("db")[..], &[0, 0, 0, 0, 4, 0x0a, 2, b'd', b'b']);
+        let serving = [0, 0, 0, 0, 2, 0x08, 1];
+        let not_serving = [0, 0, 0, 0, 2, 0x08, 2];
+        assert_eq!(grpc_outcome(reply(200, &[("grpc-status", "0")], &serving)), ProbeOutcome::Success);
+        assert_eq!(grpc_outcome(reply(200, &[("grpc-status", "0")], &not_serving)), failed("service unhealthy (responded with \"NOT_SERVING\")"));
+        // An empty message is status UNKNOWN (0).
+        assert_eq!(grpc_outcome(reply(200, &[("grpc-status", "0")], &[0, 0, 0, 0, 0])), failed("service unhealthy (responded with \"UNKNOWN\")"));
+        assert_eq!(
+            grpc_outcome(reply(200, &[("grpc-status", "12"), ("grpc-message", "unknown service")], b"")),
+            failed("server does not implement the grpc health protocol (grpc.health.v1.Health): unknown service")
+        );
+        assert_eq!(
+            grpc_outcome(reply(200, &[("grpc-status", "5"), ("grpc-message", "no db")], b"")),
+            failed("error: health rpc probe failed: rpc error: code = NotFound desc = no db")
+        );
+        assert_eq!(
+            grpc_outcome(reply(404, &[], b"")),
+            failed("server does not implement the grpc health protocol (grpc.health.v1.Health): unexpected HTTP status code received from server: 404 (Not Found)")
+        );
+    }
+
+    fn failed(s: &str) -> ProbeOutcome {
+        ProbeOutcome::Failure(s.into())
     }
 
     #[test]
