@@ -12,8 +12,9 @@
 //! started is stopped by then.
 //!
 //! Files: `setup.rs` (pull credentials, imageID, env and mounts), `reporter.rs` (the status
-//! writer).
+//! writer), `probes.rs` (one run of a probe).
 
+mod probes;
 mod reporter;
 mod setup;
 
@@ -36,7 +37,7 @@ use self::reporter::Reporter;
 use self::setup::{ConfigError, PodContext, Prepared};
 use crate::agent::Ctx;
 use crate::images::{Image, PullError, PullPolicy, RegistryAuth};
-use crate::lifecycle::{self, Addresses, Effect, Event, Finish, Spec, State, Timer};
+use crate::lifecycle::{self, Addresses, Effect, Event, Finish, ProbeKind, ProbeOutcome, Spec, State, Timer};
 use crate::pod_table::{ContainerEntry, PodEntry};
 use crate::runtime::{Compiled, ContainerKind, ExitReason, ExitStatus};
 use crate::volumes::{self, Volume};
@@ -82,6 +83,7 @@ enum Outcome {
     /// Set-up failed for a reason that is not the pod's (logged where it happened).
     Aborted { container: usize },
     Exited { container: usize, status: ExitStatus, ran_for: Duration },
+    Probed { container: usize, probe: ProbeKind, attempt: u32, outcome: ProbeOutcome },
 }
 
 /// How to stop a running instance.
@@ -250,6 +252,7 @@ impl Worker {
             Outcome::Exited { container, status, ran_for } => {
                 Event::ContainerExited { container, code: status.code, reason: status.reason, message: status.message, ran_for }
             }
+            Outcome::Probed { container, probe, attempt, outcome } => Event::ProbeResult { container, probe, attempt, outcome },
         }
     }
 
@@ -277,6 +280,7 @@ impl Worker {
                 }
                 None => {}
             },
+            Effect::RunProbe { container, probe, attempt } => self.probe(container, probe, attempt),
             Effect::ArmTimer { timer, after } => self.timers.push((Instant::now() + after, timer)),
             Effect::RecordEvent { type_, reason, message } => self.ctx.event(&self.pod, type_.as_str(), reason, &message),
             Effect::WriteStatus { force } => self.status_pending = Some(self.status_pending.unwrap_or(false) || force),

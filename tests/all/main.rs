@@ -22,6 +22,7 @@ mod pod_network;
 mod pod_network_xnode;
 mod pod_tcp;
 mod port_forward;
+mod probes;
 mod samples;
 mod secrets;
 mod services;

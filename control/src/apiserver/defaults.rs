@@ -24,6 +24,17 @@ fn container(c: &mut Value) {
             set_default(p, "protocol", json!("TCP"));
         }
     }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
+            for (field, v) in [("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)] {
+                set_default(p, field, json!(v));
+            }
+            if let Some(h) = p.get_mut("httpGet") {
+                set_default(h, "path", json!("/"));
+                set_default(h, "scheme", json!("HTTP"));
+            }
+        }
+    }
 }
 
 /// Defaults of a PodSpec.
@@ -272,6 +283,15 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_get_kubernetes_defaults() {
+        let mut c = json!({"name": "a", "image": "x:1", "livenessProbe": {"httpGet": {"port": 80}}, "startupProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 2}});
+        container(&mut c);
+        assert_eq!(c["livenessProbe"], json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}));
+        assert_eq!(c["startupProbe"], json!({"tcpSocket": {"port": 80}, "timeoutSeconds": 1, "periodSeconds": 2, "successThreshold": 1, "failureThreshold": 3}));
+        assert!(c.get("readinessProbe").is_none());
+    }
 
     #[test]
     fn pods_get_default_not_ready_and_unreachable_tolerations_once() {

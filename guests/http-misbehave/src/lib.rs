@@ -5,8 +5,11 @@
 //! - `/panic`  panics (panic=abort, so also a trap)
 //! - `/loop`   busy-loops forever without host calls (needs fuel or epoch interruption)
 //! - `/oom`    allocates and touches 1 MiB chunks until memory runs out
+//! - `/grpc.health.v1.Health/Check` a gRPC health check: SERVING, or NOT_SERVING for
+//!   the service `down` (grpc-status 0 in the trailers)
 
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::io::streams::StreamError;
 
 wasip2::http::proxy::export!(Misbehave);
 
@@ -23,9 +26,43 @@ impl wasip2::exports::http::incoming_handler::Guest for Misbehave {
             "/panic" => panic!("http-misbehave: panic requested"),
             "/loop" => spin(),
             "/oom" => hog(),
+            "/grpc.health.v1.Health/Check" => health(request, response_out),
             _ => respond(response_out, 404, b"not found\n"),
         }
     }
+}
+
+/// Answers a grpc.health.v1 HealthCheckRequest: SERVING (1), NOT_SERVING (2) for `down`.
+fn health(request: IncomingRequest, response_out: ResponseOutparam) {
+    let mut body = Vec::new();
+    if let Ok(incoming) = request.consume() {
+        if let Ok(stream) = incoming.stream() {
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => body.extend_from_slice(&chunk),
+                    Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => break,
+                }
+            }
+        }
+        drop(IncomingBody::finish(incoming));
+    }
+    // A 5-byte frame header, then field 1 (service) if set: 0x0a, length, bytes.
+    let service = body.get(5..).and_then(|m| if m.first() == Some(&0x0a) { m.get(2..2 + usize::from(*m.get(1)?)) } else { None }).unwrap_or(b"");
+    let status = if service == b"down" { 2 } else { 1 };
+    let headers = Fields::new();
+    let _ = headers.append("content-type", b"application/grpc");
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(200);
+    let Ok(out_body) = response.body() else { return };
+    ResponseOutparam::set(response_out, Ok(response));
+    let Ok(stream) = out_body.write() else { return };
+    if stream.blocking_write_and_flush(&[0, 0, 0, 0, 2, 0x08, status]).is_err() {
+        return;
+    }
+    drop(stream);
+    let trailers = Fields::new();
+    let _ = trailers.append("grpc-status", b"0");
+    let _ = OutgoingBody::finish(out_body, Some(trailers));
 }
 
 fn spin() -> ! {

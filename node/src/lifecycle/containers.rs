@@ -57,11 +57,13 @@ impl State {
         let r = self.record_mut(i);
         r.state = ContainerState::Running { started_at: now };
         r.ready = !init;
+        r.starting = false;
         r.container_id = container_id;
         fx.status();
         let name = &self.spec.containers[i].name;
         fx.event(EventType::Normal, "Created", format!("Created container: {name}"));
         fx.event(EventType::Normal, "Started", format!("Started container {name}"));
+        self.start_probes(i, fx);
     }
 
     pub(super) fn start_failed(&mut self, i: usize, message: String, fx: &mut Effects) {
@@ -82,7 +84,9 @@ impl State {
         now: DateTime<Utc>,
         fx: &mut Effects,
     ) {
-        let killed = self.killing || self.containers[i].kill_sent;
+        // A container killed for failing a probe runs again as after a failure.
+        let probe_kill = std::mem::take(&mut self.containers[i].probing.killed_by_probe) && !self.killing;
+        let killed = self.killing || (self.containers[i].kill_sent && !probe_kill);
         self.containers[i].busy = false;
         self.containers[i].kill_sent = false;
         let reason = match reason {
@@ -98,13 +102,18 @@ impl State {
         let spec = &self.spec.containers[i];
         let (init, name) = (spec.init, spec.name.clone());
         let policy = &self.spec.restart_policy;
-        let restart = !killed && if init { should_restart_init(policy, code) } else { should_restart(policy, code) };
+        let restart = if probe_kill {
+            policy != "Never"
+        } else {
+            !killed && if init { should_restart_init(policy, code) } else { should_restart(policy, code) }
+        };
         if !restart {
             let r = self.record_mut(i);
             r.state = terminated;
             r.ready = false;
+            r.starting = false;
             fx.status();
-            if code != 0 && !killed {
+            if code != 0 && !killed && !probe_kill {
                 let why = if message.is_empty() { reason } else { &message };
                 fx.event(EventType::Warning, "Failed", format!("Container {name} failed: {why} (exit code {code})"));
             }
@@ -124,6 +133,7 @@ impl State {
         r.last_terminated = Some(terminated);
         r.state = ContainerState::Waiting { reason: "CrashLoopBackOff".into(), message: waiting };
         r.ready = false;
+        r.starting = false;
         fx.status();
         fx.event(EventType::Warning, "BackOff", event);
         fx.arm(Timer::Restart(i), delay);

@@ -19,14 +19,15 @@
 //! a started container) keeps the pod from finishing until its outcome arrives or the
 //! grace period ends; event reasons and messages are the kubelet's, word for word.
 //!
-//! Adding a decision means adding an event and handling it here. A probe, for instance:
-//! an `Event::ProbeResult { container, probe, success }` (with an `Effect::RunProbe` and a
-//! `Timer::Probe(container, probe)` to schedule it) whose handler sets the container
-//! record's `ready` (readiness, then `WriteStatus`) or, for a failed liveness probe,
-//! emits `KillContainer` and lets the ordinary exit path restart the container.
+//! Adding a decision means adding an event and handling it here. Probes (`probes.rs`) are
+//! one: `Timer::Probe` → `Effect::RunProbe` → `Event::ProbeResult`, whose handler sets the
+//! container record's `ready` (readiness, then `WriteStatus`) or, for a failed liveness or
+//! startup probe, emits `KillContainer` and lets the ordinary exit path restart the
+//! container.
 
 mod backoff;
 mod containers;
+mod probes;
 mod setup;
 mod spec;
 mod status;
@@ -40,6 +41,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use self::backoff::{Backoff, should_restart, should_restart_init};
+pub use self::probes::{Handler, ProbeKind, ProbeOutcome, ProbeSpec, Probes};
 pub use self::spec::{ContainerSpec, Spec, containers_of};
 pub use self::status::{ContainerRecord, ContainerState, PodRecord, phase, pod_status, ts};
 use crate::images::PullError;
@@ -73,6 +75,8 @@ pub enum Event {
     /// The container's instance ended; `ran_for` is measured on a monotonic clock.
     ContainerExited { container: usize, code: i32, reason: ExitReason, message: String, ran_for: Duration },
     TimerFired(Timer),
+    /// A run of a probe of the container's `attempt` ended (after `RunProbe`).
+    ProbeResult { container: usize, probe: ProbeKind, attempt: u32, outcome: ProbeOutcome },
     /// The API's copy of the pod changed; `ready` is its Ready condition's status.
     PodUpdated { ready: Option<String> },
     /// The pod was deleted through the API (deletionTimestamp set).
@@ -96,6 +100,8 @@ pub enum Timer {
     ConfigRetry(usize),
     /// The container's restart back-off is over.
     Restart(usize),
+    /// Time to run a probe of the container's `attempt` (start count minus one).
+    Probe { container: usize, probe: ProbeKind, attempt: u32 },
 }
 
 /// What the executor does.
@@ -115,6 +121,9 @@ pub enum Effect {
     /// Stop the container's instance: at once for a command; an HTTP service drains its
     /// requests for at most `grace`. → `ContainerExited`.
     KillContainer { container: usize, grace: Duration },
+    /// Run a probe of the container's `attempt` once, within its timeoutSeconds →
+    /// `ProbeResult`. Holds no instance beyond the run.
+    RunProbe { container: usize, probe: ProbeKind, attempt: u32 },
     /// Report `TimerFired(timer)` after `after`.
     ArmTimer { timer: Timer, after: Duration },
     /// Record a Kubernetes Event about the pod.
@@ -200,6 +209,8 @@ struct Container {
     attempt: u32,
     /// Its running instance was told to stop.
     kill_sent: bool,
+    /// Its probes, for the current attempt.
+    probing: probes::Probing,
 }
 
 /// One pod's lifecycle state.
@@ -362,6 +373,7 @@ pub fn step(state: &mut State, event: Event, now: DateTime<Utc>) -> Vec<Effect> 
             state.container_exited(container, code, reason, message, ran_for, now, &mut fx)
         }
         Event::TimerFired(timer) => state.timer_fired(timer, &mut fx),
+        Event::ProbeResult { container, probe, attempt, outcome } => state.probe_result(container, probe, attempt, outcome, now, &mut fx),
         Event::PodUpdated { ready } => state.pod_updated(ready, &mut fx),
         Event::DeleteRequested { grace } => state.terminate(Some(grace), &mut fx),
         Event::Gone => state.terminate(None, &mut fx),
@@ -379,6 +391,7 @@ impl State {
             Timer::PullRetry(i) => self.pull_retry(i, fx),
             Timer::ConfigRetry(i) => self.config_retry(i, fx),
             Timer::Restart(i) => self.restart(i, fx),
+            Timer::Probe { container, probe, attempt } => self.probe_due(container, probe, attempt, fx),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Event;
+use super::{Event, Probes};
 
 /// Grace period when the pod names none (terminationGracePeriodSeconds,
 /// deletionGracePeriodSeconds).
@@ -37,6 +37,7 @@ pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub init: bool,
+    pub probes: Probes,
 }
 
 fn s(v: &Value) -> String {
@@ -47,7 +48,7 @@ impl Spec {
     pub fn from_pod(pod: &Value) -> Spec {
         let meta = &pod["metadata"];
         let phase = s(&pod["status"]["phase"]);
-        let containers = containers_of(pod).map(|(c, init)| ContainerSpec { name: s(&c["name"]), image: s(&c["image"]), init }).collect();
+        let containers = containers_of(pod).map(|(c, init)| ContainerSpec { name: s(&c["name"]), image: s(&c["image"]), init, probes: Probes::from_container(c) }).collect();
         Spec {
             namespace: s(&meta["namespace"]),
             name: s(&meta["name"]),

@@ -26,6 +26,8 @@ pub struct ContainerRecord {
     pub last_terminated: Option<ContainerState>,
     pub restart_count: u32,
     pub ready: bool,
+    /// Running, but its startup probe has not succeeded yet (`started: false`).
+    pub starting: bool,
     pub container_id: String,
 }
 
@@ -39,6 +41,7 @@ impl ContainerRecord {
             last_terminated: None,
             restart_count: 0,
             ready: false,
+            starting: false,
             container_id: String::new(),
         }
     }
@@ -101,7 +104,7 @@ fn container_json(c: &ContainerRecord) -> Value {
         "imageID": c.image_id,
         "ready": c.ready,
         "restartCount": c.restart_count,
-        "started": c.is_running(),
+        "started": c.is_running() && !c.starting,
         "state": state_json(&c.state),
         "lastState": c.last_terminated.as_ref().map(state_json).unwrap_or_else(|| json!({})),
     });

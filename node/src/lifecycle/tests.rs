@@ -650,3 +650,279 @@ fn a_ready_condition_set_by_someone_else_is_written_again() {
     let mut state = begin(spec("Always", &[], &["a"], json!({})));
     assert_eq!(step(&mut state, Event::PodUpdated { ready: Some("True".into()) }, t(1)), vec![Effect::WriteStatus { force: true }]);
 }
+
+// ---- probes ----
+
+/// Pod `p` with one container `a` of `kind` whose spec also has `probes` (e.g.
+/// `{"livenessProbe": {...}}`), set up; returns it and the effects of its start.
+fn probed(policy: &str, kind: ContainerKind, probes: Value) -> (State, Vec<Effect>) {
+    let mut c = json!({"name": "a", "image": "img-a", "ports": [{"name": "http", "containerPort": 8080}]});
+    for (k, v) in probes.as_object().into_iter().flatten() {
+        c[k] = v.clone();
+    }
+    let pod = json!({
+        "metadata": {"namespace": "ns", "name": "p", "uid": "u"},
+        "spec": {"restartPolicy": policy, "terminationGracePeriodSeconds": 30, "containers": [c]},
+        "status": {"phase": "Pending"},
+    });
+    let mut state = begin(Spec::from_pod(&pod));
+    set_up(&mut state, &[kind]);
+    let fx = step(&mut state, Event::ContainerStarted { container: 0 }, t(0));
+    (state, fx)
+}
+
+fn probe_timer(probe: ProbeKind, attempt: u32) -> Timer {
+    Timer::Probe { container: 0, probe, attempt }
+}
+
+fn run_probe(probe: ProbeKind, attempt: u32) -> Effect {
+    Effect::RunProbe { container: 0, probe, attempt }
+}
+
+fn result(probe: ProbeKind, attempt: u32, outcome: ProbeOutcome) -> Event {
+    Event::ProbeResult { container: 0, probe, attempt, outcome }
+}
+
+fn failed(text: &str) -> ProbeOutcome {
+    ProbeOutcome::Failure(text.into())
+}
+
+const HTTP_500: &str = "HTTP probe failed with statuscode: 500";
+
+fn with(mut fx: Vec<Effect>, more: impl IntoIterator<Item = Effect>) -> Vec<Effect> {
+    fx.extend(more);
+    fx
+}
+
+#[test]
+fn probes_are_read_with_kubernetes_defaults() {
+    use ProbeKind::*;
+    let c = json!({
+        "name": "a",
+        "ports": [{"name": "web", "containerPort": 8080}],
+        "livenessProbe": {"httpGet": {"port": "web", "path": "healthz", "httpHeaders": [{"name": "X-A", "value": "1"}]}, "successThreshold": 5, "terminationGracePeriodSeconds": 2},
+        "readinessProbe": {"tcpSocket": {"port": 7000}, "initialDelaySeconds": 3, "periodSeconds": 4, "timeoutSeconds": 5, "successThreshold": 2, "failureThreshold": 6},
+        "startupProbe": {"grpc": {"port": 9000}},
+    });
+    let probes = Probes::from_container(&c);
+    let live = probes.get(Liveness).expect("liveness");
+    assert_eq!(
+        live.handler,
+        Handler::HttpGet { scheme: "HTTP".into(), host: String::new(), port: 8080, path: "/healthz".into(), headers: vec![("X-A".into(), "1".into())] }
+    );
+    assert_eq!((live.initial_delay, live.period, live.timeout, live.success_threshold, live.failure_threshold), (secs(0), secs(10), secs(1), 1, 3));
+    assert_eq!(live.grace, Some(secs(2)));
+    let ready = probes.get(Readiness).expect("readiness");
+    assert_eq!(ready.handler, Handler::TcpSocket { host: String::new(), port: 7000 });
+    assert_eq!((ready.initial_delay, ready.period, ready.timeout, ready.success_threshold, ready.failure_threshold), (secs(3), secs(4), secs(5), 2, 6));
+    assert_eq!(probes.get(Startup).expect("startup").handler, Handler::Grpc { port: 9000, service: String::new() });
+    let c = json!({"name": "a", "livenessProbe": {"tcpSocket": {"port": "nope"}}, "readinessProbe": {"exec": {"command": ["check", "-v"]}}});
+    let probes = Probes::from_container(&c);
+    assert_eq!(probes.get(Liveness).expect("liveness").handler, Handler::Unsupported("port \"nope\" not found".into()));
+    assert_eq!(probes.get(Readiness).expect("readiness").handler, Handler::Exec { command: vec!["check".into(), "-v".into()] });
+    assert!(Probes::from_container(&json!({"name": "a"})).is_empty());
+}
+
+#[test]
+fn readiness_probe_drives_ready_with_its_thresholds() {
+    use ProbeKind::Readiness as R;
+    let probe = json!({"readinessProbe": {"httpGet": {"port": 8080}, "initialDelaySeconds": 5, "periodSeconds": 2, "successThreshold": 2, "failureThreshold": 2}});
+    let (mut state, fx) = probed("Always", HTTP, probe);
+    assert_eq!(fx, with(created_started("a").to_vec(), [arm(probe_timer(R, 0), secs(5))]));
+    assert!(!state.record(0).ready, "not ready before its readiness probe succeeds");
+    assert_eq!(phase_of(&state), "Running");
+    let unhealthy = warning("Unhealthy", &format!("Readiness probe failed: {HTTP_500}"));
+    script(
+        &mut state,
+        &[
+            (fired(probe_timer(R, 0)), vec![run_probe(R, 0)]),
+            (result(R, 0, failed(HTTP_500)), vec![unhealthy.clone(), arm(probe_timer(R, 0), secs(2))]),
+            (result(R, 0, ProbeOutcome::Success), vec![arm(probe_timer(R, 0), secs(2))]),
+            // successThreshold 2: ready at the second success in a row.
+            (result(R, 0, ProbeOutcome::Success), vec![status(), arm(probe_timer(R, 0), secs(2))]),
+            (result(R, 0, ProbeOutcome::Success), vec![arm(probe_timer(R, 0), secs(2))]),
+        ],
+    );
+    assert!(state.record(0).ready && state.record.containers_ready());
+    script(
+        &mut state,
+        &[
+            (result(R, 0, failed(HTTP_500)), vec![unhealthy.clone(), arm(probe_timer(R, 0), secs(2))]),
+            // failureThreshold 2: not ready at the second failure in a row; never killed.
+            (result(R, 0, failed(HTTP_500)), vec![unhealthy.clone(), status(), arm(probe_timer(R, 0), secs(2))]),
+            (result(R, 0, failed(HTTP_500)), vec![unhealthy, arm(probe_timer(R, 0), secs(2))]),
+        ],
+    );
+    assert!(!state.record(0).ready && state.record(0).is_running());
+    let s = state.status(t(9));
+    assert_eq!(s["conditions"][3]["status"], "False");
+    assert_eq!(s["conditions"][3]["message"], "containers with unready status: [a]");
+    assert_eq!(s["containerStatuses"][0]["started"], true);
+}
+
+#[test]
+fn an_errored_probe_counts_neither_way() {
+    use ProbeKind::Liveness as L;
+    let (mut state, _) = probed("Always", HTTP, json!({"livenessProbe": {"tcpSocket": {"port": "nope"}, "failureThreshold": 1}}));
+    let why = "port \"nope\" not found";
+    script(
+        &mut state,
+        &[(
+            result(L, 0, ProbeOutcome::Error(why.into())),
+            vec![warning("Unhealthy", &format!("Liveness probe errored and resulted in unknown state: {why}")), arm(probe_timer(L, 0), secs(10))],
+        )],
+    );
+    assert!(state.record(0).is_running() && state.record(0).ready);
+}
+
+#[test]
+fn liveness_failures_kill_the_container_which_restarts_with_back_off() {
+    use ProbeKind::Liveness as L;
+    let probe = json!({"livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 3, "failureThreshold": 2, "initialDelaySeconds": 1}});
+    let (mut state, fx) = probed("Always", HTTP, probe);
+    assert_eq!(fx, with(created_started("a").to_vec(), [arm(probe_timer(L, 0), secs(1))]));
+    assert!(state.record(0).ready, "ready without a readiness probe");
+    let refused = "dial tcp 10.1.0.2:8080: connect: connection refused";
+    let unhealthy = warning("Unhealthy", &format!("Liveness probe failed: {refused}"));
+    let killing = normal("Killing", "Container a failed liveness probe, will be restarted");
+    script(
+        &mut state,
+        &[
+            (fired(probe_timer(L, 0)), vec![run_probe(L, 0)]),
+            (result(L, 0, ProbeOutcome::Success), vec![arm(probe_timer(L, 0), secs(3))]),
+            (result(L, 0, failed(refused)), vec![unhealthy.clone(), arm(probe_timer(L, 0), secs(3))]),
+            // A success in between starts the count again.
+            (result(L, 0, ProbeOutcome::Success), vec![arm(probe_timer(L, 0), secs(3))]),
+            (result(L, 0, failed(refused)), vec![unhealthy.clone(), arm(probe_timer(L, 0), secs(3))]),
+            (result(L, 0, failed(refused)), vec![unhealthy.clone(), killing.clone(), status(), kill(0, secs(30))]),
+            // Killed: its probes stop.
+            (fired(probe_timer(L, 0)), vec![]),
+            (result(L, 0, failed(refused)), vec![]),
+        ],
+    );
+    assert!(!state.record(0).ready);
+    // The kill's exit goes the way of a failure: CrashLoopBackOff, restart, new attempt.
+    let backoff = warning("BackOff", "Back-off restarting failed container a in pod p_ns(u)");
+    let fx = step(&mut state, exited(0, 0), t(20));
+    assert_eq!(fx, vec![status(), backoff.clone(), arm(Timer::Restart(0), secs(10))]);
+    assert_eq!(waiting(&state, 0).0, "CrashLoopBackOff");
+    assert_eq!(terminated_last(&state), (0, "Completed".into()));
+    assert_eq!(step(&mut state, fired(Timer::Restart(0)), t(30)), vec![status(), start(0, HTTP)]);
+    assert_eq!(step(&mut state, Event::ContainerStarted { container: 0 }, t(31)), with(created_started("a").to_vec(), [arm(probe_timer(L, 1), secs(1))]));
+    assert_eq!(state.record(0).restart_count, 1);
+    // The first attempt's timers and results are stale.
+    script(&mut state, &[(fired(probe_timer(L, 0)), vec![]), (result(L, 0, failed(refused)), vec![])]);
+    // Killed again: the back-off doubles.
+    script(
+        &mut state,
+        &[
+            (result(L, 1, failed(refused)), vec![unhealthy.clone(), arm(probe_timer(L, 1), secs(3))]),
+            (result(L, 1, failed(refused)), vec![unhealthy, killing, status(), kill(0, secs(30))]),
+        ],
+    );
+    let fx = step(&mut state, Event::ContainerExited { container: 0, code: 137, reason: ExitReason::Killed, message: "killed".into(), ran_for: secs(4) }, t(40));
+    assert_eq!(fx, vec![status(), backoff, arm(Timer::Restart(0), secs(20))]);
+}
+
+fn terminated_last(state: &State) -> (i32, String) {
+    match &state.record(0).last_terminated {
+        Some(ContainerState::Terminated { exit_code, reason, .. }) => (*exit_code, reason.clone()),
+        other => panic!("no last termination: {other:?}"),
+    }
+}
+
+#[test]
+fn a_liveness_kill_under_restart_policy_never_ends_the_container() {
+    use ProbeKind::Liveness as L;
+    let probe = json!({"livenessProbe": {"exec": {"command": ["check"]}, "failureThreshold": 1, "terminationGracePeriodSeconds": 3}});
+    let (mut state, _) = probed("Never", CMD, probe);
+    script(
+        &mut state,
+        &[
+            (
+                result(L, 0, failed("")),
+                vec![warning("Unhealthy", "Liveness probe failed: "), normal("Killing", "Container a failed liveness probe"), status(), kill(0, secs(3))],
+            ),
+            // No restart and no Failed event for a kill.
+            (Event::ContainerExited { container: 0, code: 137, reason: ExitReason::Killed, message: "killed".into(), ran_for: secs(4) }, vec![status()]),
+        ],
+    );
+    assert_eq!(terminated(&state, 0), (137, "Error".into()));
+    assert_eq!(phase_of(&state), "Failed");
+}
+
+#[test]
+fn the_startup_probe_holds_liveness_and_readiness_back_until_it_succeeds() {
+    use ProbeKind::{Liveness as L, Readiness as R, Startup as S};
+    let probe = json!({
+        "startupProbe": {"httpGet": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 30},
+        "livenessProbe": {"httpGet": {"port": 8080}, "initialDelaySeconds": 10},
+        "readinessProbe": {"httpGet": {"port": 8080}, "initialDelaySeconds": 2},
+    });
+    let (mut state, fx) = probed("Always", HTTP, probe);
+    // Only the startup probe is armed; the container is neither started nor ready.
+    assert_eq!(fx, with(created_started("a").to_vec(), [arm(probe_timer(S, 0), secs(0))]));
+    let s = state.status(t(0));
+    assert_eq!((s["containerStatuses"][0]["started"].clone(), s["containerStatuses"][0]["ready"].clone()), (json!(false), json!(false)));
+    script(
+        &mut state,
+        &[
+            (fired(probe_timer(S, 0)), vec![run_probe(S, 0)]),
+            (result(S, 0, failed(HTTP_500)), vec![warning("Unhealthy", &format!("Startup probe failed: {HTTP_500}")), arm(probe_timer(S, 0), secs(1))]),
+            (fired(probe_timer(S, 0)), vec![run_probe(S, 0)]),
+        ],
+    );
+    // Succeeds 4 s after the start: liveness waits out the rest of its initial delay,
+    // readiness (2 s) runs at once. Not ready until readiness succeeds.
+    assert_eq!(
+        step(&mut state, result(S, 0, ProbeOutcome::Success), t(4)),
+        vec![status(), arm(probe_timer(L, 0), secs(6)), arm(probe_timer(R, 0), secs(0))]
+    );
+    let s = state.status(t(4));
+    assert_eq!((s["containerStatuses"][0]["started"].clone(), s["containerStatuses"][0]["ready"].clone()), (json!(true), json!(false)));
+    assert_eq!(step(&mut state, result(R, 0, ProbeOutcome::Success), t(5)), vec![status(), arm(probe_timer(R, 0), secs(10))]);
+    assert!(state.record(0).ready);
+    // A late startup timer changes nothing once started.
+    assert_eq!(step(&mut state, result(S, 0, ProbeOutcome::Success), t(6)), vec![]);
+}
+
+#[test]
+fn startup_probe_failures_kill_the_container_like_liveness() {
+    use ProbeKind::Startup as S;
+    let probe = json!({"startupProbe": {"tcpSocket": {"port": 7000}, "failureThreshold": 2}, "livenessProbe": {"tcpSocket": {"port": 7000}}});
+    let (mut state, _) = probed("OnFailure", CMD, probe);
+    let refused = "dial tcp 10.1.0.2:7000: connect: connection refused";
+    let unhealthy = warning("Unhealthy", &format!("Startup probe failed: {refused}"));
+    script(
+        &mut state,
+        &[
+            (result(S, 0, failed(refused)), vec![unhealthy.clone(), arm(probe_timer(S, 0), secs(10))]),
+            (result(S, 0, failed(refused)), vec![unhealthy, normal("Killing", "Container a failed startup probe, will be restarted"), status(), kill(0, secs(30))]),
+        ],
+    );
+    // OnFailure restarts it even though a killed command's exit is its own.
+    let fx = step(&mut state, Event::ContainerExited { container: 0, code: 137, reason: ExitReason::Killed, message: "killed".into(), ran_for: secs(20) }, t(30));
+    assert_eq!(fx.last(), Some(&arm(Timer::Restart(0), secs(10))));
+}
+
+#[test]
+fn probes_stop_when_the_pod_is_deleted() {
+    use ProbeKind::Liveness as L;
+    let (mut state, _) = probed("Always", HTTP, json!({"livenessProbe": {"httpGet": {"port": 8080}, "failureThreshold": 1}}));
+    step(&mut state, Event::DeleteRequested { grace: secs(5) }, t(1));
+    script(&mut state, &[(fired(probe_timer(L, 0)), vec![]), (result(L, 0, failed(HTTP_500)), vec![])]);
+    // The exit after the delete's kill is not restarted.
+    let fx = step(&mut state, exited(0, 0), t(3));
+    assert!(fx.contains(&DELETED), "{fx:?}");
+}
+
+#[test]
+fn a_probe_kill_then_a_delete_does_not_restart() {
+    use ProbeKind::Liveness as L;
+    let (mut state, _) = probed("Always", HTTP, json!({"livenessProbe": {"httpGet": {"port": 8080}, "failureThreshold": 1}}));
+    step(&mut state, result(L, 0, failed(HTTP_500)), t(1));
+    let fx = step(&mut state, Event::DeleteRequested { grace: secs(5) }, t(2));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::KillContainer { .. })), "killed once: {fx:?}");
+    let fx = step(&mut state, exited(0, 0), t(3));
+    assert!(fx.contains(&DELETED), "{fx:?}");
+}

@@ -114,6 +114,17 @@ impl Routing {
             Err(e) => serve(pod, port).map(Opened::Http).ok_or(e),
         }
     }
+
+    /// A probe's connection (tcpSocket, httpGet) from the node at `from` to `port` of
+    /// `pod` (a pod of this node), as the kubelet's to the pod's IP: a listener bound to
+    /// loopback does not take it. NetworkPolicy does not apply to the node.
+    pub(crate) fn open_probe(&self, pod: &PodEntry, from: SocketAddr, port: u16) -> Result<Opened, TcpError> {
+        let tcp = self.sockets_of(pod).ok_or(TcpError::Refused).and_then(|s| s.accept_from(None, from, port, false));
+        match tcp {
+            Ok(conn) => Ok(Opened::Tcp(conn)),
+            Err(e) => serve(pod, port).map(Opened::Http).ok_or(e),
+        }
+    }
 }
 
 /// Carries `stream` (a client's connection) to what it was `opened` to, until both

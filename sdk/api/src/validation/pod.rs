@@ -234,6 +234,50 @@ fn validate_container(
     }
 }
 
+/// Probe handlers as `ProbeHandler` orders them.
+const PROBE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
+
+/// `validateProbe` and the container checks on probes: one handler each, non-negative
+/// numbers, successThreshold 1 for liveness and startup, none on init containers.
+fn validate_probes(c: &mut Vec<Cause>, ctr: &Value, path: &str, init: bool) {
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let Some(p) = at(ctr, &[probe]).filter(|p| p.is_object()) else { continue };
+        let ppath = child(path, probe);
+        if init {
+            c.push(forbidden(&ppath, "may not be set for init containers without restartPolicy=Always"));
+            continue;
+        }
+        let handlers: Vec<&str> = PROBE_HANDLERS.iter().copied().filter(|h| at(p, &[h]).is_some_and(|v| !v.is_null())).collect();
+        match handlers.as_slice() {
+            [] => c.push(required(&ppath, "must specify a handler type")),
+            [_] => {}
+            [_, more @ ..] => {
+                for h in more {
+                    c.push(forbidden(&child(&ppath, h), "may not specify more than 1 handler type"));
+                }
+            }
+        }
+        for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
+            if let Some(v) = int_at(p, &[f])
+                && v < 0
+            {
+                c.push(invalid(&child(&ppath, f), Bad::Int(v), "must be greater than or equal to 0"));
+            }
+        }
+        if let Some(v) = int_at(p, &["terminationGracePeriodSeconds"])
+            && v <= 0
+        {
+            c.push(invalid(&child(&ppath, "terminationGracePeriodSeconds"), Bad::Int(v), "must be greater than 0"));
+        }
+        if probe != "readinessProbe"
+            && let Some(v) = int_at(p, &["successThreshold"])
+            && v != 1
+        {
+            c.push(invalid(&child(&ppath, "successThreshold"), Bad::Int(v), "must be 1"));
+        }
+    }
+}
+
 /// `ValidatePodSpec` (subset); `in_pod` adds the checks only created Pods get.
 fn validate_pod_spec(c: &mut Vec<Cause>, spec: &Value, path: &str, in_pod: bool) {
     let vols = validate_volumes(c, arr_at(spec, &["volumes"]), &child(path, "volumes"));
@@ -248,6 +292,7 @@ fn validate_pod_spec(c: &mut Vec<Cause>, spec: &Value, path: &str, in_pod: bool)
         for (i, ctr) in list.iter().enumerate() {
             let p = index(&lpath, i);
             validate_container(c, ctr, &p, &vols, in_pod);
+            validate_probes(c, ctr, &p, lpath.ends_with("initContainers"));
             let n = str_at(ctr, &["name"]);
             if !names.insert(n.to_string()) {
                 c.push(duplicate(&child(&p, "name"), s(n)));
@@ -460,6 +505,37 @@ mod tests {
     use super::super::{validate_create, validate_update};
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn probes_have_one_handler_and_liveness_one_success() {
+        let probe = |extra: serde_json::Value| {
+            let mut p = json!({"httpGet": {"port": 80}, "periodSeconds": 10});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                p[k] = v.clone();
+            }
+            p
+        };
+        let c = validate_create(
+            "",
+            "Pod",
+            true,
+            &pod(json!({
+                "containers": [{"name": "a", "image": "x",
+                    "livenessProbe": probe(json!({"successThreshold": 2, "tcpSocket": {"port": 80}})),
+                    "readinessProbe": probe(json!({"successThreshold": 2, "periodSeconds": -1})),
+                    "startupProbe": {"terminationGracePeriodSeconds": 0}}],
+                "initContainers": [{"name": "i", "image": "x", "readinessProbe": probe(json!({}))}],
+            })),
+        );
+        assert_eq!(msgs(&c), vec![
+            "spec.containers[0].livenessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type",
+            "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+            "spec.containers[0].readinessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
+            "spec.containers[0].startupProbe: Required value: must specify a handler type",
+            "spec.containers[0].startupProbe.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0",
+            "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+        ]);
+    }
 
     #[test]
     fn pod_containers_required_and_checked() {
