@@ -122,10 +122,21 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The node is shutting down.
+    pub(crate) fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
     /// Records an Event about `pod` (best effort). A repeat of the same event (object,
     /// type, reason, message) bumps the count of the existing one, as Kubernetes'
     /// recorder does, instead of creating another.
+    /// Nothing is recorded once the node is shutting down: its pods stop with it but their
+    /// objects stay, as when a kubelet stops (5,000 "Stopping container" events would
+    /// only load the API server a restarted node needs).
     pub(crate) fn event(self: &Arc<Self>, pod: &Value, type_: &str, reason: &str, message: &str) {
+        if self.stopping() {
+            return;
+        }
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
         let now = crate::lifecycle::ts(chrono::Utc::now());
@@ -152,6 +163,9 @@ impl Ctx {
             let ctx = self.clone();
             tokio::spawn(async move {
                 let Ok(_permit) = ctx.event_permits.acquire().await else { return };
+                if ctx.stopping() {
+                    return;
+                }
                 let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
                 let patch = json!({"count": count, "lastTimestamp": now});
                 if let Err(e) = api.patch(&ev_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -174,6 +188,9 @@ impl Ctx {
         tokio::spawn(async move {
             let Ok(ev) = serde_json::from_value::<Event>(ev) else { return };
             let Ok(_permit) = ctx.event_permits.acquire().await else { return };
+            if ctx.stopping() {
+                return;
+            }
             let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
             if let Err(e) = api.create(&PostParams::default(), &ev).await {
                 tracing::debug!(error = %e, "event not recorded");

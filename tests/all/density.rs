@@ -93,4 +93,11 @@ async fn density_node_shutdown_waits_for_its_pods() {
     for d in &pod_dirs {
         assert!(!d.exists(), "{} still there when shutdown returned", d.display());
     }
+    // The pods stopped with the node, but their objects stay and no events are written for
+    // them, as when a kubelet stops.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(cp.client.clone(), "default");
+    let killing: Vec<String> = events.list(&Default::default()).await.expect("events").items.into_iter().filter(|e| e.reason.as_deref() == Some("Killing")).filter_map(|e| e.message).collect();
+    assert!(killing.is_empty(), "{killing:?}");
+    assert_eq!(pods.list(&Default::default()).await.expect("list").items.len(), 3);
 }
