@@ -130,6 +130,7 @@ impl Ctx {
     /// Records an Event about `pod` (best effort). A repeat of the same event (object,
     /// type, reason, message) bumps the count of the existing one, as Kubernetes'
     /// recorder does, instead of creating another.
+    ///
     /// Nothing is recorded once the node is shutting down: its pods stop with it but their
     /// objects stay, as when a kubelet stops (5,000 "Stopping container" events would
     /// only load the API server a restarted node needs).
