@@ -9,7 +9,10 @@
 //!    HTTP) on the same component, with the same load generator (N keep-alive HTTP/1.1
 //!    connections for T seconds, on its own tokio runtime);
 //! 3. RSS: this process (control plane + node) per 1,000 idle HTTP pods, and the separate
-//!    node process idle and per 1,000 idle HTTP pods.
+//!    node process idle and per 1,000 idle HTTP pods;
+//! 4. probe overhead: the separate node process's CPU with 1,000 idle pods, then with
+//!    1,000 more whose httpGet liveness probe runs every 10 s (cores per 1,000 probed
+//!    pods, CPU per probe).
 //!
 //! Prints medians and p99s.
 
@@ -38,6 +41,8 @@ const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests/hello-ht
 const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const LOAD_SECONDS: u64 = 8;
+/// Window of each CPU reading of the probe overhead.
+const PROBE_WINDOW: Duration = Duration::from_secs(30);
 
 struct Target {
     url: String,
@@ -92,15 +97,40 @@ fn host_name() -> String {
 }
 
 fn pod(name: &str, node: &str) -> Vec<u8> {
+    pod_with(name, node, Value::Null)
+}
+
+/// A hello-http pod; `liveness`: its livenessProbe (Null: none).
+fn pod_with(name: &str, node: &str, liveness: Value) -> Vec<u8> {
+    let mut container = json!({"name": "web", "image": format!("file://{GUEST}"), "ports": [{"containerPort": 8080}]});
+    if !liveness.is_null() {
+        container["livenessProbe"] = liveness;
+    }
     serde_json::to_vec(&json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": {"bench": "node"}},
-        "spec": {
-            "nodeName": node,
-            "containers": [{"name": "web", "image": format!("file://{GUEST}"), "ports": [{"containerPort": 8080}]}],
-        },
+        "spec": {"nodeName": node, "containers": [container]},
     }))
     .expect("json")
+}
+
+/// CPU time (user + system) of process `pid` so far, from /proc/PID/stat.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 14th field.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    // From the state (field 3): utime and stime are fields 14 and 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU `pid` uses over `window`, in cores.
+async fn cores_over(pid: &str, window: Duration) -> f64 {
+    let (c0, t0) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(window).await;
+    (cpu_time(pid) - c0).as_secs_f64() / t0.elapsed().as_secs_f64()
 }
 
 async fn create_namespace(t: &Target, c: &reqwest::Client, ns: &str) {
@@ -410,6 +440,44 @@ async fn run(load_rt: tokio::runtime::Handle) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after_ext = rss_kib(&ext_pid);
     let after_ext_self = rss_kib(&me);
+
+    // 4. Probe overhead on the separate node process: its CPU with the 1,000 idle pods
+    // above, then with 1,000 more whose httpGet liveness probe runs every 10 s.
+    println!();
+    println!("probe overhead (separate `flotilla node`, CPU time from /proc/PID/stat over {PROBE_WINDOW:?})");
+    let idle_cores = cores_over(&ext_pid, PROBE_WINDOW).await;
+    create_namespace(&t, &c, "probed").await;
+    let probe = json!({"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 10});
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let (c, t, body) = (c.clone(), t.clone(), pod_with(&format!("probed-{i:04}"), ext_name, probe.clone()));
+            tokio::spawn(async move {
+                let r = c.post(format!("{}/api/v1/namespaces/probed/pods", t.url)).bearer_auth(&t.token).header("content-type", "application/json").body(body).send().await;
+                r.map(|r| r.status() == 201).unwrap_or(false)
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap_or(false) {
+            created.push(format!("probed/probed-{i:04}"));
+        }
+    }
+    let ready = wait_ready(&log, &created, READY_TIMEOUT).await;
+    println!("  1,000 probed pods created, {ready} Ready in {}", ms(started.elapsed()));
+    // Let every pod's first probes (spread over the period) pass.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let probed_cores = cores_over(&ext_pid, PROBE_WINDOW).await;
+    let probes = ready as f64 * PROBE_WINDOW.as_secs_f64() / 10.0;
+    println!("  node with 1,000 idle pods:                         {:.3} cores", idle_cores);
+    println!("  + 1,000 pods with an httpGet liveness probe / 10 s: {:.3} cores", probed_cores);
+    println!(
+        "  = {:.3} cores per 1,000 probed pods, {:.3} ms of CPU per probe (~{:.0} probes in the window)",
+        (probed_cores - idle_cores).max(0.0) * 1000.0 / ready.max(1) as f64,
+        (probed_cores - idle_cores).max(0.0) * PROBE_WINDOW.as_secs_f64() * 1000.0 / probes.max(1.0),
+        probes
+    );
 
     // 3. Memory.
     println!();
