@@ -34,11 +34,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 #[path = "common/load.rs"]
 mod load;
+#[path = "common/watch.rs"]
+mod watch;
 use load::{Load, load};
 
 const GUESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests");
@@ -187,49 +188,15 @@ impl ReadyLog {
 
 /// Watches all pods from now on, recording Ready lives.
 async fn start_ready_watch(cl: &Cluster, log: Arc<ReadyLog>) -> tokio::task::JoinHandle<()> {
-    let list: Value = serde_json::from_str(&cl.get("/api/v1/pods?limit=1").await.expect("list pods")).expect("list json");
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
-    let r = cl
-        .client
-        .get(format!("{}/api/v1/pods?watch=true&resourceVersion={rv}&timeoutSeconds=7200", cl.url))
-        .bearer_auth(&cl.token)
-        .send()
-        .await
-        .expect("watch");
-    assert_eq!(r.status(), 200, "pod watch");
-    tokio::spawn(async move {
-        let mut stream = r.bytes_stream();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else { break };
-            let now = Instant::now();
-            buf.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
-                let line = &buf[start..start + pos];
-                start += pos + 1;
-                let Ok(ev) = serde_json::from_slice::<Value>(line) else { continue };
-                if ev["type"] == "ERROR" {
-                    eprintln!("pod watch error: {}", ev["object"]);
-                    continue;
-                }
-                let obj = &ev["object"];
-                let ready = obj["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                if !ready {
-                    continue;
-                }
-                let started = obj["status"]["containerStatuses"][0]["state"]["running"]["startedAt"].as_str().unwrap_or("").to_string();
-                let key = format!("{}/{}", obj["metadata"]["namespace"].as_str().unwrap_or(""), obj["metadata"]["name"].as_str().unwrap_or(""));
-                let mut lives = log.lives.lock().expect("ready lock");
-                let v = lives.entry(key).or_default();
-                if v.last().is_none_or(|(_, s)| *s != started) {
-                    v.push((now, started));
-                }
-            }
-            buf.drain(..start);
+    watch::watch_ready_pods(&cl.client, &cl.url, &cl.token, 7200, move |now, key, pod| {
+        let started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"].as_str().unwrap_or("").to_string();
+        let mut lives = log.lives.lock().expect("ready lock");
+        let v = lives.entry(key).or_default();
+        if v.last().is_none_or(|(_, s)| *s != started) {
+            v.push((now, started));
         }
-        eprintln!("pod watch ended");
     })
+    .await
 }
 
 /// Waits until every key has reached its `life`-th Ready (or the timeout). Returns how many

@@ -25,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod common;
 #[path = "common/load.rs"]
 mod load;
+#[path = "common/watch.rs"]
+mod watch;
 use common::{Killed, free_port, wait_http, wasmtime_cli};
 use load::{Load, load, pct};
 
@@ -34,7 +36,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/guests/hello-http.wasm");
@@ -141,36 +142,10 @@ async fn create_namespace(t: &Target, c: &reqwest::Client, ns: &str) {
 
 /// Watches all pods from now on and records when each first reports Ready=True.
 async fn start_ready_watch(t: &Arc<Target>, log: Arc<ReadyLog>) -> tokio::task::JoinHandle<()> {
-    let c = t.client();
-    let list: Value = c.get(format!("{}/api/v1/pods?limit=1", t.url)).bearer_auth(&t.token).send().await.expect("list").json().await.expect("list json");
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
-    let r = c
-        .get(format!("{}/api/v1/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3600", t.url))
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .expect("watch");
-    assert_eq!(r.status(), 200, "pod watch");
-    tokio::spawn(async move {
-        let mut stream = r.bytes_stream();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else { break };
-            let now = Instant::now();
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
-                let obj = &ev["object"];
-                let ready = obj["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                if ready {
-                    let key = format!("{}/{}", obj["metadata"]["namespace"].as_str().unwrap_or(""), obj["metadata"]["name"].as_str().unwrap_or(""));
-                    log.at.lock().expect("ready lock").entry(key).or_insert(now);
-                }
-            }
-        }
-        eprintln!("pod watch ended");
+    watch::watch_ready_pods(&t.client(), &t.url, &t.token, 3600, move |now, key, _| {
+        log.at.lock().expect("ready lock").entry(key).or_insert(now);
     })
+    .await
 }
 
 /// Waits until every key is Ready (or the timeout); returns how many are.
