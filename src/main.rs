@@ -18,6 +18,8 @@ enum Cli {
     Server(commands::server::ServerCommand),
     Node(commands::node::NodeCommand),
     Push(commands::push::PushCommand),
+    Status(commands::status::StatusCommand),
+    Down(commands::down::DownCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +37,8 @@ fn main() -> anyhow::Result<()> {
             Cli::Server(c) => c.execute().await,
             Cli::Node(c) => c.execute().await,
             Cli::Push(c) => c.execute().await,
+            Cli::Status(c) => c.execute(),
+            Cli::Down(c) => c.execute().await,
         }
     })
 }

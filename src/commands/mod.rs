@@ -1,8 +1,11 @@
 //! One file per subcommand; each is a clap struct with `execute`.
 
+pub(crate) mod down;
 pub(crate) mod ingress;
 pub(crate) mod kubeconfig;
 pub(crate) mod node;
 pub(crate) mod push;
 pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod status;
 pub(crate) mod up;

@@ -72,15 +72,7 @@ impl ControlPlaneFlags {
     }
 
     pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(d) = &self.data_dir {
-            // Absolute, so every part of the process agrees on it (wasmtime's cache insists).
-            return Ok(std::path::absolute(d)?);
-        }
-        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(x).join("flotilla"));
-        }
-        let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set; pass --data-dir"))?;
-        Ok(PathBuf::from(home).join(".local/share/flotilla"))
+        data_dir(self.data_dir.as_deref())
     }
 
     fn store_config(&self) -> anyhow::Result<StoreConfig> {
@@ -107,7 +99,7 @@ impl ControlPlaneFlags {
         Ok(())
     }
 
-    fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(k) = &self.kubeconfig {
             return Ok(k.clone());
         }
@@ -130,8 +122,10 @@ impl ControlPlaneFlags {
         let network = self.network()?;
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
+        // Refuse a kubeconfig that cannot be merged into before starting anything.
+        kubeconfig::check(&kubeconfig_path)?;
         let store = self.store_config()?;
-        let config = ControlPlaneConfig { data_dir, listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb };
+        let config = ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb };
         let handle = if self.clock_rate == 1.0 {
             flotilla_control::start(config).await?
         } else {
@@ -139,8 +133,15 @@ impl ControlPlaneFlags {
             let clock = std::sync::Arc::new(flotilla_control::apiserver::service::ScaledClock::new(self.clock_rate));
             flotilla_control::start_with_clock(config, clock).await?
         };
-        kubeconfig::merge(&kubeconfig_path, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
+        kubeconfig::merge(&kubeconfig_path, &data_dir, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
         Ok(handle)
+    }
+
+    /// Once stopped: puts back the kubeconfig's current-context from before the start.
+    pub(crate) fn restore_kubeconfig(&self) {
+        if let Err(e) = self.data_dir().and_then(|d| kubeconfig::restore(&d)) {
+            eprintln!("flotilla: could not restore the kubeconfig's previous context: {e:#}");
+        }
     }
 
     /// Prints the line scripts and tests wait for.
@@ -153,6 +154,20 @@ impl ControlPlaneFlags {
         );
         Ok(())
     }
+}
+
+/// The data dir `--data-dir` names (made absolute, so every part of the process agrees on
+/// it: wasmtime's cache insists), else $XDG_DATA_HOME/flotilla, else
+/// ~/.local/share/flotilla.
+pub(crate) fn data_dir(flag: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = flag {
+        return Ok(std::path::absolute(d)?);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("flotilla"));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set; pass --data-dir"))?;
+    Ok(PathBuf::from(home).join(".local/share/flotilla"))
 }
 
 /// Run the Flotilla control plane alone (no embedded node).
@@ -174,6 +189,7 @@ impl ServerCommand {
         let handle = self.flags.start("server").await?;
         wait_for_signal().await;
         handle.shutdown().await;
+        self.flags.restore_kubeconfig();
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 use clap::Args;
 
 use super::server::{ControlPlaneFlags, wait_for_signal};
+use super::state::{self, RunState};
 
 /// Start a local Flotilla cluster and point kubectl at it.
 #[derive(Args, Debug)]
@@ -32,7 +33,15 @@ pub(crate) struct UpCommand {
     /// Applies to each embedded node.
     #[command(flatten)]
     pub allocatable: super::node::AllocatableFlags,
+    /// Run in the background: start the cluster, wait until it serves, print where it is
+    /// (API URL, context, log file) and return. `flotilla status` shows it and
+    /// `flotilla down` stops it
+    #[arg(short = 'd', long)]
+    pub detach: bool,
 }
+
+/// Set in the environment of the process `up --detach` starts, which does the serving.
+const DETACHED_ENV: &str = "FLOTILLA_UP_DETACHED";
 
 /// Names of `count` embedded nodes on host `host`.
 fn node_names(host: &str, count: u32) -> Vec<String> {
@@ -44,9 +53,28 @@ fn node_names(host: &str, count: u32) -> Vec<String> {
 
 impl UpCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let data_dir = self.flags.data_dir()?;
+        if let Some(running) = state::running(&data_dir) {
+            anyhow::bail!(
+                "flotilla is already running on {} (pid {}, data dir {}); stop it with `flotilla down{}`",
+                running.api,
+                running.pid,
+                data_dir.display(),
+                self.data_dir_flag()
+            );
+        }
+        let detached_child = std::env::var_os(DETACHED_ENV).is_some();
+        if self.detach && !detached_child {
+            return self.start_detached(&data_dir).await;
+        }
+        if detached_child {
+            // Its own session: the terminal `up -d` ran in may close.
+            let _ = rustix::process::setsid();
+        }
         let handle = self.flags.start_quiet().await?;
+        let names = node_names(&super::node::host_name(), self.nodes);
         let mut nodes = Vec::new();
-        for (i, name) in node_names(&super::node::host_name(), self.nodes).into_iter().enumerate() {
+        for (i, name) in names.iter().cloned().enumerate() {
             let dir = self.flags.data_dir()?.join(if self.nodes == 1 { "node".to_string() } else { format!("node-{name}") });
             let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), name, dir);
             config.ca_pem = Some(handle.ca_pem.clone());
@@ -67,14 +95,79 @@ impl UpCommand {
             nodes.push(flotilla_node::start(config).await?);
         }
         print_ingress(nodes.first());
+        let log = detached_child.then(|| log_path(&data_dir));
+        state::write(&data_dir, &RunState::new(handle.url(), names, self.flags.kubeconfig_path()?, log))?;
         self.flags.print_ready("cluster", &handle)?;
         wait_for_signal().await;
         for node in nodes {
             node.shutdown().await;
         }
         handle.shutdown().await;
+        state::remove_own(&data_dir);
+        self.flags.restore_kubeconfig();
         Ok(())
     }
+
+    /// ` --data-dir DIR` when the user passed one (for the commands we suggest).
+    fn data_dir_flag(&self) -> String {
+        match &self.flags.data_dir {
+            Some(d) => format!(" --data-dir {}", d.display()),
+            None => String::new(),
+        }
+    }
+
+    /// `up --detach`: runs this same command line again as a background process writing
+    /// to DIR/flotilla.log, and returns once it serves (or fails, showing why).
+    async fn start_detached(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
+        // Checked here too, so a bad kubeconfig is reported by this command, not only logged.
+        super::kubeconfig::check(&self.flags.kubeconfig_path()?)?;
+        std::fs::create_dir_all(data_dir)?;
+        let log = log_path(data_dir);
+        if log.exists() {
+            std::fs::rename(&log, log.with_extension("log.1"))?;
+        }
+        let out = std::fs::File::create(&log)?;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env(DETACHED_ENV, "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        println!("flotilla: starting the cluster in the background (pid {}, log {})", child.id(), log.display());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                anyhow::bail!("flotilla up stopped before it served ({status}); the end of {}:\n{}", log.display(), tail.join("\n"));
+            }
+            if let Some(s) = state::read(data_dir).filter(|s| s.pid == child.id()) {
+                println!("flotilla cluster ready in the background: {}", s.api);
+                println!("api {}", s.api);
+                println!("nodes {}", s.nodes.join(" "));
+                println!("context {} (kubeconfig {})", super::kubeconfig::NAME, s.kubeconfig.display());
+                println!("log {}", log.display());
+                println!("stop it with: flotilla down{}", self.data_dir_flag());
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "flotilla up (pid {}) did not serve within 120 s; see {} (stop it with `flotilla down{}`)",
+                    child.id(),
+                    log.display(),
+                    self.data_dir_flag()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Where a detached cluster writes its output.
+fn log_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("flotilla.log")
 }
 
 /// Says where the Ingress controller listens (before the ready line).

@@ -8,6 +8,7 @@ mod ingress;
 mod kubectl_basics;
 mod kube_client;
 mod store;
+mod up_down;
 mod kubectl_apply;
 mod kubectl_delete;
 mod kubectl_edit;
