@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: builds the wasm guests the tests run (installing the guest toolchain
-# if missing), then the unit tests of each crate and the end-to-end tests that drive the
-# real kubectl binary against `flotilla up`.
+# if missing) and installs the client libraries the client suites drive (Python venvs),
+# then the unit tests of each crate and the end-to-end tests that drive the real kubectl
+# binary and clients against `flotilla up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-guests.sh target/guests
+./scripts/client-deps.sh target/clients
 cargo test --workspace --locked "$@"

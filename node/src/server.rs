@@ -320,13 +320,7 @@ pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Go's strconv.ParseBool, which is how Kubernetes reads boolean query parameters.
-pub(crate) fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
+pub(crate) use flotilla_api::query::parse_bool;
 
 /// PodLogOptions from the query, validated as the API does; Err is a 400/422 message.
 fn log_options(query: Option<&str>) -> Result<LogOptions, (StatusCode, String)> {

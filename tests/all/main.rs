@@ -1,6 +1,7 @@
 //! The one integration test binary (linking is paid once): end-to-end tests that drive the
 //! real kubectl binary and real clients against `flotilla up`.
 
+mod clients;
 mod density;
 mod endpoints;
 mod harness;

@@ -29,6 +29,16 @@ fn q<'a>(query: &'a Query, k: &str) -> Option<&'a str> {
     query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
 }
 
+/// A boolean query parameter, spelled any way Go's strconv.ParseBool accepts (the Python
+/// client up to 32.x sends `watch=True`); absent is false, anything else a 400.
+fn flag(query: &Query, k: &str) -> Result<bool, ApiError> {
+    match q(query, k) {
+        None => Ok(false),
+        Some(v) => flotilla_api::query::parse_bool(v)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid value {v:?} for query parameter {k}: strconv.ParseBool: parsing {v:?}: invalid syntax"))),
+    }
+}
+
 fn json_response(code: StatusCode, v: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
@@ -139,7 +149,7 @@ fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<P
 }
 
 fn verb_for(method: &Method, t: &Target, query: &Query) -> &'static str {
-    let watching = matches!(q(query, "watch"), Some("true") | Some("1"));
+    let watching = flag(query, "watch").unwrap_or(false);
     match (method, t.name.is_some()) {
         (&Method::GET, _) if watching => "watch",
         (&Method::GET, true) => "get",
@@ -380,9 +390,9 @@ fn delete_options(query: &Query) -> Result<DeleteOptions, ApiError> {
         ..Default::default()
     };
     if o.propagation.is_none() {
-        match q(query, "orphanDependents") {
-            Some("true") => o.propagation = Some("Orphan".into()),
-            Some("false") => o.propagation = Some("Background".into()),
+        match q(query, "orphanDependents").map(flotilla_api::query::parse_bool) {
+            Some(Some(true)) => o.propagation = Some("Orphan".into()),
+            Some(Some(false)) => o.propagation = Some("Background".into()),
             _ => {}
         }
     }
@@ -440,7 +450,7 @@ struct ContinueToken {
 
 async fn list_or_watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
     let filter = Filter::parse(info, query)?;
-    if matches!(q(query, "watch"), Some("true") | Some("1")) {
+    if flag(query, "watch")? {
         return watch(app, info, ns, query, headers, filter);
     }
     use base64::Engine as _;
@@ -501,7 +511,7 @@ fn watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &
         WatchError::Expired { .. } => ApiError::expired(e.to_string()),
     })?;
     let timeout = q(query, "timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
-    let bookmarks = q(query, "allowWatchBookmarks") == Some("true");
+    let bookmarks = flag(query, "allowWatchBookmarks")?;
     let as_table = wants_table(headers);
     let include = include_object(query)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
@@ -619,7 +629,7 @@ async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
     if kind == PatchType::Apply && q(query, "fieldManager").is_none_or(str::is_empty) {
         opts.field_manager = String::new();
     }
-    let force = q(query, "force") == Some("true");
+    let force = flag(query, "force")?;
     let w = app.api.patch(info, ns, name, kind, &patch, part, force, &opts).await?;
     let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_warnings(json_response(code, &w.object), &w.warnings))

@@ -5,6 +5,7 @@
 pub mod cidr;
 pub mod pod;
 pub mod quantity;
+pub mod query;
 pub mod selector;
 pub mod validation;
 
