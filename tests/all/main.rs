@@ -14,6 +14,7 @@ mod kubectl_apply;
 mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
+mod kubectl_versions;
 mod netpol;
 mod outside;
 mod node_pods;

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::resources::{self, ResourceInfo};
 use super::service::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions};
 use super::table::{self, IncludeObject};
-use super::{App, discovery, openapi, protobuf, service};
+use super::{App, discovery, openapi, openapi_v2, protobuf, service};
 use crate::store::{EventType, WatchError};
 
 /// Largest request body accepted (Kubernetes' limit is 3 MiB).
@@ -237,6 +237,9 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
         return openapi_route(rest, &query);
     }
+    if path == "/openapi/v2" {
+        return Ok(openapi_v2_route(&parts.headers));
+    }
     let target = match parse_path(&path, &parts.headers, &app.server_address)? {
         Path::Discovery(r) => return Ok(r),
         Path::Resource(t) => t,
@@ -363,6 +366,15 @@ fn openapi_route(rest: &str, query: &Query) -> Result<Response, ApiError> {
     let mut r = json_response(StatusCode::OK, doc);
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
     Ok(r)
+}
+
+/// The Swagger 2.0 document: protobuf when the client asks for it (kubectl < 1.29), else JSON.
+fn openapi_v2_route(headers: &HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if openapi_v2::PROTOBUF_ACCEPT.iter().any(|t| accept.contains(t)) {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, openapi_v2::PROTOBUF_CONTENT_TYPE)], openapi_v2::protobuf()).into_response();
+    }
+    json_response(StatusCode::OK, openapi_v2::json())
 }
 
 fn object_response(info: &ResourceInfo, obj: &Value, headers: &HeaderMap, query: &Query) -> Result<Response, ApiError> {

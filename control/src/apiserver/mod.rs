@@ -12,6 +12,7 @@ mod merge_keys;
 pub mod node_port;
 mod node_proxy;
 mod openapi;
+mod openapi_v2;
 pub(crate) mod patch;
 mod protobuf;
 pub(crate) mod resources;

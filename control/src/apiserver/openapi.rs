@@ -55,6 +55,11 @@ pub(crate) fn document(path: &str) -> Option<&'static Value> {
     find(path).map(|d| &d.value)
 }
 
+/// Every group-version document (for the merged v2 document).
+pub(crate) fn all_documents() -> impl Iterator<Item = &'static Value> {
+    documents().iter().map(|d| &d.value)
+}
+
 fn build_all() -> Vec<Document> {
     let mut group_versions: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {
