@@ -14,6 +14,7 @@
 
 mod agent;
 mod attach;
+mod exec_spdy;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;

@@ -479,6 +479,9 @@ fn exec(ctx: &Arc<Ctx>, ns: &str, pod_name: &str, container: &str, req: Request<
     if !ctx.runner.can_exec(&entry) {
         return text(StatusCode::BAD_REQUEST, format!("container {container:?} in pod {pod_name:?} is not running"));
     }
+    if header_has_token(req.headers(), header::UPGRADE, "SPDY/3.1") {
+        return exec_spdy(ctx, entry, params, req);
+    }
     let (accept, protocol) = match websocket_handshake(&req) {
         Ok(v) => v,
         Err(r) => return *r,
@@ -496,6 +499,64 @@ fn exec(ctx: &Arc<Ctx>, ns: &str, pod_name: &str, container: &str, req: Request<
         exec_session(ws, protocol == PROTOCOLS[0], params, run, ctx.shutdown.clone()).await;
     });
     switching_protocols(protocol, &accept)
+}
+
+/// Exec over SPDY/3.1 (`exec_spdy.rs`), for kubectl before 1.30: negotiates
+/// `v4.channel.k8s.io` through X-Stream-Protocol-Version, as the kubelet does.
+fn exec_spdy(ctx: &Arc<Ctx>, entry: Arc<ContainerEntry>, params: ExecRequest, req: Request<Incoming>) -> Response<BoxBody> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    if !offered.iter().any(|p| p == crate::exec_spdy::PROTOCOL) {
+        let mut r = text(
+            StatusCode::FORBIDDEN,
+            format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{}]", crate::exec_spdy::PROTOCOL),
+        );
+        r.headers_mut().insert("x-accepted-stream-protocol-versions", HeaderValue::from_static(crate::exec_spdy::PROTOCOL));
+        return r;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(error) => return tracing::debug!(%error, "exec upgrade failed"),
+        };
+        let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+        let incoming = Box::pin(futures::stream::unfold(rd, |mut rd| async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = vec![0u8; 32 * 1024];
+            match rd.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), rd))
+                }
+                Err(e) => Some((Err(e), rd)),
+            }
+        }));
+        let outgoing = Box::pin(futures::sink::unfold(wr, |mut wr, b: Bytes| async move {
+            use tokio::io::AsyncWriteExt as _;
+            wr.write_all(&b).await?;
+            wr.flush().await?;
+            Ok::<_, std::io::Error>(wr)
+        }));
+        let runner = ctx.runner.clone();
+        let command = params.command.clone();
+        let run = move |stdin, out, kill| runner.exec(&entry, command, stdin, out, kill);
+        crate::exec_spdy::run(incoming, outgoing, params, run, ctx.shutdown.clone()).await;
+    });
+    let mut r = Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    h.insert("x-stream-protocol-version", HeaderValue::from_static(crate::exec_spdy::PROTOCOL));
+    r
 }
 
 /// The 101 answer to a WebSocket upgrade with subprotocol `protocol` and the client key's
@@ -541,7 +602,7 @@ impl OutputSink for ExecSink {
 }
 
 /// The channel-3 status kubectl turns into its exit code.
-fn exec_status(command: &[String], status: &ExitStatus) -> String {
+pub(crate) fn exec_status(command: &[String], status: &ExitStatus) -> String {
     let v = if status.code == 0 {
         serde_json::json!({"metadata": {}, "status": "Success"})
     } else {

@@ -55,10 +55,6 @@ fn deployment(replicas: u32, color: &str) -> String {
     )
 }
 
-fn version_at_least(version: &str, minor: u32) -> bool {
-    version.strip_prefix("1.").and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= minor)
-}
-
 /// The basic verbs with one kubectl version, in its own namespace.
 fn basic_verbs(c: &Cluster, version: &str) {
     let ns = format!("k{}", version.replace('.', "-"));
@@ -104,13 +100,12 @@ fn basic_verbs(c: &Cluster, version: &str) {
     k.stdin(&["apply", "-f", "-"], &pod).ok();
     k.run(&["wait", "--for=condition=Ready", "pod/cmd", "--timeout=60s"]).ok();
     let exec = k.run(&["exec", "cmd", "--", "hello-cmd", "--exit", "0"]);
-    if version_at_least(version, 30) {
-        assert!(exec.ok().contains("arg: --exit"), "{}: {exec:?}", v("exec"));
-    } else {
-        // kubectl before 1.30 speaks only SPDY for exec, which Flotilla does not serve
-        // yet: the refusal says what works instead.
-        assert!(exec.err().contains("kubectl 1.30 or newer"), "{}: {exec:?}", v("exec"));
-    }
+    // (kubectl before 1.30 speaks SPDY here, newer ones WebSocket.)
+    assert!(exec.ok().contains("arg: --exit"), "{}: {exec:?}", v("exec"));
+    let failing = k.run(&["exec", "cmd", "--", "hello-cmd", "--exit", "3"]);
+    assert_eq!(failing.code, 3, "{}: {failing:?}", v("exec exit code"));
+    let piped = k.stdin(&["exec", "-i", "cmd", "--", "hello-cmd", "--cat"], "through stdin\n");
+    assert!(piped.ok().contains("stdin: through stdin"), "{}: {piped:?}", v("exec -i"));
     let logs = k.run(&["logs", "-f", "cmd"]);
     assert!(logs.ok().contains("hello from hello-cmd"), "{}: {logs:?}", v("logs -f"));
 

@@ -391,17 +391,20 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
     let container = pick_container(&pod.value, r.name, q(r.query, "container"))?;
     let websocket = has_token(&r.headers, header::CONNECTION, "upgrade") && has_token(&r.headers, header::UPGRADE, "websocket");
     if !websocket {
-        if has_token(&r.headers, header::UPGRADE, "spdy") {
-            // kubectl retries with SPDY when the WebSocket handshake failed: report why it failed.
-            node_base(app, &pod.value, r.name)?;
-            if let Some((status, body)) = take_failure(&failure_key(&r, &container)) {
-                return Ok(node_failure(status, &body));
-            }
+        if !has_token(&r.headers, header::UPGRADE, "spdy/3.1") {
+            return Err(ApiError::bad_request("Upgrade request required"));
+        }
+        // kubectl 1.30+ retries with SPDY when the WebSocket handshake failed: report why
+        // that failed rather than run the command a second way.
+        node_base(app, &pod.value, r.name)?;
+        if let Some((status, body)) = take_failure(&failure_key(&r, &container)) {
+            return Ok(node_failure(status, &body));
+        }
+        if attach {
             return Err(ApiError::bad_request(
-                "SPDY is not supported; use a client that speaks the WebSocket protocol v5.channel.k8s.io (kubectl 1.30 or newer)",
+                "attach over SPDY is not supported; use a client that speaks the WebSocket protocol v5.channel.k8s.io (kubectl 1.30 or newer)",
             ));
         }
-        return Err(ApiError::bad_request("Upgrade request required"));
     }
     if !attach && !r.query.iter().any(|(k, _)| k == "command") {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
@@ -426,8 +429,9 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
         .get(&url)
         .bearer_auth(app.authn.admin_token())
         .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "websocket");
-    for h in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION, header::SEC_WEBSOCKET_PROTOCOL] {
+        .header(header::UPGRADE, if websocket { "websocket" } else { "SPDY/3.1" });
+    let stream_protocol = HeaderName::from_static("x-stream-protocol-version");
+    for h in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION, header::SEC_WEBSOCKET_PROTOCOL, stream_protocol.clone()] {
         for v in r.headers.get_all(&h) {
             req = req.header(h.clone(), v.clone());
         }
@@ -445,6 +449,10 @@ async fn exec(app: &Arc<App>, info: &'static ResourceInfo, r: SubRequest<'_>) ->
         let body = read_limited(resp, 64 * 1024).await;
         remember_failure(key, status, &body);
         return Ok(node_failure(status, &body));
+    }
+    if !websocket {
+        // SPDY (kubectl before 1.30): the node negotiated the stream protocol.
+        return Ok(splice_upgrade(app, resp, on_upgrade, &[stream_protocol], None, "exec", (r.namespace, r.name)));
     }
     let copy = [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL];
     Ok(splice_upgrade(app, resp, on_upgrade, &copy, Some("websocket"), "exec", (r.namespace, r.name)))
