@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Kubernetes clients the end-to-end client suites drive (tests/all/clients.rs)
 # into DIR (default target/clients): the official Python client at an old and the newest
-# version, each in its own virtualenv. Does nothing for what is already installed.
+# version, each in its own virtualenv, and the JavaScript client (npm). Does nothing for
+# what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-target/clients}"
@@ -14,3 +15,9 @@ for v in 32.0.1 37.0.2; do
     "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes==$v"
   fi
 done
+# The JavaScript client, 1.x (2.x needs node >= 22).
+js="$dir/js"
+if [ ! -f "$js/node_modules/@kubernetes/client-node/package.json" ]; then
+  mkdir -p "$js"
+  npm install --prefix "$js" --silent --no-audit --no-fund "@kubernetes/client-node@1"
+fi
