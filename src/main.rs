@@ -42,3 +42,42 @@ fn main() -> anyhow::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    const DOC: &str = "docs/commands.md";
+
+    /// docs/commands.md: every command's `--help`, in order.
+    fn render() -> String {
+        let mut cli = super::Cli::command();
+        let mut out = String::from(
+            "# `flotilla` command reference\n\n\
+             Every command and flag, as `flotilla COMMAND --help` prints it. This file is generated and\n\
+             checked against the binary by `cargo test --bin flotilla commands_doc` (regenerate it with\n\
+             `UPDATE_DOCS=1 cargo test --bin flotilla commands_doc`).\n\n",
+        );
+        out.push_str(&format!("## flotilla\n\n```text\n{}```\n", cli.render_long_help()));
+        for sub in cli.get_subcommands_mut() {
+            let name = sub.get_name().to_string();
+            if name == "help" {
+                continue;
+            }
+            let help = sub.clone().bin_name(format!("flotilla {name}")).render_long_help();
+            out.push_str(&format!("\n## flotilla {name}\n\n```text\n{help}```\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn commands_doc_matches_help() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DOC);
+        let want = render();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &want).expect("write docs/commands.md");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, "{DOC} is out of date with the commands' --help: regenerate it with `UPDATE_DOCS=1 cargo test --bin flotilla commands_doc`");
+    }
+}

@@ -12,8 +12,11 @@ use super::{kubeconfig, state};
 /// periods, then the control plane stops.
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Stop the local cluster (pods get their grace period), keeping its data unless --purge,
-/// and make the kubeconfig's context from before `flotilla up` current again
+/// Stop the local cluster
+///
+/// Stops the cluster `flotilla up` started (SIGTERM: pods get their grace period, then the
+/// control plane stops; SIGKILL after 90 s), keeps its data unless --purge, and makes the
+/// kubeconfig's context from before `flotilla up` current again.
 #[derive(Args, Debug)]
 pub(crate) struct DownCommand {
     /// The data dir `flotilla up` was given

@@ -6,8 +6,11 @@ use clap::Args;
 
 use super::state;
 
-/// Show whether the local cluster runs: `running`, its version, API URL, nodes and uptime,
-/// or `not running` (exit status 3, as `systemctl status` uses)
+/// Show whether the local cluster runs
+///
+/// Prints `running`, then its version, pid, API URL, node names, uptime and data dir (and
+/// log file when it runs in the background); or `not running`, with exit status 3 as
+/// `systemctl status` uses.
 #[derive(Args, Debug)]
 pub(crate) struct StatusCommand {
     /// The data dir `flotilla up` was given
