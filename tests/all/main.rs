@@ -26,6 +26,7 @@ mod pod_network_xnode;
 mod pod_tcp;
 mod port_forward;
 mod probes;
+mod quota;
 mod samples;
 mod secrets;
 mod services;

@@ -56,6 +56,24 @@ pub(crate) fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// Kubernetes' pod defaulting (not templates'): a resource a container limits but does
+/// not request is requested at its limit.
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(limits) = c["resources"]["limits"].as_object().filter(|l| !l.is_empty()).cloned() else { continue };
+            let resources = &mut c["resources"];
+            if !resources["requests"].is_object() {
+                resources["requests"] = json!({});
+            }
+            let requests = resources["requests"].as_object_mut().expect("object");
+            for (k, v) in limits {
+                requests.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
 /// Environment variable overriding [`DEFAULT_TOLERATION_SECONDS`].
 pub(crate) const DEFAULT_TOLERATION_ENV: &str = "FLOTILLA_DEFAULT_TOLERATION_SECONDS";
 /// Kubernetes' DefaultTolerationSeconds admission default (--default-not-ready-toleration-seconds
@@ -161,6 +179,7 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);
                 default_tolerations(spec, default_toleration_seconds());
+                requests_from_limits(spec);
             }
             if !obj["status"].is_object() {
                 let qos = flotilla_api::pod::qos_class(&obj["spec"]);
@@ -187,6 +206,11 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             secret_string_data(obj);
         }
         ("", "Node") => node_pod_cidrs(obj),
+        ("", "LimitRange") => {
+            for item in obj["spec"]["limits"].as_array_mut().into_iter().flatten() {
+                super::limit_range::default_item(item);
+            }
+        }
         ("", "Service") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 set_default(spec, "type", json!("ClusterIP"));

@@ -440,6 +440,9 @@ impl Api {
             meta_mut(&mut body).insert("name".into(), json!(name));
         }
         self.prepare_create(info, &mut body, &opts.field_manager);
+        if let Some(ns) = ns.as_deref() {
+            self.admit_limit_ranges(info, ns, &mut body)?;
+        }
         drop_empty_maps(&mut body);
         check_size(&body)?;
         let name = name_of(&body).to_string();
@@ -457,6 +460,76 @@ impl Api {
         }
         let stored = self.write_created(info, ns.as_deref(), &name, body).await?;
         Ok(Written { object: stored.value.clone(), warnings, created: true })
+    }
+
+    /// LimitRanger: a new Pod gets the namespace's default limits and requests, and is
+    /// refused (403) when it breaks a min, max or ratio.
+    fn admit_limit_ranges(&self, info: &ResourceInfo, ns: &str, pod: &mut Value) -> Result<(), ApiError> {
+        if !(info.group.is_empty() && info.kind == "Pod") {
+            return Ok(());
+        }
+        let Some(ranges_info) = super::resources::find("", "v1", "limitranges") else { return Ok(()) };
+        let ranges = self.store.list_keys(&prefix(ranges_info, Some(ns)));
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let ranges: Vec<&Value> = ranges.iter().map(|(_, s)| &s.value).collect();
+        if super::limit_range::apply_defaults(&ranges, pod) {
+            // The defaults may change the pod's QoS class.
+            let qos = flotilla_api::pod::qos_class(&pod["spec"]);
+            pod["status"]["qosClass"] = json!(qos);
+        }
+        let errors = super::limit_range::violations(&ranges, pod);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!("{} \"{}\" is forbidden: {}", info.qualified_plural(), name_of(pod), super::limit_range::aggregate(&errors))))
+    }
+
+    /// ResourceQuota admission for a create in `ns`: Err (403) when it would exceed a quota
+    /// of the namespace. Usage is counted from the store, so the caller holds the
+    /// namespace's quota lock until its write is done.
+    pub(super) fn admit_quotas(&self, info: &ResourceInfo, ns: &str, obj: &Value) -> Result<(), ApiError> {
+        let Some(quotas_info) = super::resources::find("", "v1", "resourcequotas") else { return Ok(()) };
+        let quotas = self.store.list_keys(&prefix(quotas_info, Some(ns)));
+        for (_, q) in &quotas {
+            let q = &q.value;
+            if super::quota::usage_of(q, info, obj).values().all(|v| *v <= 0.0) && !(info.group.is_empty() && info.kind == "Pod") {
+                continue;
+            }
+            let used = super::quota::usage(q, self.namespace_objects(q, ns).iter().map(|(i, s)| (*i, &s.value)));
+            if let Err(why) = super::quota::check(q, &used, info, obj) {
+                return Err(ApiError::forbidden(format!("{} \"{}\" is forbidden: {why}", info.qualified_plural(), name_of(obj))));
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects of `ns` that the resources `quota` limits are counted over.
+    pub(crate) fn namespace_objects(&self, quota: &Value, ns: &str) -> Vec<(&'static ResourceInfo, Arc<Stored>)> {
+        let mut kinds: Vec<&'static ResourceInfo> = Vec::new();
+        let mut add = |i: Option<&'static ResourceInfo>| {
+            if let Some(i) = i
+                && i.namespaced
+                && !kinds.iter().any(|k| std::ptr::eq(*k, i))
+            {
+                kinds.push(i);
+            }
+        };
+        for name in quota["spec"]["hard"].as_object().into_iter().flat_map(|h| h.keys()) {
+            let plural = match name.as_str() {
+                "services.nodeports" | "services.loadbalancers" => "services".to_string(),
+                "requests.storage" => "persistentvolumeclaims".to_string(),
+                n => match n.strip_prefix("count/") {
+                    Some(rest) => rest.to_string(),
+                    None if n.contains('.') || matches!(n, "cpu" | "memory" | "ephemeral-storage") => "pods".to_string(),
+                    None => n.to_string(),
+                },
+            };
+            let (plural, group) = plural.split_once('.').map_or((plural.as_str(), ""), |(p, g)| (p, g));
+            add(super::resources::RESOURCES.iter().find(|r| r.group == group && r.plural == plural));
+        }
+        kinds.into_iter().flat_map(|i| self.store.list_keys(&prefix(i, Some(ns))).into_iter().map(move |(_, s)| (i, s))).collect()
     }
 
     /// Server-set fields of a new object.

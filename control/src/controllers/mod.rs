@@ -28,6 +28,7 @@ pub(crate) mod objects;
 pub(crate) mod owner;
 pub(crate) mod pods;
 pub(crate) mod replicaset;
+pub(crate) mod resourcequota;
 pub(crate) mod revisions;
 pub(crate) mod scheduler;
 pub(crate) mod service_endpoints;
@@ -97,6 +98,7 @@ async fn pass(api: &Api, service_lb: bool) -> Result<(), ApiError> {
     endpoints::reconcile_all(api, &keyed).await?;
     endpointslice::reconcile_all(api, &keyed).await?;
     endpointslice_mirroring::reconcile_all(api, &keyed).await?;
+    resourcequota::reconcile_all(api, &keyed).await?;
     if service_lb {
         service_lb::reconcile_all(api, &keyed).await?;
     }

@@ -98,7 +98,17 @@ impl Api {
 
     /// Stores a new object. A Service first gets its ClusterIP (an IPAddress object),
     /// which is released again if the Service write fails.
-    pub(super) async fn write_created(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value) -> Result<Arc<Stored>, ApiError> {
+    pub(super) async fn write_created(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, body: Value) -> Result<Arc<Stored>, ApiError> {
+        let Some(namespace) = ns.filter(|_| info.namespaced) else { return self.write_created_unchecked(info, ns, name, body).await };
+        // Creates in a namespace are counted against its quotas one at a time, so two
+        // cannot both fit in the room left for one.
+        let lock = super::super::quota::namespace_lock(namespace);
+        let _held = lock.lock().await;
+        self.admit_quotas(info, namespace, &body)?;
+        self.write_created_unchecked(info, ns, name, body).await
+    }
+
+    async fn write_created_unchecked(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, mut body: Value) -> Result<Arc<Stored>, ApiError> {
         let k = key(info, ns, name);
         if !is_service(info) {
             return self.store.write(Op::Create { key: k, object: body }).await.map_err(|e| ApiError::from_store(e, info, name));
