@@ -3,6 +3,7 @@
 
 mod clients;
 mod density;
+mod disruption;
 mod endpoints;
 mod harness;
 mod ingress;

@@ -732,7 +732,7 @@ async fn bind(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, nam
 }
 
 /// POST pods/NAME/eviction (policy/v1 Eviction): a graceful delete honouring the body's
-/// deleteOptions. PodDisruptionBudgets are not served, so every eviction is allowed.
+/// deleteOptions and the pod's PodDisruptionBudget (`eviction.rs`).
 async fn evict(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, eviction: &Value, query: &Query) -> Result<Response, ApiError> {
     if let Some(n) = eviction["metadata"]["name"].as_str().filter(|n| !n.is_empty())
         && n != name
@@ -743,7 +743,7 @@ async fn evict(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
     if eviction["deleteOptions"].is_object() {
         opts.merge_body(&eviction["deleteOptions"]);
     }
-    app.api.delete(info, ns, name, &opts).await?;
+    app.api.evict(info, ns.unwrap_or("default"), name, &opts).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
 }
 

@@ -52,6 +52,9 @@ pub(crate) async fn run(api: Api, api_addr: SocketAddr, shutdown: Shutdown) {
 /// Creates or corrects the objects. Failures are logged (`report` also logs
 /// disagreements with the flags); the API server runs without them.
 pub(crate) async fn ensure(api: &Api, api_addr: SocketAddr, report: bool) {
+    if let Err(e) = api.ensure_priority_classes().await {
+        tracing::warn!(error = %e, "built-in PriorityClasses not written");
+    }
     if let Err(e) = ensure_service_cidr(api, report).await {
         tracing::warn!(error = %e, "ServiceCIDR kubernetes not written");
     }

@@ -64,7 +64,7 @@ fn register_kind(group: &str, kind: &str, g: &mut SchemaGenerator) -> Option<Str
     use k8s_openapi::api::{
         apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch, coordination::v1 as coordination,
         core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-        rbac::v1 as rbac, storage::v1 as storage,
+        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
     };
     let name = match (group, kind) {
         ("", "Namespace") => register::<core::Namespace>(g),
@@ -99,6 +99,8 @@ fn register_kind(group: &str, kind: &str, g: &mut SchemaGenerator) -> Option<Str
         ("rbac.authorization.k8s.io", "ClusterRole") => register::<rbac::ClusterRole>(g),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => register::<rbac::ClusterRoleBinding>(g),
         ("storage.k8s.io", "StorageClass") => register::<storage::StorageClass>(g),
+        ("policy", "PodDisruptionBudget") => register::<policy::PodDisruptionBudget>(g),
+        ("scheduling.k8s.io", "PriorityClass") => register::<scheduling::PriorityClass>(g),
         ("events.k8s.io", "Event") => register::<events::Event>(g),
         ("authorization.k8s.io", "SelfSubjectAccessReview") => register::<authz::SelfSubjectAccessReview>(g),
         _ => return None,

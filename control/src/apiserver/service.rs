@@ -158,7 +158,7 @@ impl DeleteOptions {
 }
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
-const CONFLICT_RETRIES: usize = 16;
+pub(crate) const CONFLICT_RETRIES: usize = 16;
 /// Kubernetes' limit on JSON patch operations.
 const MAX_JSON_PATCH_OPS: usize = 10_000;
 /// Largest object stored (patches can grow one past the request-body limit).
@@ -440,6 +440,7 @@ impl Api {
             meta_mut(&mut body).insert("name".into(), json!(name));
         }
         self.prepare_create(info, &mut body, &opts.field_manager);
+        self.admit_priority(info, &mut body)?;
         if let Some(ns) = ns.as_deref() {
             self.admit_limit_ranges(info, ns, &mut body)?;
         }

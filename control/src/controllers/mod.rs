@@ -15,6 +15,7 @@
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
+pub(crate) mod disruption;
 pub(crate) mod endpoints;
 pub(crate) mod endpointslice;
 pub(crate) mod endpointslice_mirroring;
@@ -99,6 +100,7 @@ async fn pass(api: &Api, service_lb: bool) -> Result<(), ApiError> {
     endpointslice::reconcile_all(api, &keyed).await?;
     endpointslice_mirroring::reconcile_all(api, &keyed).await?;
     resourcequota::reconcile_all(api, &keyed).await?;
+    disruption::reconcile_all(api, &keyed, api.clock.now()).await?;
     if service_lb {
         service_lb::reconcile_all(api, &keyed).await?;
     }

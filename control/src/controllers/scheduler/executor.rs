@@ -61,6 +61,55 @@ struct SchedulerState {
     retry_at: Option<std::time::Instant>,
 }
 
+/// kube-scheduler's PodEligibleToPreemptOthers: a pod already nominated to a node where
+/// lower-priority pods are still terminating waits for them rather than preempting again.
+fn eligible_to_preempt(pod: &Value, pods: &[&Value]) -> bool {
+    let nominated = pod["status"]["nominatedNodeName"].as_str().unwrap_or("");
+    if nominated.is_empty() {
+        return true;
+    }
+    let prio = super::preemption::priority(pod);
+    !pods.iter().any(|p| {
+        p["spec"]["nodeName"] == nominated && !p["metadata"]["deletionTimestamp"].is_null() && super::preemption::priority(p) < prio
+    })
+}
+
+/// Nominates the node for the preemptor and deletes the victims gracefully, each with a
+/// Preempted event (kube-scheduler's words).
+async fn execute_preemption(api: &Api, pod: &Value, p: &super::preemption::Preemption<'_>) {
+    let info = info("", "pods");
+    let node = p.node.clone();
+    let ns = pod["metadata"]["namespace"].as_str();
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let nominated = api
+        .modify(info, ns, name, &|cur| {
+            if !cur["spec"]["nodeName"].as_str().unwrap_or("").is_empty() || cur["status"]["nominatedNodeName"] == node.as_str() {
+                return None;
+            }
+            let mut new = cur.clone();
+            new["status"]["nominatedNodeName"] = json!(node);
+            Some(new)
+        })
+        .await;
+    if let Err(e) = nominated {
+        tracing::warn!(error = %e, pod = name, "could not nominate a node for preemption");
+        return;
+    }
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    for v in &p.victims {
+        let (vns, vname) = (v["metadata"]["namespace"].as_str(), v["metadata"]["name"].as_str().unwrap_or(""));
+        let opts = crate::apiserver::service::DeleteOptions { uid: v["metadata"]["uid"].as_str().map(str::to_string), ..Default::default() };
+        match api.delete(info, vns, vname, &opts).await {
+            Ok(_) => {
+                let msg = format!("Preempted by pod {uid} on node {}", p.node);
+                api.record_event(v, "Normal", "Preempted", &msg, "default-scheduler").await;
+            }
+            Err(e) if e.is_transient() => {}
+            Err(e) => tracing::warn!(error = %e, victim = vname, "could not preempt"),
+        }
+    }
+}
+
 /// Keeps the first error of a binding task.
 fn note_error(first: &mut Option<ApiError>, joined: Result<Result<(), ApiError>, tokio::task::JoinError>) {
     let e = match joined {
@@ -83,7 +132,7 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
     let started = std::time::Instant::now();
     let nodes: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/nodes/")).map(|(_, s)| &s.value).collect();
     let pods: Vec<&Value> = keyed.iter().filter(|(k, _)| k.starts_with("core/pods/")).map(|(_, s)| &s.value).collect();
-    let pending: Vec<&Value> = pods
+    let mut pending: Vec<&Value> = pods
         .iter()
         .copied()
         .filter(|p| {
@@ -94,6 +143,8 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
                 && !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
         })
         .collect();
+    // Higher priority first, as kube-scheduler's active queue orders them.
+    pending.sort_by_key(|p| std::cmp::Reverse(super::preemption::priority(p)));
     state.retry_at = None;
     if pending.is_empty() {
         state.failures.clear();
@@ -106,6 +157,7 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
     let mut infos = snapshot(&nodes, &pods);
     let mut planning = started.elapsed();
     let mut unschedulable: Vec<(&Value, String)> = Vec::new();
+    let mut preempting: Option<(&Value, super::preemption::Preemption<'_>)> = None;
     let now_instant = std::time::Instant::now();
     // Plan a chunk, send its bindings off, plan the next while they are written.
     const IN_FLIGHT: usize = 1024;
@@ -123,6 +175,11 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
                     binds.push((ns, pod["metadata"]["name"].as_str().unwrap_or("").to_string(), node));
                 }
                 Err(u) => {
+                    if preempting.is_none() && eligible_to_preempt(pod, &pods)
+                        && let Some(p) = super::preemption::preempt(pod, &infos)
+                    {
+                        preempting = Some((pod, p));
+                    }
                     let current = pod["status"]["conditions"]
                         .as_array()
                         .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
@@ -167,6 +224,9 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
     // while bindings of this one are still being written.
     for w in writing {
         note_error(&mut failed, w.await);
+    }
+    if let Some((pod, p)) = preempting {
+        execute_preemption(api, pod, &p).await;
     }
     let now = timestamp(api.clock.now());
     let mut write_failed = false;

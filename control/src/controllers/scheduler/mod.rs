@@ -21,7 +21,8 @@
 //!   lexicographically smallest name wins, so results are reproducible.
 //! - Topology keys: any node label; `kubernetes.io/hostname` falls back to the node name
 //!   when the label is missing.
-//! - Not modelled: preemption (the message says no victims were found), volumes, image
+//! - Preemption: [`preemption`] (lower-priority victims, see there for what is modelled).
+//! - Not modelled: volumes, image
 //!   locality, system-default topology spreading, `namespaceSelector` other than `{}`
 //!   (pod affinity terms; no namespace labels here), pod-level `spec.resources`.
 //!
@@ -33,6 +34,7 @@
 mod affinity;
 mod executor;
 mod filters;
+mod preemption;
 mod resources;
 mod scores;
 mod spread;
