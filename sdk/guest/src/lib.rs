@@ -42,6 +42,10 @@ mod url;
 
 pub use url::{percent_decode, percent_encode};
 
+/// serde_json, re-exported with the `json` feature (e.g. for `serde_json::json!`).
+#[cfg(feature = "json")]
+pub use serde_json;
+
 /// For the macros only: not a stable interface.
 #[doc(hidden)]
 pub mod __private {
