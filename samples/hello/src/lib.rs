@@ -2,6 +2,8 @@
 //! (sdk/guest). `GET /` answers "<GREETING> from <POD_NAME>\n", where both come from
 //! the environment the pod spec grants; any other path is 404 `not found`.
 
+#![forbid(unsafe_code)]
+
 use flotilla_guest::env;
 use flotilla_guest::http::{Request, Router};
 

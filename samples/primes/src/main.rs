@@ -2,6 +2,8 @@
 //! below N (first argument, default 100000) and prints the count, with the Job
 //! completion index when it runs in an Indexed Job. A bad N is a usage error (exit 2).
 
+#![forbid(unsafe_code)]
+
 use flotilla_guest::cli::{self, Args, Error};
 use flotilla_guest::env;
 

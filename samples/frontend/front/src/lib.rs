@@ -6,6 +6,8 @@
 //! elsewhere, e.g. `http://quotes` for quotes run as a Service of its own. If the quotes
 //! service fails it answers 502 with the error; other paths are 404.
 
+#![forbid(unsafe_code)]
+
 use flotilla_guest::http::{Request, Response, Router};
 use flotilla_guest::{client, env, warn};
 

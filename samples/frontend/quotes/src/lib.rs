@@ -5,6 +5,8 @@
 //! - `GET /quote?n=K`  quote K (modulo their number), for a reproducible answer
 //! - `GET /quotes`     every quote, one a line
 
+#![forbid(unsafe_code)]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flotilla_guest::http::{Request, Router};

@@ -7,6 +7,8 @@
 //! - `POST /echo`         the request body back
 //! - `GET /healthz`       `ok` (the readiness probe)
 
+#![forbid(unsafe_code)]
+
 use flotilla_guest::http::{HttpError, Request, Response, Router};
 use flotilla_guest::{env, fs, info};
 

@@ -6,6 +6,8 @@
 //! `JOB_COMPLETION_INDEX`. `--fail` exits with code 3 (the Job retries up to its
 //! backoffLimit); a bad `--count` is a usage error (exit code 2).
 
+#![forbid(unsafe_code)]
+
 use flotilla_guest::cli::{self, Args, Error};
 use flotilla_guest::{env, info};
 
