@@ -4,6 +4,10 @@
 # component in samples/SAMPLE/COMPONENT/ and gets OUT_DIR/SAMPLE-COMPONENT.wasm.
 #
 #   scripts/build-guests.sh [OUT_DIR]        OUT_DIR defaults to target/guests
+#   scripts/build-guests.sh OUT_DIR CRATE_DIR...
+#                                            builds only these guest crates (anywhere, e.g. a
+#                                            project scaffolded from sdk/guest/templates) into
+#                                            OUT_DIR/<crate-dir-name>.wasm
 #
 # rustup here has no wasm targets and none can be downloaded, so guests are built with
 # Debian's second Rust toolchain (rustc-web/cargo-web, /usr/bin/{rustc,cargo}) and
@@ -18,6 +22,11 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/target/guests}
+CRATES=()
+for d in "${@:2}"; do
+  [ -f "$d/Cargo.toml" ] || { echo "build-guests: $d has no Cargo.toml" >&2; exit 1; }
+  CRATES+=("$(cd "$d" && pwd)/Cargo.toml")
+done
 BUILD=${GUEST_BUILD_DIR:-$ROOT/target/guest-build}
 mkdir -p "$OUT" "$BUILD"
 OUT=$(cd "$OUT" && pwd)
@@ -77,7 +86,8 @@ meta() { # meta CARGO_TOML KEY: a value from [package.metadata.flotilla-guest]
   sed -n '/^\[package\.metadata\.flotilla-guest\]/,/^\[/{s/^'"$2"' *= *"\([^"]*\)".*/\1/p}' "$1"
 }
 built=0
-for manifest in "$ROOT"/guests/*/Cargo.toml "$ROOT"/samples/*/Cargo.toml "$ROOT"/samples/*/*/Cargo.toml; do
+[ ${#CRATES[@]} -gt 0 ] || CRATES=("$ROOT"/guests/*/Cargo.toml "$ROOT"/samples/*/Cargo.toml "$ROOT"/samples/*/*/Cargo.toml)
+for manifest in "${CRATES[@]}"; do
   dir=$(dirname "$manifest"); name=$(basename "$dir")
   case $manifest in "$ROOT"/samples/*/*/Cargo.toml) name=$(basename "$(dirname "$dir")")-$name ;; esac
   target=$(meta "$manifest" target); adapter=$(meta "$manifest" adapter)
