@@ -20,6 +20,8 @@ enum Cli {
     Push(commands::push::PushCommand),
     Status(commands::status::StatusCommand),
     Down(commands::down::DownCommand),
+    New(commands::new::NewCommand),
+    Build(commands::build_guest::BuildCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +41,8 @@ fn main() -> anyhow::Result<()> {
             Cli::Push(c) => c.execute().await,
             Cli::Status(c) => c.execute(),
             Cli::Down(c) => c.execute().await,
+            Cli::New(c) => c.execute(),
+            Cli::Build(c) => c.execute(),
         }
     })
 }

@@ -1,8 +1,10 @@
 //! One file per subcommand; each is a clap struct with `execute`.
 
+pub(crate) mod build_guest;
 pub(crate) mod down;
 pub(crate) mod ingress;
 pub(crate) mod kubeconfig;
+pub(crate) mod new;
 pub(crate) mod node;
 pub(crate) mod push;
 pub(crate) mod server;

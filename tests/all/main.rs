@@ -3,6 +3,7 @@
 
 mod clients;
 mod density;
+mod guest_sdk;
 mod disruption;
 mod endpoints;
 mod harness;
