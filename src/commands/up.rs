@@ -146,6 +146,7 @@ impl UpCommand {
             if let Some(s) = state::read(data_dir).filter(|s| s.pid == child.id()) {
                 println!("flotilla cluster ready in the background: {}", s.api);
                 println!("api {}", s.api);
+                println!("console {}/ui/", s.api);
                 println!("nodes {}", s.nodes.join(" "));
                 println!("context {} (kubeconfig {})", super::kubeconfig::NAME, s.kubeconfig.display());
                 println!("log {}", log.display());

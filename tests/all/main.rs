@@ -2,6 +2,7 @@
 //! real kubectl binary and real clients against `flotilla up`.
 
 mod clients;
+mod console;
 mod density;
 mod guest_sdk;
 mod disruption;

@@ -56,6 +56,7 @@ fn up_detached_then_down_keeps_the_data_and_restores_the_kubeconfig() {
     let api = field(out, "api");
     assert!(api.starts_with("https://127.0.0.1:"), "{out}");
     assert!(field(out, "context").starts_with("flotilla"), "{out}");
+    assert_eq!(field(out, "console"), format!("{api}/ui/"));
     let log = field(out, "log").to_string();
     assert!(Path::new(&log).is_file(), "{out}");
     assert_eq!(yaml(&kc)["current-context"], "flotilla");

@@ -2,6 +2,7 @@
 //! discovery, OpenAPI, object operations, watch.
 
 pub(crate) mod auth;
+mod console;
 mod defaults;
 mod discovery;
 pub(crate) mod error;
@@ -98,13 +99,12 @@ fn version_info() -> serde_json::Value {
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let ok = || async { (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok") };
-    Router::new()
+    let router = Router::new()
         .route("/version", get(|| async { axum::Json(version_info()) }))
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
-        .route("/readyz", get(ok))
-        .fallback(http::dispatch)
-        .with_state(app)
+        .route("/readyz", get(ok));
+    console::routes(router).fallback(http::dispatch).with_state(app)
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown`.
