@@ -118,6 +118,18 @@ fn names_registry(reference: &str) -> bool {
     }
 }
 
+/// "1.2 MiB" style.
+fn human_bytes(n: f64) -> String {
+    let mut v = n;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return if unit == "B" { format!("{v:.0} {unit}") } else { format!("{v:.1} {unit}") };
+        }
+        v /= 1024.0;
+    }
+    unreachable!()
+}
+
 /// `wasip2` for a component, `wasip1` for a core module.
 fn wasm_os(bytes: &[u8]) -> anyhow::Result<&'static str> {
     if bytes.get(..4) != Some(b"\0asm") {
@@ -178,10 +190,15 @@ impl PushCommand {
         let config_blob = Config::new(serde_json::to_vec(&config_json)?, CONFIG_MEDIA_TYPE.to_string(), None);
         let layers = vec![ImageLayer::new(wasm, LAYER_MEDIA_TYPE.to_string(), None)];
         let manifest = OciImageManifest::build(&layers, &config_blob, None);
+        let size = layers[0].data.len();
+        eprintln!("flotilla: pushing {} ({}) to {reference}", self.file.display(), human_bytes(size as f64));
+        let started = std::time::Instant::now();
         client
             .push(&reference, &layers, config_blob, &auth, Some(manifest))
             .await
             .with_context(|| format!("pushing {} to {reference}", self.file.display()))?;
+        let took = started.elapsed().as_secs_f64().max(1e-3);
+        eprintln!("flotilla: sent {} in {took:.2} s ({}/s)", human_bytes(size as f64), human_bytes(size as f64 / took));
         let digest = client.fetch_manifest_digest(&reference, &auth).await.context("reading back the manifest digest")?;
         println!("{reference}@{digest}");
         Ok(())
