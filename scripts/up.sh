@@ -5,19 +5,26 @@
 # Stop the cluster with `./target/release/flotilla down` (add --purge to delete its data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# FLOTILLA_BIN: use this binary instead of building one (tests use the debug build);
+# FLOTILLA_UP_ARGS: more flags for `flotilla up -d`; FLOTILLA_DATA_DIR: its data dir.
 ./scripts/build-guests.sh target/guests
-cargo build --release --locked
-data_dir="${FLOTILLA_DATA_DIR:-$HOME/.local/share/flotilla}"
-if ./target/release/flotilla status --data-dir "$data_dir" >/dev/null; then
-  echo "flotilla is already running:"
-  ./target/release/flotilla status --data-dir "$data_dir"
-else
-  ./target/release/flotilla up -d --data-dir "$data_dir"
+if [ -z "${FLOTILLA_BIN:-}" ]; then
+  cargo build --release --locked
+  FLOTILLA_BIN=./target/release/flotilla
 fi
-./target/release/flotilla push target/guests/hello.wasm hello:v1
-./target/release/flotilla push target/guests/primes.wasm primes:v1
+flotilla=$FLOTILLA_BIN
+data_dir="${FLOTILLA_DATA_DIR:-$HOME/.local/share/flotilla}"
+if "$flotilla" status --data-dir "$data_dir" >/dev/null; then
+  echo "flotilla is already running:"
+  "$flotilla" status --data-dir "$data_dir"
+else
+  # shellcheck disable=SC2086 # FLOTILLA_UP_ARGS is a list of flags
+  "$flotilla" up -d --data-dir "$data_dir" ${FLOTILLA_UP_ARGS:-}
+fi
+"$flotilla" push target/guests/hello.wasm hello:v1
+"$flotilla" push target/guests/primes.wasm primes:v1
 kubectl apply -f samples/hello/hello.yaml
 kubectl wait --for=condition=Ready pod/hello --timeout=60s
 kubectl get pods -o wide
 kubectl get --raw /api/v1/namespaces/default/pods/hello:8080/proxy/
-echo "flotilla runs in the background; stop it with: ./target/release/flotilla down --data-dir $data_dir"
+echo "flotilla runs in the background; stop it with: $flotilla down --data-dir $data_dir"

@@ -19,6 +19,7 @@ mod kubectl_edit;
 mod kubectl_misc;
 mod kubectl_versions;
 mod netpol;
+mod newcomer;
 mod outside;
 mod node_pods;
 mod node_limits;
