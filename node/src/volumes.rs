@@ -50,18 +50,24 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         if v.get("emptyDir").is_some() {
             out.push(Volume { name, host_path: dir, read_only: false });
-        } else if let Some(projected) = Projected::of(v) {
-            match projected.source.entries(client, &ns, &projected.object, true).await {
-                Ok(Some(entries)) => {
-                    for (k, val) in entries {
-                        if safe_component(&k) {
-                            tokio::fs::write(dir.join(&k), val).await.map_err(io)?;
-                        }
-                    }
+        } else if let Some(sources) = file_sources(v) {
+            let default_mode = mode_of(&sources.1, DEFAULT_MODE);
+            let mut files = Vec::new();
+            for source in &sources.0 {
+                let fetched = match Projected::of(source) {
+                    Some(p) => Some(p.source.entries(client, &ns, &p.object, true).await.map_err(|e| format!("volume {name}: {e}"))?),
+                    None => None,
+                };
+                files.extend(project(source, fetched, pod, default_mode, &name)?);
+            }
+            for f in files {
+                let path = dir.join(&f.path);
+                if let Some(parent) = path.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(io)?;
                 }
-                Ok(None) if projected.optional => {}
-                Ok(None) => return Err(format!("MountVolume.SetUp failed for volume \"{name}\" : {} \"{}\" not found", projected.kind(), projected.object)),
-                Err(e) => return Err(format!("volume {name}: {e}")),
+                tokio::fs::write(&path, &f.data).await.map_err(io)?;
+                use std::os::unix::fs::PermissionsExt as _;
+                tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).await.map_err(io)?;
             }
             out.push(Volume { name, host_path: dir, read_only: true });
         } else if let Some(pvc) = v.get("persistentVolumeClaim") {
@@ -73,10 +79,155 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
             tokio::fs::create_dir_all(&claim_dir).await.map_err(io)?;
             out.push(Volume { name, host_path: claim_dir, read_only: pvc["readOnly"] == json!(true) });
         } else {
-            return Err(format!("volume \"{name}\": only emptyDir, configMap, secret and persistentVolumeClaim volumes are supported"));
+            return Err(format!(
+                "volume \"{name}\": only emptyDir, configMap, secret, downwardAPI, projected and persistentVolumeClaim volumes are supported"
+            ));
         }
     }
     Ok(out)
+}
+
+/// Kubernetes' default file mode of configMap, secret, downwardAPI and projected volumes.
+const DEFAULT_MODE: u32 = 0o644;
+
+/// A file a configMap, secret, downwardAPI or projected volume holds.
+#[derive(Debug, PartialEq)]
+struct File {
+    path: String,
+    data: Vec<u8>,
+    mode: u32,
+}
+
+fn mode_of(v: &Value, default: u32) -> u32 {
+    v["defaultMode"].as_u64().or_else(|| v["mode"].as_u64()).map(|m| (m & 0o777) as u32).unwrap_or(default)
+}
+
+/// The sources a file-holding volume projects, and the spec holding its defaultMode: a
+/// configMap, secret or downwardAPI volume is one source, a projected volume several.
+fn file_sources(v: &Value) -> Option<(Vec<Value>, Value)> {
+    for kind in ["configMap", "secret", "downwardAPI"] {
+        if let Some(spec) = v.get(kind) {
+            return Some((vec![json!({ kind: spec })], spec.clone()));
+        }
+    }
+    let projected = v.get("projected")?;
+    Some((projected["sources"].as_array().cloned().unwrap_or_default(), projected.clone()))
+}
+
+/// A relative path of normal components (what items' `path` must be).
+fn relative_path(path: &str) -> bool {
+    !path.is_empty() && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Pure: the files one source puts in volume `volume`: a configMap or secret (`fetched`:
+/// the object's entries, None when it does not exist; all keys, or its `items` at their
+/// paths) or downwardAPI items (from `pod`). Errors are the kubelet's FailedMount words.
+fn project(source: &Value, fetched: Option<Option<Vec<(String, Vec<u8>)>>>, pod: &Value, default_mode: u32, volume: &str) -> Result<Vec<File>, String> {
+    let mut files = Vec::new();
+    if let Some(items) = source.get("downwardAPI").map(|d| d["items"].as_array().cloned().unwrap_or_default()) {
+        for item in items {
+            let path = s(&item["path"]);
+            if !relative_path(&path) {
+                return Err(format!("volume \"{volume}\": downwardAPI path {path:?} must be a relative path"));
+            }
+            let data = if let Some(f) = item.get("fieldRef") {
+                downward_field(pod, &s(&f["fieldPath"]))?
+            } else if let Some(r) = item.get("resourceFieldRef") {
+                resource_field(pod, None, r)?
+            } else {
+                return Err(format!("volume \"{volume}\": downwardAPI item {path:?} needs a fieldRef or a resourceFieldRef"));
+            };
+            files.push(File { path, data: data.into_bytes(), mode: mode_of(&item, default_mode) });
+        }
+        return Ok(files);
+    }
+    if source.get("serviceAccountToken").is_some() || source.get("clusterTrustBundle").is_some() {
+        return Err(format!("volume \"{volume}\": serviceAccountToken and clusterTrustBundle projections are not supported"));
+    }
+    let Some(p) = Projected::of(source) else { return Ok(files) };
+    let spec = source.get("configMap").or_else(|| source.get("secret")).cloned().unwrap_or(Value::Null);
+    let entries = match fetched.flatten() {
+        Some(e) => e,
+        None if p.optional => return Ok(files),
+        None => return Err(format!("MountVolume.SetUp failed for volume \"{volume}\" : {} \"{}\" not found", p.kind(), p.object)),
+    };
+    match spec["items"].as_array().filter(|i| !i.is_empty()) {
+        None => {
+            for (k, data) in entries {
+                if safe_component(&k) {
+                    files.push(File { path: k, data, mode: default_mode });
+                }
+            }
+        }
+        Some(items) => {
+            for item in items {
+                let (key, path) = (s(&item["key"]), s(&item["path"]));
+                if !relative_path(&path) {
+                    return Err(format!("volume \"{volume}\": item path {path:?} must be a relative path"));
+                }
+                match entries.iter().find(|(k, _)| *k == key) {
+                    Some((_, data)) => files.push(File { path, data: data.clone(), mode: mode_of(item, default_mode) }),
+                    None if p.optional => {}
+                    None => {
+                        return Err(format!("MountVolume.SetUp failed for volume \"{volume}\" : {} references non-existent {} key: {key}", p.kind(), if p.source == Source::ConfigMap { "config" } else { "secret" }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// `k="v"` lines, sorted by key (the kubelet's format for labels and annotations).
+fn format_map(m: &Value) -> String {
+    let mut lines: Vec<String> = m.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", serde_json::to_string(v.as_str().unwrap_or("")).unwrap_or_default())).collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// A downwardAPI volume's fieldRef (what the kubelet allows there).
+fn downward_field(pod: &Value, path: &str) -> Result<String, String> {
+    let m = &pod["metadata"];
+    Ok(match path {
+        "metadata.name" => s(&m["name"]),
+        "metadata.namespace" => s(&m["namespace"]),
+        "metadata.uid" => s(&m["uid"]),
+        "metadata.labels" => format_map(&m["labels"]),
+        "metadata.annotations" => format_map(&m["annotations"]),
+        other => {
+            let label = other.strip_prefix("metadata.labels['").and_then(|r| r.strip_suffix("']"));
+            let ann = other.strip_prefix("metadata.annotations['").and_then(|r| r.strip_suffix("']"));
+            match (label, ann) {
+                (Some(l), _) => s(&m["labels"][l]),
+                (_, Some(a)) => s(&m["annotations"][a]),
+                _ => return Err(format!("unsupported downwardAPI fieldRef {other}")),
+            }
+        }
+    })
+}
+
+/// A resourceFieldRef (`limits.cpu`, `requests.memory`, …) of the named container (or
+/// `container`), divided by its divisor and rounded up, as the kubelet computes it.
+pub(crate) fn resource_field(pod: &Value, container: Option<&str>, r: &Value) -> Result<String, String> {
+    let name = r["containerName"].as_str().filter(|n| !n.is_empty()).or(container).unwrap_or("");
+    let c = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| pod["spec"][*l].as_array().into_iter().flatten())
+        .find(|c| c["name"] == name)
+        .ok_or_else(|| format!("resourceFieldRef: no container {name:?}"))?;
+    let resource = s(&r["resource"]);
+    let (field, what) = resource.split_once('.').ok_or_else(|| format!("unsupported resourceFieldRef resource {resource}"))?;
+    if !matches!(field, "limits" | "requests") || !matches!(what, "cpu" | "memory" | "ephemeral-storage") {
+        return Err(format!("unsupported resourceFieldRef resource {resource}"));
+    }
+    let q = |v: &Value| match v {
+        Value::String(t) => flotilla_api::quantity::parse(t).ok(),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    };
+    let value = q(&c["resources"][field][what]).or_else(|| (field == "requests").then(|| q(&c["resources"]["limits"][what])).flatten()).unwrap_or(0.0);
+    let divisor = q(&r["divisor"]).filter(|d| *d > 0.0).unwrap_or(1.0);
+    Ok(format!("{}", (value / divisor - 1e-9).ceil().max(0.0) as u64))
 }
 
 /// A ConfigMap or Secret a pod reads, for volumes and env.
@@ -116,7 +267,9 @@ impl Projected {
         let (source, spec, object) = if let Some(cm) = v.get("configMap") {
             (Source::ConfigMap, cm, s(&cm["name"]))
         } else if let Some(sec) = v.get("secret") {
-            (Source::Secret, sec, s(&sec["secretName"]))
+            // A secret volume names it secretName, a projected volume's secret source name.
+            let name = sec["secretName"].as_str().or_else(|| sec["name"].as_str()).unwrap_or("").to_string();
+            (Source::Secret, sec, name)
         } else {
             return None;
         };
@@ -177,6 +330,40 @@ mod tests {
         std::os::unix::fs::symlink("../../..", dir.path().join("esc")).expect("symlink");
         assert_eq!(contained(dir.path(), "esc"), None);
         assert!(!safe_component("..") && !safe_component("a/b") && safe_component("data"));
+    }
+
+    fn pod() -> Value {
+        json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"b": "2", "a": "x y"}},
+               "spec": {"containers": [{"name": "main", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}})
+    }
+
+    #[test]
+    fn items_pick_keys_paths_and_modes() {
+        let entries = Some(Some(vec![("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]));
+        let all = project(&json!({"configMap": {"name": "cm"}}), entries.clone(), &pod(), 0o644, "v").unwrap();
+        assert_eq!(all.iter().map(|f| (f.path.as_str(), f.mode)).collect::<Vec<_>>(), [("a", 0o644), ("b", 0o644)]);
+        let some = project(&json!({"configMap": {"name": "cm", "items": [{"key": "b", "path": "dir/b.txt", "mode": 0o400}]}}), entries.clone(), &pod(), 0o644, "v").unwrap();
+        assert_eq!(some, [File { path: "dir/b.txt".into(), data: b"2".to_vec(), mode: 0o400 }]);
+        let missing = project(&json!({"configMap": {"name": "cm", "items": [{"key": "zz", "path": "z"}]}}), entries.clone(), &pod(), 0o644, "v");
+        assert_eq!(missing.unwrap_err(), "MountVolume.SetUp failed for volume \"v\" : configmap references non-existent config key: zz");
+        let escape = project(&json!({"secret": {"secretName": "s", "items": [{"key": "a", "path": "../a"}]}}), entries, &pod(), 0o644, "v");
+        assert!(escape.is_err());
+        assert!(project(&json!({"secret": {"secretName": "s", "optional": true}}), Some(None), &pod(), 0o644, "v").unwrap().is_empty());
+        assert!(project(&json!({"secret": {"secretName": "s"}}), Some(None), &pod(), 0o644, "v").unwrap_err().contains("secret \"s\" not found"));
+    }
+
+    #[test]
+    fn downward_api_files() {
+        let items = json!({"downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "cpu", "resourceFieldRef": {"containerName": "main", "resource": "limits.cpu", "divisor": "1m"}},
+            {"path": "mem", "resourceFieldRef": {"containerName": "main", "resource": "requests.memory", "divisor": "1Mi"}},
+        ]}});
+        let files = project(&items, None, &pod(), 0o644, "v").unwrap();
+        let text: Vec<(&str, String)> = files.iter().map(|f| (f.path.as_str(), String::from_utf8_lossy(&f.data).into_owned())).collect();
+        assert_eq!(text, [("labels", "a=\"x y\"\nb=\"2\"".to_string()), ("name", "p".into()), ("cpu", "500".into()), ("mem", "64".into())]);
+        assert_eq!(resource_field(&pod(), Some("main"), &json!({"resource": "limits.cpu"})).unwrap(), "1", "rounded up to whole cores");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod kubectl_basics;
 mod kube_client;
 mod store;
 mod up_down;
+mod volumes;
 mod kubectl_apply;
 mod kubectl_delete;
 mod kubectl_edit;

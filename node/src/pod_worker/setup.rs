@@ -165,6 +165,10 @@ async fn resolve_env(p: &PodContext<'_>, c: &Value) -> Result<Vec<(String, Strin
             set(name, field_ref(p, &s(&f["fieldPath"]))?);
             continue;
         }
+        if let Some(r) = from.get("resourceFieldRef") {
+            set(name, crate::volumes::resource_field(p.pod, c["name"].as_str(), r)?);
+            continue;
+        }
         for (field, source, kind) in [("configMapKeyRef", Source::ConfigMap, "ConfigMap"), ("secretKeyRef", Source::Secret, "Secret")] {
             let Some(r) = from.get(field) else { continue };
             let key = s(&r["key"]);
