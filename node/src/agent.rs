@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Allow `file://` images.
     pub allow_file_images: bool,
+    /// Host directories hostPath volumes may name (prefixes); empty: no hostPath volumes.
+    pub allow_host_paths: Vec<PathBuf>,
     /// Address the node server binds to and reports as InternalIP.
     pub bind_address: IpAddr,
     /// Container restart back-off.
@@ -83,6 +85,7 @@ impl NodeConfig {
             name,
             data_dir,
             allow_file_images: false,
+            allow_host_paths: Vec::new(),
             bind_address: IpAddr::from([127, 0, 0, 1]),
             backoff: Backoff::default(),
             max_log_bytes: 10 * 1024 * 1024,

@@ -260,9 +260,10 @@ impl Worker {
         match effect {
             Effect::PrepareVolumes => {
                 let (client, pod, dir, claims) = (self.ctx.client.clone(), self.pod.clone(), self.dir.clone(), self.ctx.config.data_dir.join("claims"));
+                let allowed = self.ctx.config.allow_host_paths.clone();
                 let tx = self.outcomes_tx.clone();
                 self.tasks.spawn(async move {
-                    let _ = tx.send(Box::new(Outcome::Volumes(volumes::prepare(&client, &pod, &dir, &claims).await)));
+                    let _ = tx.send(Box::new(Outcome::Volumes(volumes::prepare(&client, &pod, &dir, &claims, &allowed).await)));
                 });
             }
             Effect::PullImage { container } => self.pull(container),

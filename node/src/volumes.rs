@@ -36,7 +36,7 @@ pub(crate) fn safe_component(name: &str) -> bool {
 /// Creates the host directories of the pod's volumes (`pod_dir/volumes/NAME`; claims under
 /// `claims_dir/NAMESPACE/CLAIM`) and fills configMap and secret volumes. The error is the
 /// message the kubelet shows (FailedMount).
-pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, claims_dir: &Path) -> Result<Vec<Volume>, String> {
+pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, claims_dir: &Path, allowed_host_paths: &[PathBuf]) -> Result<Vec<Volume>, String> {
     let ns = s(&pod["metadata"]["namespace"]);
     let mut out = Vec::new();
     let Some(vols) = pod["spec"]["volumes"].as_array() else { return Ok(out) };
@@ -46,6 +46,10 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
             return Err(format!("volume name {name:?} is not a valid path component"));
         }
         let io = |e: std::io::Error| format!("volume {name}: {e}");
+        if let Some(hp) = v.get("hostPath") {
+            out.push(Volume { host_path: host_path(&name, hp, allowed_host_paths)?, name, read_only: false });
+            continue;
+        }
         let dir = pod_dir.join("volumes").join(&name);
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         if v.get("emptyDir").is_some() {
@@ -85,6 +89,58 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
         }
     }
     Ok(out)
+}
+
+/// A hostPath volume's directory or file: only under a prefix the node allows
+/// (`--allow-host-path`), resolved through symlinks (so a link cannot lead out of it), and
+/// checked against `type` as the kubelet checks it.
+fn host_path(volume: &str, spec: &Value, allowed: &[PathBuf]) -> Result<PathBuf, String> {
+    let path = s(&spec["path"]);
+    let refuse = |why: &str| format!("MountVolume.SetUp failed for volume \"{volume}\" : hostPath {path:?} {why}");
+    if allowed.is_empty() {
+        return Err(refuse("is not allowed on this node (it allows no hostPath volumes; see --allow-host-path)"));
+    }
+    let p = Path::new(&path);
+    if !p.is_absolute() || !p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
+        return Err(refuse("is not an absolute path without `..`"));
+    }
+    let prefixes: Vec<PathBuf> = allowed.iter().filter_map(|a| std::fs::canonicalize(a).ok()).collect();
+    let inside = |real: &Path| prefixes.iter().any(|a| real.starts_with(a));
+    let not_inside = || {
+        let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
+        refuse(&format!("is not under a prefix this node allows ({})", list.join(", ")))
+    };
+    // The deepest part that exists decides where the path leads (symlinks resolved);
+    // only then may DirectoryOrCreate create the rest.
+    let mut existing = p.to_path_buf();
+    while !existing.exists() {
+        existing = existing.parent().map(Path::to_path_buf).ok_or_else(not_inside)?;
+    }
+    let base = std::fs::canonicalize(&existing).map_err(|e| refuse(&e.to_string()))?;
+    if !inside(&base) {
+        return Err(not_inside());
+    }
+    let kind = spec["type"].as_str().unwrap_or("");
+    if existing != p {
+        if kind != "DirectoryOrCreate" {
+            return Err(refuse("does not exist"));
+        }
+        std::fs::create_dir_all(base.join(p.strip_prefix(&existing).map_err(|_| not_inside())?)).map_err(|e| refuse(&e.to_string()))?;
+    }
+    let real = std::fs::canonicalize(p).map_err(|e| refuse(&e.to_string()))?;
+    if !inside(&real) {
+        return Err(not_inside());
+    }
+    let ok = match kind {
+        "" | "DirectoryOrCreate" => true,
+        "Directory" => real.is_dir(),
+        // A guest sees directories only (WASI preopens): File, Socket and devices are refused.
+        _ => false,
+    };
+    if !ok {
+        return Err(refuse(&format!("is not a {kind} (or that type is not supported)")));
+    }
+    Ok(real)
 }
 
 /// Kubernetes' default file mode of configMap, secret, downwardAPI and projected volumes.
@@ -335,6 +391,29 @@ mod tests {
     fn pod() -> Value {
         json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"b": "2", "a": "x y"}},
                "spec": {"containers": [{"name": "main", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}})
+    }
+
+    #[test]
+    fn host_paths_only_under_allowed_prefixes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let allowed = dir.path().join("shared");
+        std::fs::create_dir_all(allowed.join("data")).unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.join("etc")).unwrap();
+        let spec = |p: &Path, t: &str| json!({"path": p.to_str().unwrap(), "type": t});
+        let ok = host_path("v", &spec(&allowed.join("data"), "Directory"), std::slice::from_ref(&allowed)).unwrap();
+        assert!(ok.ends_with("shared/data"));
+        let none = host_path("v", &spec(&dir.path().join("made"), "DirectoryOrCreate"), &[]).unwrap_err();
+        assert!(none.contains("hostPath") && none.contains("allows no hostPath volumes"), "{none}");
+        assert!(!dir.path().join("made").exists(), "nothing is created outside the allowed prefixes");
+        let outside = host_path("v", &spec(&dir.path().join("made"), "DirectoryOrCreate"), std::slice::from_ref(&allowed)).unwrap_err();
+        assert!(outside.contains("is not under a prefix") && !dir.path().join("made").exists(), "{outside}");
+        let out = host_path("v", &json!({"path": "/etc"}), std::slice::from_ref(&allowed)).unwrap_err();
+        assert!(out.contains("\"/etc\" is not under a prefix this node allows"), "{out}");
+        let link = host_path("v", &spec(&allowed.join("etc"), ""), std::slice::from_ref(&allowed)).unwrap_err();
+        assert!(link.contains("is not under a prefix"), "a symlink out is refused: {link}");
+        let created = host_path("v", &spec(&allowed.join("new/dir"), "DirectoryOrCreate"), std::slice::from_ref(&allowed)).unwrap();
+        assert!(created.is_dir());
+        assert!(host_path("v", &spec(&allowed.join("data"), "File"), std::slice::from_ref(&allowed)).is_err());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub(crate) struct NodeCommand {
     pub max_pods: u32,
     #[command(flatten)]
     pub allocatable: AllocatableFlags,
+    #[command(flatten)]
+    pub host_paths: HostPathFlags,
 }
 
 /// What a node offers pods (`node` and `up`): the Node's status.allocatable, which the
@@ -58,6 +60,22 @@ pub(crate) struct AllocatableFlags {
     /// Memory the node offers pods, a Kubernetes quantity (e.g. 512Mi, 4Gi) [default: the host's memory]
     #[arg(long, value_name = "QUANTITY", value_parser = memory_quantity)]
     pub allocatable_memory: Option<String>,
+}
+
+/// Which host directories hostPath volumes may use (`node` and `up`).
+#[derive(Args, Clone, Debug, Default)]
+pub(crate) struct HostPathFlags {
+    /// Allow hostPath volumes under this directory (repeatable); without it a pod with a
+    /// hostPath volume fails to mount it (a FailedMount event names hostPath and the path)
+    #[arg(long = "allow-host-path", value_name = "PREFIX")]
+    pub allow_host_path: Vec<PathBuf>,
+}
+
+impl HostPathFlags {
+    pub(crate) fn apply(&self, config: &mut flotilla_node::NodeConfig) -> anyhow::Result<()> {
+        config.allow_host_paths = self.allow_host_path.iter().map(std::path::absolute).collect::<Result<_, _>>()?;
+        Ok(())
+    }
 }
 
 impl AllocatableFlags {
@@ -111,6 +129,7 @@ impl NodeCommand {
         config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
         config.max_pods = self.max_pods;
         self.allocatable.apply(&mut config);
+        self.host_paths.apply(&mut config)?;
         if let Some(ca) = &self.certificate_authority {
             config.ca_pem = Some(std::fs::read_to_string(ca)?);
         } else {

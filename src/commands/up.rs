@@ -33,6 +33,8 @@ pub(crate) struct UpCommand {
     /// Applies to each embedded node.
     #[command(flatten)]
     pub allocatable: super::node::AllocatableFlags,
+    #[command(flatten)]
+    pub host_paths: super::node::HostPathFlags,
     /// Run in the background: start the cluster, wait until it serves, print where it is
     /// (API URL, context, log file) and return. `flotilla status` shows it and
     /// `flotilla down` stops it
@@ -83,6 +85,7 @@ impl UpCommand {
             config.backoff.base = std::time::Duration::from_millis(self.restart_backoff_ms);
             config.max_pods = self.max_pods;
             self.allocatable.apply(&mut config);
+            self.host_paths.apply(&mut config)?;
             // The embedded nodes share this process's memory mappings: they split one pool budget.
             config.max_instances = flotilla_node::INSTANCE_BUDGET / self.nodes.max(1);
             config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);

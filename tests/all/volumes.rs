@@ -73,3 +73,31 @@ spec:
     let mode = |p: &str| std::fs::metadata(vol.join(p)).expect("file on the node").permissions().mode() & 0o777;
     assert_eq!((mode("cfg/greeting"), mode("secret/password"), mode("name")), (0o440, 0o400, 0o440));
 }
+
+/// hostPath volumes only under what the node allows (`--allow-host-path`); anything else
+/// fails to mount with a Warning event naming hostPath and the path.
+#[test]
+fn host_paths_only_where_the_node_allows() {
+    let shared = tempfile::tempdir().expect("shared dir");
+    let allowed = shared.path().join("allowed");
+    std::fs::create_dir_all(&allowed).unwrap();
+    let c = Cluster::start_with(&["--allow-host-path", allowed.to_str().unwrap()]);
+    let pod = |name: &str, path: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: \"{}\"\n    args: [--write, /host/out.txt, from-the-guest]\n    volumeMounts: [{{name: host, mountPath: /host}}]\n  volumes:\n  - name: host\n    hostPath: {{path: \"{path}\", type: DirectoryOrCreate}}\n",
+            guest("hello-cmd")
+        )
+    };
+    let inside = allowed.join("app");
+    c.apply(&pod("inside", inside.to_str().unwrap()));
+    c.wait_pod("inside", "{.status.phase}", "Succeeded", std::time::Duration::from_secs(60));
+    assert_eq!(std::fs::read_to_string(inside.join("out.txt")).expect("written on the host"), "from-the-guest");
+
+    let outside = shared.path().join("elsewhere");
+    c.apply(&pod("outside", outside.to_str().unwrap()));
+    crate::harness::wait_for(std::time::Duration::from_secs(30), "the FailedMount event", || {
+        let ev = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=outside,reason=FailedMount", "-o", "jsonpath={.items[*].message}"]);
+        (ev.stdout.contains("hostPath") && ev.stdout.contains(outside.to_str().unwrap())).then_some(())
+    });
+    assert!(!outside.exists(), "nothing is created outside the allowed prefix");
+}
