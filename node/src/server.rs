@@ -526,25 +526,7 @@ fn exec_spdy(ctx: &Arc<Ctx>, entry: Arc<ContainerEntry>, params: ExecRequest, re
             Ok(u) => u,
             Err(error) => return tracing::debug!(%error, "exec upgrade failed"),
         };
-        let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
-        let incoming = Box::pin(futures::stream::unfold(rd, |mut rd| async move {
-            use tokio::io::AsyncReadExt as _;
-            let mut buf = vec![0u8; 32 * 1024];
-            match rd.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(Bytes::from(buf)), rd))
-                }
-                Err(e) => Some((Err(e), rd)),
-            }
-        }));
-        let outgoing = Box::pin(futures::sink::unfold(wr, |mut wr, b: Bytes| async move {
-            use tokio::io::AsyncWriteExt as _;
-            wr.write_all(&b).await?;
-            wr.flush().await?;
-            Ok::<_, std::io::Error>(wr)
-        }));
+        let (incoming, outgoing) = crate::portforward::byte_halves(upgraded);
         let runner = ctx.runner.clone();
         let command = params.command.clone();
         let run = move |stdin, out, kill| runner.exec(&entry, command, stdin, out, kill);

@@ -139,6 +139,34 @@ fn websocket(target: Target, req: Request<Incoming>, shutdown: watch::Receiver<b
     r
 }
 
+/// An upgraded connection as a stream of the bytes read and a sink of bytes to write (each
+/// written and flushed in turn): how the SPDY sessions (port-forward, exec) see it.
+pub(crate) fn byte_halves(
+    upgraded: hyper::upgrade::Upgraded,
+) -> (
+    std::pin::Pin<Box<dyn futures::Stream<Item = io::Result<Bytes>> + Send>>,
+    std::pin::Pin<Box<dyn futures::Sink<Bytes, Error = io::Error> + Send>>,
+) {
+    let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+    let incoming = futures::stream::unfold(rd, |mut rd| async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        match rd.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), rd))
+            }
+            Err(e) => Some((Err(e), rd)),
+        }
+    });
+    let outgoing = futures::sink::unfold(wr, |mut wr, b: Bytes| async move {
+        wr.write_all(&b).await?;
+        wr.flush().await?;
+        Ok::<_, io::Error>(wr)
+    });
+    (Box::pin(incoming), Box::pin(outgoing))
+}
+
 fn spdy_upgrade(target: Target, req: Request<Incoming>, shutdown: watch::Receiver<bool>) -> Response<BoxBody> {
     // httpstream.Handshake: the client names its protocols; we speak one.
     let offered = header_values(&req, STREAM_PROTOCOL_HEADER);
@@ -156,24 +184,8 @@ fn spdy_upgrade(target: Target, req: Request<Incoming>, shutdown: watch::Receive
             Ok(u) => u,
             Err(error) => return tracing::debug!(%error, "port-forward upgrade failed"),
         };
-        let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
-        let incoming = futures::stream::unfold(rd, |mut rd| async move {
-            let mut buf = vec![0u8; 32 * 1024];
-            match rd.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(Bytes::from(buf)), rd))
-                }
-                Err(e) => Some((Err(e), rd)),
-            }
-        });
-        let outgoing = futures::sink::unfold(wr, |mut wr, b: Bytes| async move {
-            wr.write_all(&b).await?;
-            wr.flush().await?;
-            Ok::<_, io::Error>(wr)
-        });
-        session::run(Box::pin(incoming), Box::pin(outgoing), target, shutdown).await;
+        let (incoming, outgoing) = byte_halves(upgraded);
+        session::run(incoming, outgoing, target, shutdown).await;
     });
     let mut r = switching();
     let h = r.headers_mut();

@@ -138,7 +138,7 @@ async function discover() {
   const add = (group, version, list) => {
     for (const r of list.resources || []) {
       if (r.name.includes('/')) continue;
-      if (!(r.verbs || []).includes('list')) continue;
+      if (!['list', 'watch'].every((v) => (r.verbs || []).includes(v))) continue;
       const scale = (list.resources || []).some((s) => s.name === r.name + '/scale');
       kinds.push({ group, version, plural: r.name, kind: r.kind, namespaced: r.namespaced, verbs: r.verbs, scale });
     }
