@@ -12,6 +12,7 @@ mod kubectl_apply;
 mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
+mod metrics;
 mod netpol;
 mod outside;
 mod node_pods;

@@ -9,6 +9,7 @@ mod http;
 pub(crate) mod ingress_class;
 pub(crate) mod kubernetes_service;
 mod merge_keys;
+mod metrics_api;
 pub mod node_port;
 mod node_proxy;
 mod openapi;
