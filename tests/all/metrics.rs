@@ -2,12 +2,14 @@
 //! by the node's summary) show a guest spinning under a CPU limit using about its limit
 //! and idle pods near zero; `kubectl describe pod` shows the per-container usage
 //! annotation, refreshed; the node's `/metrics` (through nodes/NODE/proxy, and directly on
-//! its kubelet port, 401 without a token) parsed by the python prometheus_client parser.
+//! its kubelet port, 401 without a token) and the API server's `/metrics` (requests,
+//! watchers, raft, store, scheduler; 401 without the admin token) parsed by the python
+//! prometheus_client parser.
 
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Cluster, guest, node_name, wait_for};
+use crate::harness::{Cluster, KubectlStream, guest, node_name, wait_for};
 
 /// The busy pod's CPU limit in millicores.
 const BUSY_MILLIS: u64 = 300;
@@ -20,7 +22,7 @@ fn pods_yaml() -> String {
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: metrics-other}}\n---\n\
          apiVersion: v1\nkind: Pod\nmetadata: {{name: busy, labels: {{app: busy}}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {busy}\n    resources: {{limits: {{cpu: {BUSY_MILLIS}m, memory: 64Mi}}}}\n---\n\
-         apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  nodeName: {node}\n  containers:\n  - name: main\n    image: {web}\n    ports: [{{containerPort: 8080}}]\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  containers:\n  - name: main\n    image: {web}\n    ports: [{{containerPort: 8080}}]\n---\n\
          apiVersion: v1\nkind: Pod\nmetadata: {{name: sleeper, namespace: metrics-other, labels: {{app: sleeper}}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: a\n    image: {sleeper}\n    args: [\"--sleep-ms\", \"3600000\"]\n  - name: b\n    image: {sleeper}\n    args: [\"--sleep-ms\", \"3600000\"]\n"
     )
 }
@@ -93,8 +95,18 @@ fn container_value(families: &std::collections::HashMap<String, (String, Vec<Sam
         .unwrap_or_else(|| panic!("no {name} for {ns}/{pod}/{container} in {samples:?}"))
 }
 
-/// `curl -sk` against the node's own server: (status code, content type).
-fn curl_node(url: &str, token: Option<&str>) -> (String, String) {
+/// The one sample of `name` whose labels include `want`.
+fn value_with(families: &std::collections::HashMap<String, (String, Vec<Sample>)>, family: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    let (_, samples) = families.get(family).unwrap_or_else(|| panic!("no family {family}"));
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).and_then(|x| x.as_str()) == Some(*v)))
+        .map(|s| s.2)
+        .unwrap_or_else(|| panic!("no {name} with {want:?} in {samples:?}"))
+}
+
+/// `curl -sk URL`: (status code, content type).
+fn curl_status(url: &str, token: Option<&str>) -> (String, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sk", "-o", "/dev/null", "-w", "%{http_code} %{content_type}", url]);
     if let Some(t) = token {
@@ -203,7 +215,52 @@ fn metrics_top_describe_and_prometheus() {
     let address = c.jsonpath(&["node", &node], "{.status.addresses[?(@.type==\"InternalIP\")].address}");
     let port = c.jsonpath(&["node", &node], "{.status.daemonEndpoints.kubeletEndpoint.Port}");
     let url = format!("https://{address}:{port}/metrics");
-    assert_eq!(curl_node(&url, None).0, "401");
-    assert_eq!(curl_node(&url, Some("wrong")).0, "401");
-    assert_eq!(curl_node(&url, Some(&c.admin_token())), ("200".to_string(), "text/plain; version=0.0.4; charset=utf-8".to_string()));
+    assert_eq!(curl_status(&url, None).0, "401");
+    assert_eq!(curl_status(&url, Some("wrong")).0, "401");
+    assert_eq!(curl_status(&url, Some(&c.admin_token())), ("200".to_string(), "text/plain; version=0.0.4; charset=utf-8".to_string()));
+
+    // The API server's /metrics, with a watch open.
+    let watch = KubectlStream::start(&c, &["get", "configmaps", "-w"]);
+    let text = wait_for(Duration::from_secs(20), "the configmaps watch to be registered", || {
+        let text = c.kubectl(&["get", "--raw", "/metrics"]).ok().to_string();
+        text.lines().any(|l| l.starts_with("apiserver_registered_watchers{resource=\"configmaps\"} 1")).then_some(text)
+    });
+    let families = parse_prometheus(&text);
+    for (name, kind) in [
+        ("apiserver_request", "counter"),
+        ("apiserver_request_duration_seconds", "histogram"),
+        ("apiserver_registered_watchers", "gauge"),
+        ("flotilla_raft_proposals", "counter"),
+        ("flotilla_raft_commit_duration_seconds", "histogram"),
+        ("flotilla_store_size_bytes", "gauge"),
+        ("scheduler_schedule_attempts", "counter"),
+        ("scheduler_scheduling_attempt_duration_seconds", "histogram"),
+    ] {
+        assert_eq!(families.get(name).map(|f| f.0.as_str()), Some(kind), "{name} in\n{text}");
+    }
+    for (name, (kind, _)) in &families {
+        assert_ne!(kind, "unknown", "family {name} has no TYPE");
+    }
+    let creates = value_with(&families, "apiserver_request", "apiserver_request_total", &[("verb", "POST"), ("resource", "pods"), ("code", "201")]);
+    assert!(creates >= 3.0, "{creates} pod creates");
+    let timed = value_with(&families, "apiserver_request_duration_seconds", "apiserver_request_duration_seconds_count", &[("verb", "POST"), ("resource", "pods")]);
+    assert_eq!(timed, creates);
+    assert!(value_with(&families, "apiserver_request", "apiserver_request_total", &[("verb", "CONNECT"), ("resource", "pods"), ("subresource", "proxy"), ("code", "200")]) >= REQUESTS as f64);
+    assert!(value_with(&families, "apiserver_request", "apiserver_request_total", &[("verb", "LIST"), ("resource", "pods")]) >= 1.0);
+    let proposals = value_with(&families, "flotilla_raft_proposals", "flotilla_raft_proposals_total", &[]);
+    assert!(proposals >= creates, "{proposals} proposals");
+    let commits = value_with(&families, "flotilla_raft_commit_duration_seconds", "flotilla_raft_commit_duration_seconds_count", &[]);
+    assert_eq!(commits, proposals);
+    assert!(value_with(&families, "flotilla_store_size_bytes", "flotilla_store_size_bytes", &[]) > 0.0);
+    let scheduled = value_with(&families, "scheduler_schedule_attempts", "scheduler_schedule_attempts_total", &[("result", "scheduled")]);
+    assert!(scheduled >= 1.0, "the web pod went through the scheduler: {scheduled}");
+    let timed = value_with(&families, "scheduler_scheduling_attempt_duration_seconds", "scheduler_scheduling_attempt_duration_seconds_count", &[("result", "scheduled")]);
+    assert_eq!(timed, scheduled);
+    drop(watch);
+
+    // 401 without the admin token.
+    let url = format!("{}/metrics", c.url.trim_end_matches('/'));
+    assert_eq!(curl_status(&url, None).0, "401");
+    assert_eq!(curl_status(&url, Some("wrong")).0, "401");
+    assert_eq!(curl_status(&url, Some(&c.admin_token())), ("200".to_string(), "text/plain; version=0.0.4; charset=utf-8".to_string()));
 }

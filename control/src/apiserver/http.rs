@@ -532,7 +532,9 @@ fn watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let shutdown = app.shutdown.clone();
+    let watcher = crate::metrics::global().watcher(&info.qualified_plural());
     tokio::spawn(async move {
+        let _watcher = watcher;
         let encode = |kind: &str, obj: &Value| -> Bytes {
             let table;
             let object = if as_table {

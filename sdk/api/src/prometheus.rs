@@ -8,6 +8,8 @@
 //! infinities Prometheus' `+Inf`/`-Inf`.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// The Content-Type of the format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -97,6 +99,53 @@ impl Encoder {
     }
 }
 
+/// A histogram of durations in seconds, in atomics (observing takes no lock).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations at most `bounds[i]` and above the previous bound (not cumulative).
+    buckets: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Kubernetes' request-latency buckets (seconds), shortened.
+pub const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_ns: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.sum_ns.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Writes the histogram's samples (its family started by the caller).
+    pub fn encode(&self, e: &mut Encoder, name: &str, labels: &[(&str, &str)]) {
+        let mut total = 0;
+        let cumulative: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Relaxed);
+                total
+            })
+            .collect();
+        let count = self.count.load(Relaxed).max(total);
+        e.histogram(name, labels, self.bounds, &cumulative, self.sum_ns.load(Relaxed) as f64 / 1e9, count);
+    }
+}
+
 fn float(v: f64) -> String {
     let mut s = String::new();
     push_float(&mut s, v);
@@ -120,6 +169,20 @@ fn push_float(out: &mut String, v: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_counts_into_buckets() {
+        let h = Histogram::new(&[0.1, 1.0]);
+        h.observe(Duration::from_millis(50));
+        h.observe(Duration::from_millis(500));
+        h.observe(Duration::from_secs(5));
+        let mut e = Encoder::new();
+        h.encode(&mut e, "d_seconds", &[]);
+        assert_eq!(
+            e.finish(),
+            "d_seconds_bucket{le=\"0.1\"} 1\nd_seconds_bucket{le=\"1\"} 2\nd_seconds_bucket{le=\"+Inf\"} 3\nd_seconds_sum 5.55\nd_seconds_count 3\n"
+        );
+    }
 
     #[test]
     fn families_samples_and_escaping() {
