@@ -103,9 +103,9 @@ impl HttpService {
             Err(msg) => return plain(http::StatusCode::INTERNAL_SERVER_ERROR, &format!("{msg}\n")),
         };
         let mut builder = builder;
-        let mut store = Store::new(&inner.engine, Host::new(builder.build(), MemLimiter::new(inner.memory_limit, inner.spec.usage.clone()), inner.spec.network.clone()));
+        let mut store = Store::new(&inner.engine, Host::new(builder.build(), MemLimiter::new(inner.memory_limit, super::usage::accounted(&inner.spec.usage)), inner.spec.network.clone()));
         store.limiter(|h| &mut h.limiter);
-        let meter = Meter::new(inner.bucket.clone(), inner.fuel_slice, inner.spec.usage.clone());
+        let meter = Meter::new(inner.bucket.clone(), inner.fuel_slice, super::usage::accounted(&inner.spec.usage));
         if let Err(e) = meter.install(&mut store) {
             return plain(http::StatusCode::INTERNAL_SERVER_ERROR, &format!("{}\n", super::error_message(&e)));
         }
@@ -149,7 +149,9 @@ impl HttpService {
             // Ends the guest's body stream (if any) before the request stops counting.
             drop(store);
             guard.0.fuel.fetch_add(fuel, Ordering::Relaxed);
-            guard.0.spec.usage.request_served(began.elapsed());
+            if super::usage::accounting() {
+                guard.0.spec.usage.request_served(began.elapsed());
+            }
             match &outcome {
                 Outcome::Failed(msg) => log(&guard.0, &format!("request failed: {msg}")),
                 Outcome::TimedOut => log(&guard.0, &format!("request timed out after {timeout:?}")),

@@ -40,20 +40,24 @@ pub(super) struct MemLimiter {
     /// Set when a growth was refused: the instance ended OOMKilled.
     pub oom: bool,
     /// The container's usage: counts this instance and its memory while it lives.
-    usage: Arc<Usage>,
+    usage: Option<Arc<Usage>>,
 }
 
 impl MemLimiter {
-    pub fn new(limit: u64, usage: Arc<Usage>) -> MemLimiter {
-        usage.instance_started();
+    pub fn new(limit: u64, usage: Option<Arc<Usage>>) -> MemLimiter {
+        if let Some(u) = &usage {
+            u.instance_started();
+        }
         MemLimiter { limit, used: 0, oom: false, usage }
     }
 }
 
 impl Drop for MemLimiter {
     fn drop(&mut self) {
-        self.usage.release_memory(self.used);
-        self.usage.instance_ended();
+        if let Some(u) = &self.usage {
+            u.release_memory(self.used);
+            u.instance_ended();
+        }
     }
 }
 
@@ -70,7 +74,9 @@ impl ResourceLimiter for MemLimiter {
             return Ok(false);
         }
         self.used = wanted;
-        self.usage.grow_memory(grow);
+        if let Some(u) = &self.usage {
+            u.grow_memory(grow);
+        }
         Ok(true)
     }
 
@@ -129,7 +135,7 @@ impl CpuBucket {
 struct CpuClock {
     state: Mutex<ClockState>,
     /// The container's usage: every finished poll's CPU time is added to it.
-    usage: Arc<Usage>,
+    usage: Option<Arc<Usage>>,
 }
 
 #[derive(Default)]
@@ -157,7 +163,9 @@ impl CpuClock {
         if let Some(began) = st.poll_began.take() {
             let ran = now.saturating_sub(began);
             st.finished += ran;
-            self.usage.add_cpu_ns(ran);
+            if let Some(u) = &self.usage {
+                u.add_cpu_ns(ran);
+            }
         }
     }
 
@@ -194,7 +202,7 @@ const LONG_POLL_NS: u64 = 10_000_000;
 impl Meter {
     /// `yield_every`: fuel between async yields (about 2 ms of CPU).
     /// `usage`: the container's, which gets this store's CPU time and fuel.
-    pub fn new(bucket: Option<Arc<CpuBucket>>, yield_every: u64, usage: Arc<Usage>) -> Meter {
+    pub fn new(bucket: Option<Arc<CpuBucket>>, yield_every: u64, usage: Option<Arc<Usage>>) -> Meter {
         let clock = Arc::new(CpuClock { state: Mutex::default(), usage });
         Meter { bucket, clock, used: Arc::default(), start: Arc::default(), yield_every }
     }
@@ -202,7 +210,9 @@ impl Meter {
     /// Records `total` as the fuel burnt so far, adding what is new to the usage.
     fn record_fuel(&self, total: u64) {
         let before = self.used.fetch_max(total, Ordering::Relaxed);
-        self.clock.usage.add_fuel(total.saturating_sub(before));
+        if let Some(u) = &self.clock.usage {
+            u.add_fuel(total.saturating_sub(before));
+        }
     }
 
     /// Fills the store with fuel and installs the epoch callback.
@@ -280,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn metered_counts_cpu_inside_polls_only() {
-        let meter = Meter::new(None, 1, Arc::default());
+        let meter = Meter::new(None, 1, Some(Arc::default()));
         let spin = |ms: u64| {
             let t = thread_cpu_ns();
             while thread_cpu_ns() - t < ms * 1_000_000 {}
@@ -298,6 +308,7 @@ mod tests {
         assert!((40_000_000..60_000_000).contains(&cpu), "{cpu} ns");
         assert_eq!(meter.clock.take_uncharged().0, 0);
         // The container's usage got the same CPU time.
-        assert!((40_000_000..60_000_000).contains(&meter.clock.usage.cpu_ns()), "{} ns", meter.clock.usage.cpu_ns());
+        let usage = meter.clock.usage.as_ref().expect("usage").cpu_ns();
+        assert!((40_000_000..60_000_000).contains(&usage), "{usage} ns");
     }
 }

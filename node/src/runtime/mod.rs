@@ -485,7 +485,7 @@ impl Runtime {
         limits::Meter::new(
             spec.limits.cpu_millis.map(|m| Arc::new(limits::CpuBucket::new(m))),
             self.fuel_slice(),
-            spec.usage.clone(),
+            usage::accounted(&spec.usage),
         )
     }
 

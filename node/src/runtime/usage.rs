@@ -13,6 +13,19 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// `FLOTILLA_USAGE_ACCOUNTING=off` in the node's environment turns accounting off (the
+/// runtime then never touches a [`Usage`]): only for measuring its cost
+/// (`cargo bench --bench node`).
+pub(super) fn accounting() -> bool {
+    static ON: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var("FLOTILLA_USAGE_ACCOUNTING").map_or(true, |v| v != "off"));
+    *ON
+}
+
+/// The usage an instance feeds: `usage`, unless accounting is off.
+pub(super) fn accounted(usage: &std::sync::Arc<Usage>) -> Option<std::sync::Arc<Usage>> {
+    accounting().then(|| usage.clone())
+}
+
 /// Upper bounds (seconds) of the HTTP request latency histogram's buckets (+Inf implied).
 pub const LATENCY_BUCKETS: [f64; 11] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
