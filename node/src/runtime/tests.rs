@@ -828,6 +828,11 @@ fn usage_counts_cpu_fuel_memory_and_requests() {
         for _ in 0..5 {
             assert_eq!(text(svc.handle(request("GET", "/", b"")).await).await.0, 200);
         }
+        // A request's guest ends (and is counted) just after its response body.
+        let t0 = Instant::now();
+        while svc.in_flight() > 0 && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     });
     let u = usage.snapshot();
     let http = u.http.clone().expect("http usage");
