@@ -15,6 +15,13 @@ for v in 32.0.1 37.0.2; do
     "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes==$v"
   fi
 done
+# The Prometheus text parser the /metrics tests check expositions with (tests/all/metrics.rs).
+prom="$dir/python-prometheus"
+if [ ! -x "$prom/bin/python" ] || ! "$prom/bin/python" -c "import prometheus_client" 2>/dev/null; then
+  rm -rf "$prom"
+  python3 -m venv "$prom"
+  "$prom/bin/pip" install --quiet --disable-pip-version-check prometheus_client
+fi
 # The JavaScript client, 1.x (2.x needs node >= 22).
 js="$dir/js"
 if [ ! -f "$js/node_modules/@kubernetes/client-node/package.json" ]; then

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 mod controllers;
+mod metrics;
 pub mod network;
 pub mod registry;
 pub mod store;

@@ -350,6 +350,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let workers = ctx.workers.subscribe();
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
+    tasks.push(tokio::spawn(crate::usage::run(client.clone(), ctx.pods.clone(), shutdown_rx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks, workers })
 }
 

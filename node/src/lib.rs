@@ -24,6 +24,7 @@ mod portforward;
 mod pod_worker;
 pub mod runtime;
 pub mod server;
+pub mod usage;
 mod volumes;
 
 pub use agent::{INSTANCE_BUDGET, NodeConfig, NodeHandle, start};

@@ -156,6 +156,11 @@ impl PodTable {
         self.inner.write().expect("registry lock").remove(&(namespace.to_string(), name.to_string()))
     }
 
+    /// Every pod, in no order.
+    pub fn pods(&self) -> Vec<Arc<PodEntry>> {
+        self.inner.read().expect("registry lock").pods.values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.read().expect("registry lock").pods.len()
     }

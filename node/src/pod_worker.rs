@@ -362,6 +362,7 @@ impl Worker {
             return;
         };
         let (spec, logs, tx) = (p.spec.clone(), p.logs.clone(), self.outcomes_tx.clone());
+        spec.usage.set_restarts(self.state.restart_count(container));
         // A command attempt reads a fresh stdin pipe when the spec asks for one.
         let stdin = if matches!(kind, ContainerKind::Command) { p.stdin.as_ref().map(|pipe| pipe.open()) } else { None };
         logs.start_attempt();

@@ -1,6 +1,8 @@
 //! The node's HTTPS server (the kubelet's :10250): container logs, exec over WebSocket
 //! (`v5.channel.k8s.io` / `v4.channel.k8s.io`), attach (`attach.rs`, the same framing),
-//! port-forward (`portforward/`) and the HTTP proxy to pods.
+//! port-forward (`portforward/`), the HTTP proxy to pods, and the node's usage figures:
+//! `/metrics` (Prometheus) and `/stats/summary` (JSON, read by the API server's
+//! metrics.k8s.io), both rendered by `usage.rs`.
 //!
 //! Invariants: every request needs `Authorization: Bearer <token>` (an empty configured
 //! token rejects everything); HTTP/1.1 only (upgrades need it); the proxied request never
@@ -240,18 +242,18 @@ fn authorized(token: &str, headers: &HeaderMap) -> bool {
 /// The node's metrics in Prometheus' text format (`kubectl get --raw
 /// /api/v1/nodes/NAME/proxy/metrics`).
 fn metrics(ctx: &Ctx) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-    };
-    metric(
+    use flotilla_api::prometheus::{Encoder, Kind};
+    let mut e = Encoder::new();
+    e.family(
         "flotilla_node_compilations_total",
-        "counter",
+        Kind::Counter,
         "Images compiled (or loaded from the compilation cache) since the node started; one per digest however many pods start it.",
-        ctx.runner.compilations(),
     );
-    metric("flotilla_node_pods", "gauge", "Pods the node holds.", ctx.pods.len() as u64);
-    out
+    e.sample("flotilla_node_compilations_total", &[], ctx.runner.compilations() as f64);
+    e.family("flotilla_node_pods", Kind::Gauge, "Pods the node holds.");
+    e.sample("flotilla_node_pods", &[], ctx.pods.len() as f64);
+    crate::usage::metrics(&ctx.pods, &mut e);
+    e.finish()
 }
 
 async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
@@ -273,7 +275,8 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<BoxBody> {
         ["exec", ns, pod, container] => exec(&ctx, ns, pod, container, req),
         ["attach", ns, pod, container] => crate::attach::serve(&ctx.pods, ns, pod, container, req, ctx.shutdown.clone()),
         ["portForward", ns, pod] => crate::portforward::serve(&ctx.pods, ctx.forward.clone(), ns, pod, req, ctx.shutdown.clone()),
-        ["metrics"] if req.method() == Method::GET => full(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics(&ctx)),
+        ["metrics"] if req.method() == Method::GET => full(StatusCode::OK, flotilla_api::prometheus::CONTENT_TYPE, metrics(&ctx)),
+        ["stats", "summary"] if req.method() == Method::GET => full(StatusCode::OK, "application/json", crate::usage::summary(&ctx.pods).to_string()),
         ["healthz"] if req.method() == Method::GET => text(StatusCode::OK, "ok"),
         ["proxy", ns, pod, port, ..] => {
             let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
@@ -942,6 +945,29 @@ mod tests {
         .await
         .expect("session ends");
         got
+    }
+
+    #[tokio::test]
+    async fn metrics_and_summary_show_every_container() {
+        let h = start().await;
+        let pod = h.pods.get("default", "p").expect("pod");
+        pod.container("c").expect("c").spec.usage.set_restarts(3);
+        for path in ["/metrics", "/stats/summary"] {
+            assert_eq!(h.get(path, None).await.0, StatusCode::UNAUTHORIZED);
+        }
+        let (status, headers, body) = h.get("/metrics", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
+        assert!(body.contains("# TYPE container_cpu_usage_seconds_total counter\n"), "{body}");
+        assert!(body.contains("flotilla_container_restarts_total{namespace=\"default\",pod=\"p\",container=\"c\"} 3\n"), "{body}");
+        assert!(body.contains("container_memory_working_set_bytes{namespace=\"default\",pod=\"p\",container=\"not-runnable\"} 0\n"), "{body}");
+        let (status, _, body) = h.get("/stats/summary", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["pods"][0]["podRef"], serde_json::json!({"namespace": "default", "name": "p", "uid": "uid-1"}));
+        let names: Vec<&str> = v["pods"][0]["containers"].as_array().expect("containers").iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["c", "not-runnable"]);
+        assert_eq!(v["node"]["cpu"]["usageNanoCores"], 0);
     }
 
     #[tokio::test]

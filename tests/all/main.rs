@@ -19,6 +19,7 @@ mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
 mod kubectl_versions;
+mod metrics;
 mod netpol;
 mod newcomer;
 mod outside;

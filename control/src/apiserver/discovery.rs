@@ -1,9 +1,10 @@
 //! Discovery documents, legacy (APIVersions, APIGroupList, APIResourceList) and aggregated
-//! (apidiscovery.k8s.io/v2 APIGroupDiscoveryList), all derived from [`RESOURCES`].
+//! (apidiscovery.k8s.io/v2 APIGroupDiscoveryList), all derived from `resources.rs`
+//! ([`discoverable`]: the stored kinds and metrics.k8s.io). One version per group.
 
 use serde_json::{Value, json};
 
-use super::resources::{RESOURCES, ResourceInfo, groups};
+use super::resources::{ResourceInfo, discoverable, groups};
 
 /// Content type kubectl requires on an aggregated discovery answer.
 pub(crate) const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -27,7 +28,12 @@ fn subresource(info: &ResourceInfo, sub: &str) -> (Option<(&'static str, &'stati
 }
 
 fn in_group(group: &str) -> impl Iterator<Item = &'static ResourceInfo> + '_ {
-    RESOURCES.iter().filter(move |r| r.group == group)
+    discoverable().filter(move |r| r.group == group)
+}
+
+/// The one version `group` is served at.
+fn version_of(group: &str) -> &'static str {
+    in_group(group).next().map_or("v1", |r| r.version)
 }
 
 /// GET /api (legacy).
@@ -40,7 +46,8 @@ pub(crate) fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_entry(g: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+    let v = version_of(g);
+    let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
     json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
 }
 
@@ -127,7 +134,7 @@ fn aggregated_group(group: &str) -> Value {
         .collect();
     json!({
         "metadata": {"name": group, "creationTimestamp": null},
-        "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+        "versions": [{"version": version_of(group), "resources": resources, "freshness": "Current"}],
     })
 }
 
@@ -156,5 +163,11 @@ mod tests {
         let apps = agg["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
         let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
+        let metrics = agg["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "metrics.k8s.io").unwrap();
+        assert_eq!(metrics["versions"][0]["version"], "v1beta1");
+        assert_eq!(metrics["versions"][0]["resources"][1]["responseKind"]["kind"], "PodMetrics");
+        assert_eq!(api_group("metrics.k8s.io").unwrap()["preferredVersion"]["groupVersion"], "metrics.k8s.io/v1beta1");
+        let l = api_resource_list("metrics.k8s.io", "v1beta1").unwrap();
+        assert_eq!(l["resources"][0]["kind"], "NodeMetrics");
     }
 }

@@ -240,6 +240,31 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     if path == "/openapi/v2" {
         return Ok(openapi_v2_route(&parts.headers));
     }
+    if let Some(rest) = path.strip_prefix("/apis/metrics.k8s.io/v1beta1/") {
+        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let (namespace, resource, name) = match segs.as_slice() {
+            ["namespaces", ns, r, more @ ..] => (ns.to_string(), r.to_string(), more.first().map(|s| s.to_string())),
+            [r, more @ ..] => (String::new(), r.to_string(), more.first().map(|s| s.to_string())),
+            [] => return Err(not_found()),
+        };
+        let verb = if name.is_some() { "get" } else { "list" };
+        let attrs = Attributes {
+            verb: verb.into(),
+            group: "metrics.k8s.io".into(),
+            resource,
+            subresource: String::new(),
+            namespace,
+            name: name.unwrap_or_default(),
+            path: path.clone(),
+        };
+        if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
+            return Err(ApiError::forbidden(format!(
+                "{}.metrics.k8s.io \"{}\" is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"metrics.k8s.io\": {why}",
+                attrs.resource, attrs.name, user.name, attrs.resource
+            )));
+        }
+        return super::metrics_api::serve(&app, &parts.method, &segs, &query).await;
+    }
     let target = match parse_path(&path, &parts.headers, &app.server_address)? {
         Path::Discovery(r) => return Ok(r),
         Path::Resource(t) => t,
@@ -529,7 +554,9 @@ fn watch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let shutdown = app.shutdown.clone();
+    let watcher = crate::metrics::global().watcher(&info.qualified_plural());
     tokio::spawn(async move {
+        let _watcher = watcher;
         let encode = |kind: &str, obj: &Value| -> Bytes {
             let table;
             let object = if as_table {

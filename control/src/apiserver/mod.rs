@@ -11,6 +11,7 @@ mod http;
 pub(crate) mod ingress_class;
 pub(crate) mod kubernetes_service;
 mod merge_keys;
+mod metrics_api;
 pub mod node_port;
 mod node_proxy;
 mod limit_range;
@@ -103,8 +104,32 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/version", get(|| async { axum::Json(version_info()) }))
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
-        .route("/readyz", get(ok));
-    console::routes(router).fallback(http::dispatch).with_state(app)
+        .route("/readyz", get(ok))
+        .route("/metrics", get(metrics));
+    console::routes(router).fallback(http::dispatch).layer(axum::middleware::from_fn(count_request)).with_state(app)
+}
+
+/// GET /metrics: the control plane's metrics (`crate::metrics`), for the admin token only.
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let admin = app.authn.authenticate(auth).is_some_and(|u| u.groups.iter().any(|g| g == "system:masters"));
+    if !admin {
+        return error::ApiError::new(401, "Unauthorized", "Unauthorized").into_response();
+    }
+    let size = app.api.store.file_size();
+    (StatusCode::OK, [(header::CONTENT_TYPE, flotilla_api::prometheus::CONTENT_TYPE)], crate::metrics::render(size)).into_response()
+}
+
+/// Counts every request in `apiserver_request_total` and times it (not watches and
+/// CONNECTs, whose duration is the client's) once its response head is ready.
+async fn count_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let (verb, resource, sub) = crate::metrics::classify(req.method(), req.uri().path(), req.uri().query());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let took = (!matches!(verb, "WATCH" | "CONNECT")).then(|| started.elapsed());
+    crate::metrics::global().request(verb, &resource, &sub, resp.status().as_u16(), took);
+    resp
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown`.

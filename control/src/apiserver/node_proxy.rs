@@ -602,6 +602,24 @@ async fn node_proxy(app: &Arc<App>, r: SubRequest<'_>) -> Result<Response, ApiEr
     forward(app, &target, url, r).await
 }
 
+/// GET `path` (JSON) of Node `node`'s server with the admin token, within `timeout`
+/// (metrics.k8s.io reads the nodes' `/stats/summary` this way).
+pub(crate) async fn node_json(app: &App, node: &str, path: &str, timeout: Duration) -> Result<Value, ApiError> {
+    let target = node_target(app, node)?;
+    let resp = clients(target.sha256)?
+        .http
+        .get(format!("{}{path}", target.base))
+        .bearer_auth(app.authn.admin_token())
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unreachable_node(&e))?;
+    if !resp.status().is_success() {
+        return Err(ApiError::new(503, "ServiceUnavailable", format!("node {node} answered {} for {path}", resp.status())));
+    }
+    resp.json().await.map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("node {node}: {}", chain(&e))))
+}
+
 /// Sends `r` to `url` on the node of `target` with the admin token, and streams back the
 /// answer (hop-by-hop headers dropped both ways).
 async fn forward(app: &Arc<App>, target: &NodeTarget, mut url: String, r: SubRequest<'_>) -> Result<Response, ApiError> {

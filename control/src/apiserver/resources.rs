@@ -100,6 +100,18 @@ pub(crate) static RESOURCES: &[ResourceInfo] = &[
     res!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, short: [], cat: [], sub: [], verbs: &["create"]),
 ];
 
+/// Served from the nodes' figures, never stored (`metrics_api.rs`): in discovery only, so
+/// nothing that walks [`RESOURCES`] (storage, OpenAPI, Tables, controllers) sees them.
+pub(crate) static METRICS_RESOURCES: &[ResourceInfo] = &[
+    res!("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "", false, short: [], cat: [], sub: [], verbs: &["get", "list"]),
+    res!("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "", true, short: [], cat: [], sub: [], verbs: &["get", "list"]),
+];
+
+/// Every resource type discovery lists: [`RESOURCES`] and [`METRICS_RESOURCES`].
+pub(crate) fn discoverable() -> impl Iterator<Item = &'static ResourceInfo> {
+    RESOURCES.iter().chain(METRICS_RESOURCES)
+}
+
 /// Looks a resource up by group, version and plural.
 pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
@@ -111,10 +123,10 @@ pub(crate) fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo
     RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
 }
 
-/// The API groups served, in discovery order (core excluded).
+/// The API groups served (metrics.k8s.io included), in discovery order (core excluded).
 pub(crate) fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in RESOURCES {
+    for r in discoverable() {
         if !r.group.is_empty() && !out.contains(&r.group) {
             out.push(r.group);
         }

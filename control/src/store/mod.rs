@@ -80,6 +80,8 @@ pub(crate) struct Snapshot {
 pub struct Store {
     shared: Arc<Shared>,
     proposer: raft::Proposer,
+    /// The redb file (its size is a metric).
+    db_file: Arc<Path>,
 }
 
 /// A batch proposed as one raft entry.
@@ -102,7 +104,7 @@ impl Store {
             watch: watch::WatchCache::new(config.watch_history, config.watch_history_age, revision),
         });
         let proposer = raft::start(persisted, shared.clone(), config)?;
-        Ok(Store { shared, proposer })
+        Ok(Store { shared, proposer, db_file: dir.join(raft::DB_FILE).into() })
     }
 
     /// Re-encrypts every Secret of the store in `dir`, which no process may have open, with
@@ -113,7 +115,17 @@ impl Store {
 
     /// Proposes ops as one atomic unit of the log; each op gets its own result.
     pub(crate) async fn propose(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
-        self.proposer.propose(ops).await
+        let started = std::time::Instant::now();
+        let r = self.proposer.propose(ops).await;
+        if r.is_ok() {
+            crate::metrics::global().proposal(started.elapsed());
+        }
+        r
+    }
+
+    /// Bytes of the store's redb file (0 if it cannot be read).
+    pub(crate) fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.db_file).map_or(0, |m| m.len())
     }
 
     /// Stops the store and closes its database (blocking until it is closed); every

@@ -299,6 +299,11 @@ impl State {
         pod_status(&mut self.record, &self.spec.restart_policy, now)
     }
 
+    /// How often container `i` (init containers first) has been restarted.
+    pub fn restart_count(&self, i: usize) -> u32 {
+        self.record(i).restart_count
+    }
+
     fn record(&self, i: usize) -> &ContainerRecord {
         let n_init = self.record.init.len();
         if i < n_init { &self.record.init[i] } else { &self.record.main[i - n_init] }

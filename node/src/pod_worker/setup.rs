@@ -121,7 +121,7 @@ pub(super) async fn configure(p: PodContext<'_>, c: &Value) -> Result<Prepared, 
         ConfigError::Internal
     })?;
     let stdin = (c["stdin"].as_bool() == Some(true)).then(|| Arc::new(StdinPipe::new(c["stdinOnce"].as_bool() == Some(true))));
-    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network: p.network.clone() }, ports, logs, stdin })
+    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network: p.network.clone(), usage: Arc::default() }, ports, logs, stdin })
 }
 
 /// The container's env: envFrom, then env (later entries replace earlier ones).

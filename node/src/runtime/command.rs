@@ -38,8 +38,8 @@ pub(super) async fn run(
         Ok(b) => b,
         Err(message) => return ExitStatus { code: 1, reason: ExitReason::Error, message, fuel: 0 },
     };
-    let limiter = MemLimiter::new(rt.memory_limit(&spec.limits));
-    let meter = rt.meter_for(&spec.limits);
+    let limiter = MemLimiter::new(rt.memory_limit(&spec.limits), super::usage::accounted(&spec.usage));
+    let meter = rt.meter_for(spec);
     match &compiled.pre {
         Pre::Command(pre) => {
             let mut builder = builder;

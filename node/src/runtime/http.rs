@@ -96,15 +96,16 @@ impl HttpService {
         if inner.closing.load(Ordering::SeqCst) {
             return plain(http::StatusCode::SERVICE_UNAVAILABLE, "container is shutting down\n");
         }
+        let began = std::time::Instant::now();
         let guard = InFlight::new(inner);
         let builder = match host::wasi_builder(&inner.spec, None, &inner.out) {
             Ok(b) => b,
             Err(msg) => return plain(http::StatusCode::INTERNAL_SERVER_ERROR, &format!("{msg}\n")),
         };
         let mut builder = builder;
-        let mut store = Store::new(&inner.engine, Host::new(builder.build(), MemLimiter::new(inner.memory_limit), inner.spec.network.clone()));
+        let mut store = Store::new(&inner.engine, Host::new(builder.build(), MemLimiter::new(inner.memory_limit, super::usage::accounted(&inner.spec.usage)), inner.spec.network.clone()));
         store.limiter(|h| &mut h.limiter);
-        let meter = Meter::new(inner.bucket.clone(), inner.fuel_slice);
+        let meter = Meter::new(inner.bucket.clone(), inner.fuel_slice, super::usage::accounted(&inner.spec.usage));
         if let Err(e) = meter.install(&mut store) {
             return plain(http::StatusCode::INTERNAL_SERVER_ERROR, &format!("{}\n", super::error_message(&e)));
         }
@@ -148,6 +149,9 @@ impl HttpService {
             // Ends the guest's body stream (if any) before the request stops counting.
             drop(store);
             guard.0.fuel.fetch_add(fuel, Ordering::Relaxed);
+            if super::usage::accounting() {
+                guard.0.spec.usage.request_served(began.elapsed());
+            }
             match &outcome {
                 Outcome::Failed(msg) => log(&guard.0, &format!("request failed: {msg}")),
                 Outcome::TimedOut => log(&guard.0, &format!("request timed out after {timeout:?}")),
@@ -175,6 +179,11 @@ impl HttpService {
     /// Fuel consumed by all requests so far.
     pub fn fuel_consumed(&self) -> u64 {
         self.inner.fuel.load(Ordering::Relaxed)
+    }
+
+    /// The container's usage (shared with its spec).
+    pub fn usage(&self) -> Arc<super::Usage> {
+        self.inner.spec.usage.clone()
     }
 
     /// Requests whose guest is still running.

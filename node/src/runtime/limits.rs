@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
+use super::usage::Usage;
+
 /// Error a denied memory growth traps with.
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit of {limit} bytes exceeded (wanted {wanted} bytes)")]
@@ -37,11 +39,25 @@ pub(super) struct MemLimiter {
     used: u64,
     /// Set when a growth was refused: the instance ended OOMKilled.
     pub oom: bool,
+    /// The container's usage: counts this instance and its memory while it lives.
+    usage: Option<Arc<Usage>>,
 }
 
 impl MemLimiter {
-    pub fn new(limit: u64) -> MemLimiter {
-        MemLimiter { limit, used: 0, oom: false }
+    pub fn new(limit: u64, usage: Option<Arc<Usage>>) -> MemLimiter {
+        if let Some(u) = &usage {
+            u.instance_started();
+        }
+        MemLimiter { limit, used: 0, oom: false, usage }
+    }
+}
+
+impl Drop for MemLimiter {
+    fn drop(&mut self) {
+        if let Some(u) = &self.usage {
+            u.release_memory(self.used);
+            u.instance_ended();
+        }
     }
 }
 
@@ -58,6 +74,9 @@ impl ResourceLimiter for MemLimiter {
             return Ok(false);
         }
         self.used = wanted;
+        if let Some(u) = &self.usage {
+            u.grow_memory(grow);
+        }
         Ok(true)
     }
 
@@ -113,9 +132,10 @@ impl CpuBucket {
 }
 
 /// CPU time spent polling one store's guest future.
-#[derive(Default)]
 struct CpuClock {
     state: Mutex<ClockState>,
+    /// The container's usage: every finished poll's CPU time is added to it.
+    usage: Option<Arc<Usage>>,
 }
 
 #[derive(Default)]
@@ -141,7 +161,11 @@ impl CpuClock {
         let now = thread_cpu_ns();
         let mut st = self.lock();
         if let Some(began) = st.poll_began.take() {
-            st.finished += now.saturating_sub(began);
+            let ran = now.saturating_sub(began);
+            st.finished += ran;
+            if let Some(u) = &self.usage {
+                u.add_cpu_ns(ran);
+            }
         }
     }
 
@@ -177,8 +201,18 @@ const LONG_POLL_NS: u64 = 10_000_000;
 
 impl Meter {
     /// `yield_every`: fuel between async yields (about 2 ms of CPU).
-    pub fn new(bucket: Option<Arc<CpuBucket>>, yield_every: u64) -> Meter {
-        Meter { bucket, clock: Arc::default(), used: Arc::default(), start: Arc::default(), yield_every }
+    /// `usage`: the container's, which gets this store's CPU time and fuel.
+    pub fn new(bucket: Option<Arc<CpuBucket>>, yield_every: u64, usage: Option<Arc<Usage>>) -> Meter {
+        let clock = Arc::new(CpuClock { state: Mutex::default(), usage });
+        Meter { bucket, clock, used: Arc::default(), start: Arc::default(), yield_every }
+    }
+
+    /// Records `total` as the fuel burnt so far, adding what is new to the usage.
+    fn record_fuel(&self, total: u64) {
+        let before = self.used.fetch_max(total, Ordering::Relaxed);
+        if let Some(u) = &self.clock.usage {
+            u.add_fuel(total.saturating_sub(before));
+        }
     }
 
     /// Fills the store with fuel and installs the epoch callback.
@@ -192,7 +226,7 @@ impl Meter {
         store.set_epoch_deadline(1);
         let meter = self.clone();
         store.epoch_deadline_callback(move |ctx| {
-            meter.used.store(start.saturating_sub(ctx.get_fuel()?), Ordering::Relaxed);
+            meter.record_fuel(start.saturating_sub(ctx.get_fuel()?));
             let (cpu, in_poll) = meter.clock.take_uncharged();
             if let Some(wait) = meter.bucket.as_ref().and_then(|b| b.charge(cpu)) {
                 return Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(wait))));
@@ -231,7 +265,7 @@ impl Meter {
             Ok(left) => self.start.load(Ordering::Relaxed).saturating_sub(left).max(ticked),
             Err(_) => ticked,
         };
-        self.used.store(used, Ordering::Relaxed);
+        self.record_fuel(used);
         let (cpu, _) = self.clock.take_uncharged();
         if let Some(b) = &self.bucket {
             let _ = b.charge(cpu);
@@ -256,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn metered_counts_cpu_inside_polls_only() {
-        let meter = Meter::new(None, 1);
+        let meter = Meter::new(None, 1, Some(Arc::default()));
         let spin = |ms: u64| {
             let t = thread_cpu_ns();
             while thread_cpu_ns() - t < ms * 1_000_000 {}
@@ -273,5 +307,8 @@ mod tests {
         assert_eq!(in_poll, 0);
         assert!((40_000_000..60_000_000).contains(&cpu), "{cpu} ns");
         assert_eq!(meter.clock.take_uncharged().0, 0);
+        // The container's usage got the same CPU time.
+        let usage = meter.clock.usage.as_ref().expect("usage").cpu_ns();
+        assert!((40_000_000..60_000_000).contains(&usage), "{usage} ns");
     }
 }

@@ -32,6 +32,7 @@ mod limits;
 mod outgoing;
 mod sockets;
 mod stdio;
+mod usage;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +45,7 @@ use wasmtime::component::{Component, types::ComponentItem};
 use wasmtime::{Engine, Module};
 
 pub use self::http::HttpService;
+pub use self::usage::{HttpSnapshot, LATENCY_BUCKETS, Usage, UsageSnapshot};
 use self::host::{Host, P1Host};
 
 /// Response/request body type used by HTTP containers and the node server.
@@ -160,6 +162,8 @@ pub struct InstanceSpec {
     pub limits: Limits,
     /// Where its outgoing wasi:http requests go; None refuses them all (HTTP-request-denied).
     pub network: Option<Arc<dyn Network>>,
+    /// The container's consumption, shared by all its instances (clones share it).
+    pub usage: Arc<Usage>,
 }
 
 /// The network an instance's outgoing wasi:http requests see: the node's pod network
@@ -477,10 +481,11 @@ impl Runtime {
         Ok(http::HttpService::new(self, pre.clone(), spec, out))
     }
 
-    fn meter_for(&self, limits: &Limits) -> limits::Meter {
+    fn meter_for(&self, spec: &InstanceSpec) -> limits::Meter {
         limits::Meter::new(
-            limits.cpu_millis.map(|m| Arc::new(limits::CpuBucket::new(m))),
+            spec.limits.cpu_millis.map(|m| Arc::new(limits::CpuBucket::new(m))),
             self.fuel_slice(),
+            usage::accounted(&spec.usage),
         )
     }
 

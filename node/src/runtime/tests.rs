@@ -791,3 +791,55 @@ async fn concurrent_starts_of_one_digest_compile_once() {
     rt.prepare_shared("sha256:bad", bad).await.expect_err("still invalid");
     assert_eq!(rt.compilations(), after_failure + 1, "a failure is retried, not cached");
 }
+
+/// A container's [`super::Usage`] gets the CPU time its limit charges (its share of the
+/// wall time), fuel, memory while instances live, and its HTTP requests.
+#[test]
+fn usage_counts_cpu_fuel_memory_and_requests() {
+    let compiled = prepare("infinite-loop");
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let mut s = spec(&["infinite-loop"]);
+    s.limits.cpu_millis = Some(300);
+    let usage = s.usage.clone();
+    let (kill_tx, kill_rx) = watch::channel(false);
+    let t0 = Instant::now();
+    let handle = tokio_rt.spawn(async move { rt().run(&compiled, &s, None, Arc::new(Collect::default()), kill_rx).await });
+    std::thread::sleep(Duration::from_millis(300));
+    let live = usage.snapshot();
+    assert_eq!(live.instances, 1);
+    assert!(live.memory_bytes > 0, "{live:?}");
+    std::thread::sleep(Duration::from_millis(1200));
+    kill_tx.send_replace(true);
+    let st = tokio_rt.block_on(handle).expect("guest task");
+    let wall = t0.elapsed().as_secs_f64();
+    let u = usage.snapshot();
+    let cores = u.cpu_ns as f64 / 1e9 / wall;
+    println!("usage of infinite-loop at 300m: {cores:.3} cores, fuel {}", u.fuel);
+    assert!((0.2..0.4).contains(&cores), "{u:?} over {wall:.2} s");
+    assert_eq!(u.fuel, st.fuel);
+    assert!(u.fuel > 0);
+    assert_eq!((u.instances, u.memory_bytes), (0, 0), "{u:?}");
+    assert_eq!(u.memory_peak_bytes, live.memory_peak_bytes.max(u.memory_peak_bytes));
+    assert!(u.memory_peak_bytes >= live.memory_bytes);
+
+    let svc = rt().serve(&prepare("hello-http"), InstanceSpec::default(), Arc::new(Collect::default())).unwrap();
+    let usage = svc.usage();
+    tokio_rt.block_on(async {
+        for _ in 0..5 {
+            assert_eq!(text(svc.handle(request("GET", "/", b"")).await).await.0, 200);
+        }
+        // A request's guest ends (and is counted) just after its response body.
+        let t0 = Instant::now();
+        while svc.in_flight() > 0 && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let u = usage.snapshot();
+    let http = u.http.clone().expect("http usage");
+    assert_eq!(http.requests, 5);
+    assert_eq!(*http.cumulative_buckets.last().expect("buckets"), 5);
+    assert!(http.duration_seconds > 0.0);
+    assert_eq!(u.fuel, svc.fuel_consumed());
+    assert!(u.cpu_ns > 0);
+    assert_eq!((u.instances, u.memory_bytes), (0, 0), "{u:?}");
+}

@@ -4,6 +4,7 @@
 
 pub mod cidr;
 pub mod pod;
+pub mod prometheus;
 pub mod quantity;
 pub mod query;
 pub mod selector;

@@ -166,7 +166,14 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
     for chunk in pending.chunks(IN_FLIGHT) {
         let planned = std::time::Instant::now();
         let results = schedule_all(chunk, &mut infos, &mut state.next_start);
-        planning += planned.elapsed();
+        let chunk_planning = planned.elapsed();
+        planning += chunk_planning;
+        // Each attempt's share of the chunk's planning time (the pure pass does not time).
+        let per_attempt = chunk_planning / u32::try_from(chunk.len()).unwrap_or(u32::MAX).max(1);
+        let unschedulable_now = results.iter().filter(|r| r.is_err()).count();
+        for _ in 0..unschedulable_now {
+            crate::metrics::global().scheduling_attempt(crate::metrics::Attempt::Unschedulable, per_attempt);
+        }
         let mut binds: Vec<(Option<String>, String, String)> = Vec::new();
         for (pod, result) in chunk.iter().copied().zip(results) {
             match result {
@@ -205,6 +212,11 @@ async fn schedule_pending(api: &Api, keyed: &[crate::store::Keyed], state: &mut 
         let api = api.clone();
         writing.push_back(tokio::spawn(async move {
             let results = futures::future::join_all(binds.iter().map(|(ns, name, node)| api.bind(info, ns.as_deref(), name, node))).await;
+            let metrics = crate::metrics::global();
+            for r in &results {
+                let result = if r.is_ok() { crate::metrics::Attempt::Scheduled } else { crate::metrics::Attempt::Error };
+                metrics.scheduling_attempt(result, per_attempt);
+            }
             for r in results {
                 match r {
                     Ok(_) => {}
