@@ -8,9 +8,13 @@
 //! - Reads (get, list) are served from memory; watches from the bounded event history.
 //! - Secrets are on disk only sealed (`encryption.rs`); in memory they are plaintext.
 
+#[cfg(test)]
+mod cluster_tests;
 mod encryption;
 pub(crate) mod machine;
 mod raft;
+mod snapshot;
+pub mod transport;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;
@@ -24,7 +28,8 @@ use serde_json::Value;
 pub use encryption::EncryptionError;
 pub(crate) use machine::{EventType, Op, OpResult, Precondition};
 pub use machine::StoreError;
-pub use raft::Rotated;
+pub use raft::{FIRST_MEMBER, MemberConfig, RaftStatus, Role, Rotated};
+pub use transport::Transport;
 pub(crate) use watch::{WatchError, WatchStream};
 
 /// Configuration of the store.
@@ -95,13 +100,19 @@ impl Store {
     /// A key that is not the one the store's Secrets are sealed with fails here, before
     /// anything is read.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open_member(dir, config, MemberConfig::single())
+    }
+
+    /// Opens the store of one member of a raft group: its peers' messages reach it
+    /// through [`Store::step`], its own leave through `member.transport`.
+    pub fn open_member(dir: &Path, config: StoreConfig, member: MemberConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(Arc::new(e)))?;
-        let (objects, revision, persisted) = raft::load(dir, &config)?;
+        let (objects, revision, persisted) = raft::load(dir, &config, &member.bootstrap)?;
         let shared = Arc::new(Shared {
             objects: RwLock::new(Snapshot { objects, revision }),
             watch: watch::WatchCache::new(config.watch_history, config.watch_history_age, revision),
         });
-        let proposer = raft::start(persisted, shared.clone(), config)?;
+        let proposer = raft::start(persisted, shared.clone(), config, member)?;
         Ok(Store { shared, proposer })
     }
 
@@ -114,6 +125,31 @@ impl Store {
     /// Proposes ops as one atomic unit of the log; each op gets its own result.
     pub(crate) async fn propose(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         self.proposer.propose(ops).await
+    }
+
+    /// Hands a raft message from a peer to this member.
+    pub fn step(&self, msg: ::raft::prelude::Message) {
+        self.proposer.step(msg);
+    }
+
+    /// This member's view of the raft group.
+    pub fn raft_status(&self) -> RaftStatus {
+        self.proposer.status()
+    }
+
+    /// Waits until this member has applied every write committed before the call (raft
+    /// ReadIndex, confirmed by a quorum): a read from memory after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        self.proposer.read_index().await
+    }
+
+    /// Proposes a membership change on the leader; returns the membership after it is
+    /// applied on this member.
+    pub async fn change_membership(&self, kind: ::raft::prelude::ConfChangeType, id: u64) -> Result<::raft::prelude::ConfState, StoreError> {
+        let mut cc = ::raft::prelude::ConfChange::default();
+        cc.set_change_type(kind);
+        cc.node_id = id;
+        self.proposer.conf_change(cc).await
     }
 
     /// Stops the store and closes its database (blocking until it is closed); every
