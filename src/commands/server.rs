@@ -118,35 +118,40 @@ impl ControlPlaneFlags {
         Ok(PathBuf::from(home).join(".kube/config"))
     }
 
-    /// Starts the control plane, writes the kubeconfig and prints the ready line.
-    pub(crate) async fn start(&self, what: &str) -> anyhow::Result<ControlPlaneHandle> {
-        let handle = self.start_quiet().await?;
-        self.print_ready(what, &handle)?;
-        Ok(handle)
-    }
-
     /// Starts the control plane and writes the kubeconfig.
     pub(crate) async fn start_quiet(&self) -> anyhow::Result<ControlPlaneHandle> {
+        self.start_member(flotilla_control::cluster::ClusterConfig::default()).await
+    }
+
+    /// Starts the control plane as a member of a raft cluster and writes the kubeconfig.
+    pub(crate) async fn start_member(&self, cluster: flotilla_control::cluster::ClusterConfig) -> anyhow::Result<ControlPlaneHandle> {
         let network = self.network()?;
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
         let store = self.store_config()?;
         let config = ControlPlaneConfig { data_dir, listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb };
-        let handle = if self.clock_rate == 1.0 {
-            flotilla_control::start(config).await?
+        let clock: std::sync::Arc<dyn flotilla_control::apiserver::service::Clock> = if self.clock_rate == 1.0 {
+            std::sync::Arc::new(flotilla_control::apiserver::service::SystemClock)
         } else {
             anyhow::ensure!(self.clock_rate.is_finite() && self.clock_rate > 0.0, "--clock-rate must be a positive number");
-            let clock = std::sync::Arc::new(flotilla_control::apiserver::service::ScaledClock::new(self.clock_rate));
-            flotilla_control::start_with_clock(config, clock).await?
+            std::sync::Arc::new(flotilla_control::apiserver::service::ScaledClock::new(self.clock_rate))
         };
+        let handle = flotilla_control::start_member(config, clock, cluster).await?;
         kubeconfig::merge(&kubeconfig_path, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
         Ok(handle)
     }
 
     /// Prints the line scripts and tests wait for.
     pub(crate) fn print_ready(&self, what: &str, handle: &ControlPlaneHandle) -> anyhow::Result<()> {
+        if let Some(token) = &handle.new_join_token {
+            println!("flotilla join token (also in {}): {token}", self.data_dir()?.join("join-token").display());
+        }
+        let member = match (&handle.member_name, handle.peer_addr) {
+            (Some(name), Some(peer)) => format!("member {name}, peer {}, ", flotilla_control::cluster::url_of(peer)),
+            _ => String::new(),
+        };
         println!(
-            "flotilla {what} ready: {} (data dir {}, kubeconfig {}, context flotilla)",
+            "flotilla {what} ready: {} ({member}data dir {}, kubeconfig {}, context flotilla)",
             handle.url(),
             self.data_dir()?.display(),
             self.kubeconfig_path()?.display()
@@ -164,6 +169,17 @@ pub(crate) struct ServerCommand {
     /// stopped) with a new key, which replaces the old one in the key file, and exit
     #[arg(long)]
     pub rotate_encryption_key: bool,
+    /// Address and port raft peers connect to (mutual TLS from the cluster CA)
+    /// [default: the --listen address, port + 1 (0 when --listen's port is 0)]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub peer_listen: Option<SocketAddr>,
+    /// At first start, join the cluster whose API server is at URL (needs --token);
+    /// ignored once this data dir belongs to a cluster
+    #[arg(long, value_name = "URL", requires = "token")]
+    pub join: Option<String>,
+    /// The join token of the cluster to join (a member's DATA_DIR/join-token)
+    #[arg(long, value_name = "TOKEN", requires = "join")]
+    pub token: Option<String>,
 }
 
 impl ServerCommand {
@@ -171,7 +187,20 @@ impl ServerCommand {
         if self.rotate_encryption_key {
             return self.flags.rotate_encryption_key().await;
         }
-        let handle = self.flags.start("server").await?;
+        let peer_listen = match self.peer_listen {
+            Some(p) => p,
+            None if self.flags.listen.port() == 0 => SocketAddr::new(self.flags.listen.ip(), 0),
+            None => {
+                let port = self.flags.listen.port().checked_add(1).ok_or_else(|| anyhow::anyhow!("--listen port 65535 leaves no default --peer-listen port; pass --peer-listen"))?;
+                SocketAddr::new(self.flags.listen.ip(), port)
+            }
+        };
+        if let Some(url) = &self.join {
+            anyhow::ensure!(url.starts_with("https://"), "--join takes the https:// URL of a member's API server, not {url}");
+        }
+        let cluster = flotilla_control::cluster::ClusterConfig { peer_listen: Some(peer_listen), join: self.join.clone().zip(self.token.clone()) };
+        let handle = self.flags.start_member(cluster).await?;
+        self.flags.print_ready("server", &handle)?;
         wait_for_signal().await;
         handle.shutdown().await;
         Ok(())

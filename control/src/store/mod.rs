@@ -28,7 +28,7 @@ use serde_json::Value;
 pub use encryption::EncryptionError;
 pub(crate) use machine::{EventType, Op, OpResult, Precondition};
 pub use machine::StoreError;
-pub use raft::{FIRST_MEMBER, MemberConfig, RaftStatus, Role, Rotated};
+pub use raft::{FIRST_MEMBER, MemberConfig, Progress, RaftStatus, Role, Rotated};
 pub use transport::Transport;
 pub(crate) use watch::{WatchError, WatchStream};
 
@@ -114,6 +114,11 @@ impl Store {
         });
         let proposer = raft::start(persisted, shared.clone(), config, member)?;
         Ok(Store { shared, proposer })
+    }
+
+    /// The file holding the key the store in `dir` seals Secrets with.
+    pub fn key_file(dir: &Path, config: &StoreConfig) -> PathBuf {
+        raft::key_path(dir, config)
     }
 
     /// Re-encrypts every Secret of the store in `dir`, which no process may have open, with

@@ -430,8 +430,21 @@ pub struct RaftStatus {
     pub term: u64,
     pub role: Role,
     pub applied: u64,
+    pub commit: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// On the leader: each member's replication progress.
+    pub progress: Vec<Progress>,
+}
+
+/// How far the leader knows a member to be.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub id: u64,
+    /// Highest log index known to be on the member.
+    pub matched: u64,
+    /// Heard from within the last election timeout.
+    pub active: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -706,8 +719,20 @@ impl Driver {
             term: raft.term,
             role,
             applied: raft.raft_log.applied,
+            commit: raft.raft_log.committed,
             voters: conf.voters,
             learners: conf.learners,
+            progress: if raft.state == StateRole::Leader {
+                let mut p: Vec<Progress> = raft
+                    .prs()
+                    .iter()
+                    .map(|(id, pr)| Progress { id: *id, matched: pr.matched, active: *id == raft.id || pr.recent_active })
+                    .collect();
+                p.sort_by_key(|p| p.id);
+                p
+            } else {
+                Vec::new()
+            },
         };
         let mut cur = self.status.lock().expect("raft status");
         if *cur != st {
