@@ -504,7 +504,7 @@ pub(crate) async fn forward_writes(State(fwd): State<Arc<Forwarder>>, req: axum:
 }
 
 fn forward_failed(leader: &str, e: reqwest::Error) -> Response {
-    tracing::warn!(leader, error = %e, "forwarding a write to the leader failed");
+    tracing::debug!(leader, error = %e, "forwarding a write to the leader failed");
     let mut a = ApiError::new(503, "ServiceUnavailable", format!("forwarding the write to the raft leader at {leader} failed; the write may or may not have been applied: {e}"));
     a.retry_after = Some(1);
     a.into_response()

@@ -3,6 +3,7 @@
 
 mod density;
 mod endpoints;
+mod ha;
 mod harness;
 mod ingress;
 mod kubectl_basics;
