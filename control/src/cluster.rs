@@ -402,6 +402,51 @@ pub(crate) async fn promote_learners(store: Store, shutdown: crate::apiserver::S
     }
 }
 
+// ---- the leader's Lease ----
+
+/// The Lease the leader holds (holderIdentity: its member name).
+pub(crate) const LEASE_NAME: &str = "flotilla-control-plane";
+const LEASE_SECONDS: i64 = 15;
+
+/// While `term` lasts (this member leads), keeps Lease kube-system/flotilla-control-plane
+/// held by `name`, renewed every 2 s.
+pub(crate) async fn hold_lease(api: crate::apiserver::Api, name: String, term: crate::apiserver::Shutdown) {
+    let info = crate::apiserver::resources::find("coordination.k8s.io", "v1", "leases").expect("leases served");
+    let opts = crate::apiserver::service::WriteOptions::default();
+    loop {
+        let now = api.clock.now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let result = match api.get(info, Some("kube-system"), LEASE_NAME) {
+            Err(e) if e.code == 404 => {
+                let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": LEASE_NAME, "namespace": "kube-system"},
+                    "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "acquireTime": now, "renewTime": now, "leaseTransitions": 0}});
+                api.create(info, Some("kube-system"), lease, &opts).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+            Ok(cur) => {
+                let mut lease = cur.value.clone();
+                let spec = &mut lease["spec"];
+                if spec["holderIdentity"] != json!(name) {
+                    let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0) + 1;
+                    spec["holderIdentity"] = json!(name);
+                    spec["acquireTime"] = json!(now);
+                    spec["leaseTransitions"] = json!(transitions);
+                }
+                spec["leaseDurationSeconds"] = json!(LEASE_SECONDS);
+                spec["renewTime"] = json!(now);
+                api.update(info, Some("kube-system"), LEASE_NAME, lease, crate::apiserver::service::Part::Main, &opts).await.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "renewing the control plane's Lease failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = term.cancelled() => return,
+        }
+    }
+}
+
 // ---- writes on a follower go to the leader ----
 
 /// Forwards writes that reach a follower to the leader's API server.

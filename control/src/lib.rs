@@ -193,7 +193,8 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
     }
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     if clustered.is_some() {
-        tasks.push(tokio::spawn(lead(api, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
+        let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+        tasks.push(tokio::spawn(lead(api, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
     } else {
         tasks.push(tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())));
         tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)));
@@ -202,8 +203,9 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
 }
 
 /// A member of a cluster runs the controllers (and the `kubernetes` Service's endpoints)
-/// only while it leads: started when it becomes leader, stopped when it no longer is.
-async fn lead(api: Api, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
+/// only while it leads, holding Lease kube-system/flotilla-control-plane: started when it
+/// becomes leader, stopped when it no longer is.
+async fn lead(api: Api, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
     let store = api.store.clone();
     loop {
         // Wait to lead.
@@ -219,7 +221,8 @@ async fn lead(api: Api, local_addr: SocketAddr, shutdown: Shutdown, scheduler: b
         tracing::info!("this member leads: starting the controllers");
         let (term_trigger, term) = Shutdown::new();
         let t1 = tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, term.clone()));
-        let t2 = tokio::spawn(controllers::run(api.clone(), term, scheduler, network, service_lb));
+        let t2 = tokio::spawn(controllers::run(api.clone(), term.clone(), scheduler, network, service_lb));
+        let t3 = tokio::spawn(cluster::hold_lease(api.clone(), name.clone(), term));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
@@ -230,6 +233,7 @@ async fn lead(api: Api, local_addr: SocketAddr, shutdown: Shutdown, scheduler: b
                 term_trigger.trigger();
                 let _ = t1.await;
                 let _ = t2.await;
+                let _ = t3.await;
                 if stopping {
                     return;
                 }

@@ -243,6 +243,15 @@ fn three_servers_join_serve_and_lose_no_acknowledged_write_when_the_leader_is_ki
     }
     assert!(views.windows(2).all(|w| w[0] == w[1]), "members differ");
 
+    // The leader holds Lease kube-system/flotilla-control-plane.
+    wait_for(Duration::from_secs(20), "the leader to hold the control plane's Lease", || {
+        let l = block_on(leader(&c, &urls, &admin))?;
+        let list = block_on(members(&c, &l, &admin))?;
+        let name = list.iter().find(|m| m["role"] == "leader")?["name"].as_str()?.to_string();
+        let out = ms[0].kubectl(&["-n", "kube-system", "get", "lease", "flotilla-control-plane", "-o", "jsonpath={.spec.holderIdentity}"]);
+        (String::from_utf8_lossy(&out.stdout) == name).then_some(())
+    });
+
     // kubectl works against every member: reads, and writes (forwarded to the leader).
     let some = acked.keys().next().expect("one").clone();
     for (i, m) in ms.iter().enumerate() {
