@@ -71,6 +71,26 @@ impl ControlPlaneFlags {
         Ok(network)
     }
 
+    /// The flags a further member of this control plane is started with (as `server`).
+    pub(crate) fn member_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--clock-rate".to_string(),
+            self.clock_rate.to_string(),
+            "--service-cidr".into(),
+            self.service_cidr.to_string(),
+            "--cluster-cidr".into(),
+            self.cluster_cidr.to_string(),
+            "--node-cidr-mask-size".into(),
+            self.node_cidr_mask_size.to_string(),
+            "--service-node-port-range".into(),
+            self.service_node_port_range.to_string(),
+        ];
+        if self.disable_service_lb {
+            args.push("--disable-service-lb".into());
+        }
+        args
+    }
+
     pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
             // Absolute, so every part of the process agrees on it (wasmtime's cache insists).
@@ -180,6 +200,9 @@ pub(crate) struct ServerCommand {
     /// The join token of the cluster to join (a member's DATA_DIR/join-token)
     #[arg(long, value_name = "TOKEN", requires = "join")]
     pub token: Option<String>,
+    /// Exit when the parent process is gone (members `up --servers N` starts)
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 impl ServerCommand {
@@ -199,8 +222,19 @@ impl ServerCommand {
             anyhow::ensure!(url.starts_with("https://"), "--join takes the https:// URL of a member's API server, not {url}");
         }
         let cluster = flotilla_control::cluster::ClusterConfig { peer_listen: Some(peer_listen), join: self.join.clone().zip(self.token.clone()) };
+        let parent = std::os::unix::process::parent_id();
         let handle = self.flags.start_member(cluster).await?;
         self.flags.print_ready("server", &handle)?;
+        if self.exit_with_parent {
+            tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = async { while std::os::unix::process::parent_id() == parent { tokio::time::sleep(std::time::Duration::from_millis(500)).await } } => {
+                    tracing::info!("the parent process is gone; stopping");
+                }
+            }
+            handle.shutdown().await;
+            return Ok(());
+        }
         wait_for_signal().await;
         handle.shutdown().await;
         Ok(())

@@ -262,3 +262,30 @@ fn three_servers_join_serve_and_lose_no_acknowledged_write_when_the_leader_is_ki
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn up_with_three_servers_runs_three_members_and_they_stop_with_it() {
+    let cluster = crate::harness::Cluster::start_with(&["--servers", "3"]);
+    let admin = cluster.admin_token();
+    let ca = std::fs::read_to_string(cluster.path().join("data/pki/ca.crt")).expect("ca");
+    let c = block_on(async { client(&ca) });
+    let list = wait_for(Duration::from_secs(30), "three voters", || {
+        let list = block_on(members(&c, &cluster.url, &admin))?;
+        (list.len() == 3 && list.iter().all(|m| m["role"] == "leader" || m["role"] == "follower")).then_some(list)
+    });
+    // The embedded node registers through the first member; kubectl works.
+    wait_for(Duration::from_secs(60), "the embedded node to be Ready", || {
+        let out = cluster.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"]);
+        (out.code == 0 && out.stdout.contains("True")).then_some(())
+    });
+    let others: Vec<String> = list.iter().filter_map(|m| m["apiURL"].as_str()).filter(|u| *u != cluster.url).map(str::to_string).collect();
+    assert_eq!(others.len(), 2, "{list:?}");
+    for u in &others {
+        assert!(block_on(members(&c, u, &admin)).is_some(), "member at {u} serves");
+    }
+    // Killing `up` takes its members down with it.
+    drop(cluster.stop());
+    for u in &others {
+        wait_for(Duration::from_secs(15), "a member to stop with up", || block_on(async { c.get(format!("{u}/healthz")).timeout(Duration::from_secs(1)).send().await.is_err() }).then_some(()));
+    }
+}
