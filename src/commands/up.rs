@@ -64,6 +64,8 @@ fn member_addrs(listen: SocketAddr, k: u32) -> anyhow::Result<(SocketAddr, Socke
 /// A member `up` started as a child process.
 struct MemberProcess {
     child: std::process::Child,
+    /// Its API server's URL.
+    url: String,
 }
 
 impl MemberProcess {
@@ -93,11 +95,12 @@ impl MemberProcess {
             }
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        let mut member = MemberProcess { child };
+        let mut member = MemberProcess { child, url: String::new() };
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
                 Ok(line) if line.contains("ready") => {
                     println!("flotilla member {k}: {line}");
+                    member.url = line.split_whitespace().find(|w| w.starts_with("https://")).unwrap_or_default().to_string();
                     return Ok(member);
                 }
                 Ok(_) => {}
@@ -148,7 +151,9 @@ impl UpCommand {
         let mut nodes = Vec::new();
         for (i, name) in node_names(&super::node::host_name(), self.nodes).into_iter().enumerate() {
             let dir = self.flags.data_dir()?.join(if self.nodes == 1 { "node".to_string() } else { format!("node-{name}") });
-            let mut config = flotilla_node::NodeConfig::new(handle.url(), handle.admin_token.clone(), name, dir);
+            // The embedded nodes fail over between the members.
+            let servers: Vec<String> = std::iter::once(handle.url()).chain(members.iter().map(|m| m.url.clone())).collect();
+            let mut config = flotilla_node::NodeConfig::new(servers.join(","), handle.admin_token.clone(), name, dir);
             config.ca_pem = Some(handle.ca_pem.clone());
             config.allow_file_images = true;
             config.allow_egress = self.allow_pod_egress;

@@ -289,3 +289,68 @@ fn up_with_three_servers_runs_three_members_and_they_stop_with_it() {
         wait_for(Duration::from_secs(15), "a member to stop with up", || block_on(async { c.get(format!("{u}/healthz")).timeout(Duration::from_secs(1)).send().await.is_err() }).then_some(()));
     }
 }
+
+fn kubectl_out(m: &Member, args: &[&str]) -> String {
+    String::from_utf8_lossy(&m.kubectl(args).stdout).into_owned()
+}
+
+fn apply_pod(m: &Member, name: &str) {
+    use std::io::Write as _;
+    let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: web\n    image: {}\n", crate::harness::guest("hello-http"));
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", m.kubeconfig())
+        .env("HOME", &m.dir)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_node_given_every_member_fails_over_when_its_member_dies() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut ms = vec![Member::start(tmp.path(), "a", &[])];
+    let token = std::fs::read_to_string(ms[0].dir.join("data/join-token")).expect("join token").trim().to_string();
+    let a_url = ms[0].url();
+    ms.push(Member::start(tmp.path(), "b", &["--join", &a_url, "--token", &token]));
+    ms.push(Member::start(tmp.path(), "c", &["--join", &a_url, "--token", &token]));
+    let admin = std::fs::read_to_string(ms[0].dir.join("data/pki/admin.token")).expect("admin").trim().to_string();
+    let servers: Vec<String> = ms.iter().map(Member::url).collect();
+    let node_dir = tmp.path().join("node");
+    let mut node = Command::new(flotilla_bin())
+        .args(["node", "--server", &servers.join(","), "--token", &admin, "--name", "ha-node", "--allow-file-images", "--ingress-listen", "off", "--data-dir"])
+        .arg(&node_dir)
+        .arg("--certificate-authority")
+        .arg(ms[0].dir.join("data/pki/ca.crt"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn flotilla node");
+    let mut a = ms.remove(0);
+    let b = &ms[0];
+    wait_for(Duration::from_secs(60), "the node to be Ready", || {
+        (kubectl_out(b, &["get", "node", "ha-node", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) == "True").then_some(())
+    });
+    apply_pod(b, "before");
+    wait_for(Duration::from_secs(60), "pod before to run", || (kubectl_out(b, &["get", "pod", "before", "-o", "jsonpath={.status.phase}"]) == "Running").then_some(()));
+
+    // The member the node talks to (the first) dies; its Lease is renewed through another.
+    let renew = || kubectl_out(b, &["-n", "kube-node-lease", "get", "lease", "ha-node", "-o", "jsonpath={.spec.renewTime}"]);
+    a.kill9();
+    let killed = Instant::now();
+    let first = wait_for(Duration::from_secs(20), "a readable lease", || Some(renew()).filter(|r| !r.is_empty()));
+    wait_for(Duration::from_secs(30), "the node's Lease renewed through another member", || (renew() != first).then_some(()));
+    eprintln!("node lease renewed {:?} after its member died", killed.elapsed());
+    // Its pod keeps running, and it takes new work.
+    assert_eq!(kubectl_out(b, &["get", "pod", "before", "-o", "jsonpath={.status.phase}"]), "Running");
+    apply_pod(b, "after");
+    wait_for(Duration::from_secs(60), "pod after to run", || (kubectl_out(b, &["get", "pod", "after", "-o", "jsonpath={.status.phase}"]) == "Running").then_some(()));
+    assert_eq!(kubectl_out(b, &["get", "node", "ha-node", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]), "True");
+    let _ = node.kill();
+    let _ = node.wait();
+}

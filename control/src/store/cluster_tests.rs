@@ -229,6 +229,20 @@ async fn a_minority_takes_no_writes_and_says_so() {
     c.write(Op::Create { key: key("healed"), object: cm("healed", "x") }).await.expect("write with quorum back");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_barrier_asked_of_a_dead_leader_is_retried_with_the_next() {
+    let mut c = Cluster::new(3, 4, Faults::default(), 1_000);
+    let (leader, _) = c.wait_leader(Duration::from_secs(10)).await;
+    c.write(Op::Create { key: key("r"), object: cm("r", "1") }).await.expect("write");
+    let follower = c.stores.iter().find(|(id, _)| **id != leader).map(|(_, s)| s.clone()).expect("follower");
+    // The leader dies with the follower's ReadIndex request on its way to it (lost).
+    c.stop(leader);
+    let t = Instant::now();
+    follower.read_barrier().await.expect("read barrier through the next leader");
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?} (the member's timeout is 5 s)", t.elapsed());
+    assert!(follower.get(&key("r")).is_some());
+}
+
 // ---- linearizability of a register history ----
 
 #[derive(Clone, Debug)]

@@ -30,6 +30,7 @@ pub(crate) use machine::{EventType, Op, OpResult, Precondition};
 pub use machine::StoreError;
 pub use raft::{FIRST_MEMBER, MemberConfig, Progress, RaftStatus, Role, Rotated};
 pub use transport::Transport;
+use raft::READ_RETRY;
 pub(crate) use watch::{WatchError, WatchStream};
 
 /// Configuration of the store.
@@ -144,8 +145,22 @@ impl Store {
 
     /// Waits until this member has applied every write committed before the call (raft
     /// ReadIndex, confirmed by a quorum): a read from memory after it is linearizable.
+    /// Retries while no leader confirms it (an election, a lost message), up to
+    /// `MemberConfig::timeout` (25 s for a cluster member).
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
-        self.proposer.read_index().await
+        let deadline = tokio::time::Instant::now() + self.proposer.timeout().unwrap_or(Duration::from_secs(25));
+        loop {
+            match self.proposer.read_index().await {
+                Ok(()) => return Ok(()),
+                Err(e @ StoreError::NotLeader { .. }) | Err(e @ StoreError::Unavailable(READ_RETRY)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Proposes a membership change on the leader; returns the membership after it is

@@ -507,6 +507,10 @@ impl Proposer {
         let _ = self.tx.send(Msg::Raft(Box::new(msg)));
     }
 
+    pub(super) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     pub(super) fn status(&self) -> RaftStatus {
         self.status.lock().expect("raft status").clone()
     }
@@ -613,7 +617,8 @@ struct Driver {
     /// Membership changes by log index: (proposal id, reply).
     conf_pending: BTreeMap<u64, (u64, oneshot::Sender<Result<ConfState, StoreError>>)>,
     /// ReadIndex requests sent to raft, by context.
-    reads: HashMap<u64, oneshot::Sender<Result<(), StoreError>>>,
+    /// (Asked when, in which term of which leader; reply.)
+    reads: HashMap<u64, (Instant, (u64, u64), oneshot::Sender<Result<(), StoreError>>)>,
     /// Reads whose index is known, waiting for it to be applied.
     read_queue: Vec<(u64, oneshot::Sender<Result<(), StoreError>>)>,
     next_id: u64,
@@ -629,6 +634,12 @@ struct Driver {
 /// A snapshot not acknowledged within this many ticks is reported failed, so raft sends
 /// another (a lost snapshot message would otherwise stall the follower for good).
 const SNAPSHOT_TICKS: u32 = 100;
+
+/// A ReadIndex request unanswered for this many ticks is failed (the caller retries).
+const READ_TICKS: u32 = 20;
+
+/// Why a ReadIndex request was failed: asking again may succeed.
+pub(super) const READ_RETRY: &str = "the read was not confirmed by a leader (leader changed or message lost); retry";
 
 fn context_id(e: &Entry) -> Option<u64> {
     <[u8; 8]>::try_from(&e.context[..]).ok().map(u64::from_le_bytes)
@@ -687,7 +698,7 @@ impl Driver {
             if last_tick.elapsed() >= self.tick {
                 self.node.tick();
                 self.check_snapshots();
-                self.reads.retain(|_, r| !r.is_closed());
+                self.expire_reads();
                 last_tick = Instant::now();
             }
             if let Err(e) = self.on_ready() {
@@ -752,7 +763,7 @@ impl Driver {
         for (_, (_, r)) in std::mem::take(&mut self.conf_pending) {
             let _ = r.send(Err(e.clone()));
         }
-        for (_, r) in self.reads.drain() {
+        for (_, (_, _, r)) in self.reads.drain() {
             let _ = r.send(Err(e.clone()));
         }
         for (_, r) in self.read_queue.drain(..) {
@@ -843,7 +854,22 @@ impl Driver {
         let ctx = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.node.read_index(ctx.to_le_bytes().to_vec());
-        self.reads.insert(ctx, reply);
+        let epoch = (self.node.raft.term, self.node.raft.leader_id);
+        self.reads.insert(ctx, (Instant::now(), epoch, reply));
+    }
+
+    /// Fails ReadIndex requests raft will not answer: asked of a leader that is no longer
+    /// the leader (a request forwarded to a dead one is lost), or unanswered for
+    /// [`READ_TICKS`] ticks (a message dropped). Reads are idempotent: callers retry.
+    fn expire_reads(&mut self) {
+        let epoch = (self.node.raft.term, self.node.raft.leader_id);
+        let limit = self.tick * READ_TICKS;
+        let stale: Vec<u64> = self.reads.iter().filter(|(_, (at, e, r))| r.is_closed() || *e != epoch || at.elapsed() > limit).map(|(c, _)| *c).collect();
+        for c in stale {
+            if let Some((_, _, r)) = self.reads.remove(&c) {
+                let _ = r.send(Err(StoreError::Unavailable(READ_RETRY)));
+            }
+        }
     }
 
     /// Answers reads whose index this member has applied.
@@ -920,7 +946,7 @@ impl Driver {
             }
         }
         for rs in ready.take_read_states() {
-            if let Some(reply) = context_id_bytes(&rs.request_ctx).and_then(|c| self.reads.remove(&c)) {
+            if let Some((_, _, reply)) = context_id_bytes(&rs.request_ctx).and_then(|c| self.reads.remove(&c)) {
                 self.read_queue.push((rs.index, reply));
             }
         }
