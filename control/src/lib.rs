@@ -139,7 +139,8 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
         let _ = resolver.store.set(store.clone());
         tasks.push(tokio::spawn(apiserver::serve_tls(peer_listener, peer_tls, cluster::peer_router(store.clone()), shutdown.clone())));
         let st = store.raft_status();
-        if st.role == store::Role::Leader && prepared.identity.founder {
+        // A founder that is the only voter leads once its store is open.
+        if prepared.identity.founder && st.role == store::Role::Leader {
             cluster::seed_founder(&store, &prepared.identity, &cluster::url_of(local_addr), &cluster::url_of(addr), &config.data_dir).await?;
         } else {
             // Reach the leader and apply what it has committed before serving.

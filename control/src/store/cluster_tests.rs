@@ -229,6 +229,19 @@ async fn a_minority_takes_no_writes_and_says_so() {
     c.write(Op::Create { key: key("healed"), object: cm("healed", "x") }).await.expect("write with quorum back");
 }
 
+/// Regression: the founder decided whether to seed the join secret from a status not yet
+/// published when `open` returned, and under load skipped it (joiners got 401).
+#[test]
+fn a_sole_voter_reports_itself_leader_when_open_returns() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        let st = store.raft_status();
+        assert_eq!((st.role, st.leader, st.voters.clone()), (Role::Leader, 1, vec![1]), "{st:?}");
+        store.close();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_barrier_asked_of_a_dead_leader_is_retried_with_the_next() {
     let mut c = Cluster::new(3, 4, Faults::default(), 1_000);

@@ -962,6 +962,8 @@ impl Driver {
         if self.node.raft.state == StateRole::Leader
             && let Some(s) = self.leader_signal.take()
         {
+            // Whoever waited for leadership reads the status next: publish it first.
+            self.publish_status();
             let _ = s.send(Ok(()));
         }
         self.maybe_compact()
