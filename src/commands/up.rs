@@ -44,7 +44,7 @@ pub(crate) struct UpCommand {
 
 fn parse_servers(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if n == 0 || n % 2 == 0 || n > 7 {
+    if n == 0 || n.is_multiple_of(2) || n > 7 {
         return Err(format!("--servers takes an odd number from 1 to 7 (a raft majority), not {n}"));
     }
     Ok(n)

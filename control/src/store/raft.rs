@@ -593,6 +593,9 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig, memb
 
 type Reply = oneshot::Sender<Result<Vec<OpResult>, StoreError>>;
 
+/// A ReadIndex request: asked when, in which (term, leader), and its reply.
+type PendingRead = (Instant, (u64, u64), oneshot::Sender<Result<(), StoreError>>);
+
 /// A proposal in the log, not yet applied, keyed by its log index.
 struct Waiting {
     /// The proposal id in the entry's context: the entry at this index is ours only if
@@ -617,8 +620,7 @@ struct Driver {
     /// Membership changes by log index: (proposal id, reply).
     conf_pending: BTreeMap<u64, (u64, oneshot::Sender<Result<ConfState, StoreError>>)>,
     /// ReadIndex requests sent to raft, by context.
-    /// (Asked when, in which term of which leader; reply.)
-    reads: HashMap<u64, (Instant, (u64, u64), oneshot::Sender<Result<(), StoreError>>)>,
+    reads: HashMap<u64, PendingRead>,
     /// Reads whose index is known, waiting for it to be applied.
     read_queue: Vec<(u64, oneshot::Sender<Result<(), StoreError>>)>,
     next_id: u64,
