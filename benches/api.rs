@@ -2,7 +2,9 @@
 //! dir and measures, over HTTPS with real clients: ConfigMap creates/s (1 client; 64
 //! concurrent workers on one shared HTTP/2 client and on one client each), list latency
 //! with 10,000 objects in a namespace (JSON and Table), and watch latency from write-ack
-//! to the event arriving on an open watch. Prints medians and p99s.
+//! to the event arriving on an open watch. Prints medians and p99s. Then the same creates
+//! against a raft cluster of 3 in-process members (1 vs 3 members in the same run) and
+//! the failover time: the leader stopped -> the first create accepted again.
 
 
 /// The allocator the `flotilla` binary uses (src/main.rs).
@@ -246,5 +248,71 @@ async fn run() {
         ms(pct(&from_ack, 0.99))
     );
     println!("watch latency, write-send -> event:           median {}  p99 {}", ms(pct(&from_send, 0.5)), ms(pct(&from_send, 0.99)));
+    create_namespace(&t, &c, "raft1").await;
+    let one = creates(&t, "raft1", RAFT_CREATES, 64, true).await;
     handle.shutdown().await;
+    raft_members(one).await;
+}
+
+const RAFT_CREATES: usize = 5_000;
+
+/// Starts a cluster member in `dir` (joining `join` if given).
+async fn member(dir: &std::path::Path, join: Option<(String, String)>) -> flotilla_control::ControlPlaneHandle {
+    let config = flotilla_control::ControlPlaneConfig {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        store: flotilla_control::store::StoreConfig::default(),
+        scheduler: true,
+        network: Default::default(),
+        service_lb: true,
+    };
+    let cluster = flotilla_control::cluster::ClusterConfig { peer_listen: Some("127.0.0.1:0".parse().expect("addr")), join };
+    flotilla_control::start_member(config, Arc::new(flotilla_control::apiserver::service::SystemClock), cluster).await.expect("start member")
+}
+
+/// Creates on 1 member (measured before) vs 3, and the failover time.
+async fn raft_members(one: (Duration, Vec<Duration>)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = member(&dir.path().join("a"), None).await;
+    let token = std::fs::read_to_string(dir.path().join("a/join-token")).expect("join token").trim().to_string();
+    let b = member(&dir.path().join("b"), Some((a.url(), token.clone()))).await;
+    let c3 = member(&dir.path().join("c"), Some((a.url(), token))).await;
+    let t = Arc::new(Target { url: a.url(), token: a.admin_token.clone(), ca_pem: a.ca_pem.clone() });
+    let c = t.client();
+    // Wait until both joiners are voters.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list: Value = c.get(format!("{}/flotilla/v1/members", t.url)).bearer_auth(&t.token).send().await.expect("members").json().await.expect("json");
+        if list.as_array().is_some_and(|l| l.iter().filter(|m| m["role"] == "follower").count() == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members not promoted: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    create_namespace(&t, &c, "raft3").await;
+    let three = creates(&t, "raft3", RAFT_CREATES, 64, true).await;
+    report_creates("creates, 1 member (64 workers, shared client)", RAFT_CREATES, &one);
+    report_creates("creates, 3 members (leader, same load)", RAFT_CREATES, &three);
+    let rate = |r: &(Duration, Vec<Duration>)| RAFT_CREATES as f64 / r.0.as_secs_f64();
+    println!("3 members / 1 member throughput: {:.0}% (goal >= 60%)", 100.0 * rate(&three) / rate(&one));
+
+    // Failover: the leader (a) stops; creates through b (forwarded to the new leader).
+    let tb = Arc::new(Target { url: b.url(), token: b.admin_token.clone(), ca_pem: b.ca_pem.clone() });
+    let cb = tb.client();
+    let stopped = Instant::now();
+    a.shutdown().await;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let sent = cb.post(tb.collection("raft3")).bearer_auth(&tb.token).header("content-type", "application/json").body(configmap(&format!("after-{n}"))).send().await;
+        let status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+        if status == 201 {
+            break;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(30), "no write accepted 30 s after the leader stopped: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("failover: leader stopped -> first create accepted through a follower: {} (goal <= 2 s)", ms(stopped.elapsed()));
+    b.shutdown().await;
+    c3.shutdown().await;
 }

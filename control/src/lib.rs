@@ -2,6 +2,7 @@
 //! server, and the controllers that run on the leader.
 
 pub mod apiserver;
+pub mod cluster;
 mod controllers;
 mod metrics;
 pub mod network;
@@ -45,6 +46,12 @@ pub struct ControlPlaneHandle {
     pub ca_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
+    /// Where raft peers connect (a member of a cluster; None for a single member).
+    pub peer_addr: Option<SocketAddr>,
+    /// This member's name (a member of a cluster).
+    pub member_name: Option<String>,
+    /// The join token, when this start made it (the founder's first start).
+    pub new_join_token: Option<String>,
     trigger: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Store,
@@ -83,10 +90,77 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<ControlPlaneHan
 /// [`start`] with the clock timestamps and controllers use (tests run schedules faster
 /// with a [`apiserver::service::ScaledClock`]).
 pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserver::service::Clock>) -> anyhow::Result<ControlPlaneHandle> {
+    start_member(config, clock, cluster::ClusterConfig::default()).await
+}
+
+/// How long a restarted or joining member waits to reach the leader and catch up.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`start_with_clock`] as a member of a raft cluster: with `cluster.peer_listen`, the
+/// member listens for peers, founds a cluster at first start (or joins one with
+/// `cluster.join`), catches up before serving, and runs controllers only while it leads.
+pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::service::Clock>, cluster: cluster::ClusterConfig) -> anyhow::Result<ControlPlaneHandle> {
+    use anyhow::Context as _;
     let service_range = config.network.validate()?;
     let store_dir = store_dir(&config.data_dir);
     let store_cfg = config.store.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_cfg)).await??;
+    let pki = config.data_dir.join("pki");
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let mut tasks = Vec::new();
+    let mut peer = None;
+    let member = match cluster.peer_listen {
+        None => store::MemberConfig::single(),
+        Some(peer_listen) => {
+            let peer_listener = tokio::net::TcpListener::bind(peer_listen).await.with_context(|| format!("listening for peers on {peer_listen}"))?;
+            let peer_addr = peer_listener.local_addr()?;
+            let key_file = Store::key_file(&store_dir, &store_cfg);
+            let prepared = cluster::prepare(&config.data_dir, &key_file, &cluster::url_of(local_addr), &cluster::url_of(peer_addr), cluster.join.as_ref()).await?;
+            let (peer_tls, client_tls) = apiserver::tls::member_tls(&pki, prepared.identity.id, &[local_addr.ip(), peer_addr.ip()])?;
+            let resolver = Arc::new(cluster::Resolver { store: std::sync::OnceLock::new(), seeds: prepared.seeds.clone() });
+            let transport = Arc::new(cluster::HttpTransport::new(client_tls, resolver.clone())?);
+            let member = store::MemberConfig {
+                id: prepared.identity.id,
+                bootstrap: prepared.bootstrap.clone(),
+                transport,
+                tick: std::time::Duration::from_millis(100),
+                timeout: Some(std::time::Duration::from_secs(25)),
+            };
+            peer = Some((peer_listener, peer_addr, peer_tls, resolver, prepared));
+            member
+        }
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open_member(&store_dir, store_cfg, member)).await??;
+    let mut new_join_token = None;
+    let mut member_name = None;
+    let mut peer_addr = None;
+    let mut clustered = None;
+    if let Some((peer_listener, addr, peer_tls, resolver, prepared)) = peer {
+        let _ = resolver.store.set(store.clone());
+        tasks.push(tokio::spawn(apiserver::serve_tls(peer_listener, peer_tls, cluster::peer_router(store.clone()), shutdown.clone())));
+        let st = store.raft_status();
+        // A founder that is the only voter leads once its store is open.
+        if prepared.identity.founder && st.role == store::Role::Leader {
+            cluster::seed_founder(&store, &prepared.identity, &cluster::url_of(local_addr), &cluster::url_of(addr), &config.data_dir).await?;
+        } else {
+            // Reach the leader and apply what it has committed before serving.
+            let deadline = tokio::time::Instant::now() + CATCH_UP;
+            loop {
+                match store.read_barrier().await {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        anyhow::bail!("member {} could not reach a quorum of its cluster within {} s: {e}", prepared.identity.name, CATCH_UP.as_secs())
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            }
+        }
+        new_join_token = prepared.new_token;
+        member_name = Some(prepared.identity.name.clone());
+        peer_addr = Some(addr);
+        clustered = Some(prepared.identity);
+    }
     let api = Api::new(store.clone(), clock).with_service_range(service_range).with_node_port_range(config.network.node_port_range);
     let ns_info = apiserver::resources::find("", "v1", "namespaces").expect("namespaces served");
     for ns in DEFAULT_NAMESPACES {
@@ -97,19 +171,77 @@ pub async fn start_with_clock(config: ControlPlaneConfig, clock: Arc<dyn apiserv
                 .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let local_addr = listener.local_addr()?;
-    let creds = apiserver::tls::ensure(&config.data_dir.join("pki"), &[local_addr.ip()])?;
-    let (trigger, shutdown) = Shutdown::new();
-    apiserver::kubernetes_service::ensure(&api, local_addr, true).await;
-    apiserver::ingress_class::ensure(&api).await;
+    let creds = apiserver::tls::ensure(&pki, &[local_addr.ip()])?;
+    if store.raft_status().role == store::Role::Leader {
+        // A follower's are the leader's to write (it runs `kubernetes_service::run`).
+        apiserver::kubernetes_service::ensure(&api, local_addr, true).await;
+        apiserver::ingress_class::ensure(&api).await;
+    }
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
     let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()));
-    let router = apiserver::router(app).merge(registry::router(registry));
-    let tasks = vec![
-        tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())),
-        tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())),
-        tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)),
-    ];
-    Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, trigger, tasks, store })
+    let mut router = apiserver::router(app).merge(registry::router(registry));
+    if clustered.is_some() {
+        let ctx = Arc::new(cluster::Ctx {
+            store: store.clone(),
+            admin_token: creds.admin_token.clone(),
+            pki: pki.clone(),
+            key_file: Store::key_file(&self::store_dir(&config.data_dir), &config.store),
+            data_dir: config.data_dir.clone(),
+        });
+        router = router.merge(cluster::api_router(ctx));
+        let fwd = Arc::new(cluster::Forwarder::new(store.clone(), &creds.ca_pem)?);
+        router = router.layer(axum::middleware::from_fn_with_state(fwd, cluster::forward_writes));
+        tasks.push(tokio::spawn(cluster::promote_learners(store.clone(), shutdown.clone())));
+    }
+    tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
+    if clustered.is_some() {
+        let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+        tasks.push(tokio::spawn(lead(api, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
+    } else {
+        tasks.push(tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())));
+        tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)));
+    }
+    Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, peer_addr, member_name, new_join_token, trigger, tasks, store })
+}
+
+/// A member of a cluster runs the controllers (and the `kubernetes` Service's endpoints)
+/// only while it leads, holding Lease kube-system/flotilla-control-plane: started when it
+/// becomes leader, stopped when it no longer is.
+async fn lead(api: Api, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
+    let store = api.store.clone();
+    loop {
+        // Wait to lead.
+        loop {
+            if store.raft_status().role == store::Role::Leader {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        tracing::info!("this member leads: starting the controllers");
+        let (term_trigger, term) = Shutdown::new();
+        let t1 = tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, term.clone()));
+        let t2 = tokio::spawn(controllers::run(api.clone(), term.clone(), scheduler, network, service_lb));
+        let t3 = tokio::spawn(cluster::hold_lease(api.clone(), name.clone(), term));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            let stopping = shutdown.is_cancelled();
+            if stopping || store.raft_status().role != store::Role::Leader {
+                term_trigger.trigger();
+                let _ = t1.await;
+                let _ = t2.await;
+                let _ = t3.await;
+                if stopping {
+                    return;
+                }
+                tracing::info!("this member no longer leads: controllers stopped");
+                break;
+            }
+        }
+    }
 }

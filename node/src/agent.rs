@@ -254,8 +254,65 @@ impl Drop for WorkerAlive {
     }
 }
 
+/// The API client: one server, or several (`URL1,URL2,…`, members of one control plane)
+/// with failover.
 fn client(config: &NodeConfig) -> anyhow::Result<kube::Client> {
-    let mut kc = kube::Config::new(config.server.parse()?);
+    let urls: Vec<&str> = config.server.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    anyhow::ensure!(!urls.is_empty(), "no API server URL");
+    if urls.len() == 1 {
+        return one_client(config, urls[0]);
+    }
+    let clients = urls.iter().map(|u| one_client(config, u)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(kube::Client::new(Failover { clients: Arc::new(clients), current: Arc::new(std::sync::atomic::AtomicUsize::new(0)) }, "default"))
+}
+
+/// Sends every request to the current server; a failed connection or a 503 moves later
+/// requests to the next one (the agent's loops retry, so the failed request is not).
+#[derive(Clone)]
+struct Failover {
+    clients: Arc<Vec<kube::Client>>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Failover {
+    fn next(&self, from: usize) {
+        let next = (from + 1) % self.clients.len();
+        if self.current.compare_exchange(from, next, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst).is_ok() {
+            tracing::warn!(server = next, "API server failing; switching to the next one");
+        }
+    }
+}
+
+impl tower::Service<http::Request<kube::client::Body>> for Failover {
+    type Response = http::Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, kube::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), kube::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let i = this.current.load(std::sync::atomic::Ordering::SeqCst) % this.clients.len();
+            match this.clients[i].send(req).await {
+                Ok(resp) if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE => {
+                    this.next(i);
+                    Ok(resp)
+                }
+                Ok(resp) => Ok(resp),
+                Err(e) => {
+                    this.next(i);
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+fn one_client(config: &NodeConfig, url: &str) -> anyhow::Result<kube::Client> {
+    let mut kc = kube::Config::new(url.parse()?);
     match &config.ca_pem {
         Some(pem) => {
             let ders = pem_to_der(pem);
@@ -532,6 +589,12 @@ async fn heartbeat(ctx: Arc<Ctx>, published: Published) {
         let pp = PatchParams::apply("flotilla-node").force();
         if let Err(e) = leases.patch(&ctx.config.name, &pp, &Patch::Apply(&lease)).await {
             tracing::warn!(error = %e, "lease renewal failed");
+            // Once more at once: with several servers the client has moved to the next.
+            if ctx.config.server.contains(',')
+                && let Err(e) = leases.patch(&ctx.config.name, &pp, &Patch::Apply(&lease)).await
+            {
+                tracing::warn!(error = %e, "lease renewal failed again");
+            }
         }
         // Node status heartbeat every 6th lease renewal (~1 min), as the kubelet does, and
         // at once when the control plane no longer sees this node Ready (after an outage).

@@ -8,7 +8,8 @@ use clap::Args;
 /// Run a Flotilla node (the kubelet of wasm pods) against a control plane.
 #[derive(Args, Debug)]
 pub(crate) struct NodeCommand {
-    /// URL of the control plane's API server, e.g. https://127.0.0.1:6443
+    /// URL of the control plane's API server, e.g. https://127.0.0.1:6443; several members'
+    /// URLs, comma-separated, to fail over between them
     #[arg(long, value_name = "URL")]
     pub server: String,
     /// Bearer token to authenticate to the API server (the admin token in DATA_DIR/pki/admin.token)

@@ -71,6 +71,26 @@ impl ControlPlaneFlags {
         Ok(network)
     }
 
+    /// The flags a further member of this control plane is started with (as `server`).
+    pub(crate) fn member_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--clock-rate".to_string(),
+            self.clock_rate.to_string(),
+            "--service-cidr".into(),
+            self.service_cidr.to_string(),
+            "--cluster-cidr".into(),
+            self.cluster_cidr.to_string(),
+            "--node-cidr-mask-size".into(),
+            self.node_cidr_mask_size.to_string(),
+            "--service-node-port-range".into(),
+            self.service_node_port_range.to_string(),
+        ];
+        if self.disable_service_lb {
+            args.push("--disable-service-lb".into());
+        }
+        args
+    }
+
     pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         data_dir(self.data_dir.as_deref())
     }
@@ -110,15 +130,13 @@ impl ControlPlaneFlags {
         Ok(PathBuf::from(home).join(".kube/config"))
     }
 
-    /// Starts the control plane, writes the kubeconfig and prints the ready line.
-    pub(crate) async fn start(&self, what: &str) -> anyhow::Result<ControlPlaneHandle> {
-        let handle = self.start_quiet().await?;
-        self.print_ready(what, &handle)?;
-        Ok(handle)
-    }
-
     /// Starts the control plane and writes the kubeconfig.
     pub(crate) async fn start_quiet(&self) -> anyhow::Result<ControlPlaneHandle> {
+        self.start_member(flotilla_control::cluster::ClusterConfig::default()).await
+    }
+
+    /// Starts the control plane as a member of a raft cluster and writes the kubeconfig.
+    pub(crate) async fn start_member(&self, cluster: flotilla_control::cluster::ClusterConfig) -> anyhow::Result<ControlPlaneHandle> {
         let network = self.network()?;
         let data_dir = self.data_dir()?;
         let kubeconfig_path = self.kubeconfig_path()?;
@@ -126,13 +144,13 @@ impl ControlPlaneFlags {
         kubeconfig::check(&kubeconfig_path)?;
         let store = self.store_config()?;
         let config = ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb };
-        let handle = if self.clock_rate == 1.0 {
-            flotilla_control::start(config).await?
+        let clock: std::sync::Arc<dyn flotilla_control::apiserver::service::Clock> = if self.clock_rate == 1.0 {
+            std::sync::Arc::new(flotilla_control::apiserver::service::SystemClock)
         } else {
             anyhow::ensure!(self.clock_rate.is_finite() && self.clock_rate > 0.0, "--clock-rate must be a positive number");
-            let clock = std::sync::Arc::new(flotilla_control::apiserver::service::ScaledClock::new(self.clock_rate));
-            flotilla_control::start_with_clock(config, clock).await?
+            std::sync::Arc::new(flotilla_control::apiserver::service::ScaledClock::new(self.clock_rate))
         };
+        let handle = flotilla_control::start_member(config, clock, cluster).await?;
         kubeconfig::merge(&kubeconfig_path, &data_dir, &handle.url(), &handle.ca_pem, &handle.admin_token)?;
         Ok(handle)
     }
@@ -146,8 +164,15 @@ impl ControlPlaneFlags {
 
     /// Prints the line scripts and tests wait for.
     pub(crate) fn print_ready(&self, what: &str, handle: &ControlPlaneHandle) -> anyhow::Result<()> {
+        if let Some(token) = &handle.new_join_token {
+            println!("flotilla join token (also in {}): {token}", self.data_dir()?.join("join-token").display());
+        }
+        let member = match (&handle.member_name, handle.peer_addr) {
+            (Some(name), Some(peer)) => format!("member {name}, peer {}, ", flotilla_control::cluster::url_of(peer)),
+            _ => String::new(),
+        };
         println!(
-            "flotilla {what} ready: {} (data dir {}, kubeconfig {}, context flotilla)",
+            "flotilla {what} ready: {} ({member}data dir {}, kubeconfig {}, context flotilla)",
             handle.url(),
             self.data_dir()?.display(),
             self.kubeconfig_path()?.display()
@@ -179,6 +204,20 @@ pub(crate) struct ServerCommand {
     /// stopped) with a new key, which replaces the old one in the key file, and exit
     #[arg(long)]
     pub rotate_encryption_key: bool,
+    /// Address and port raft peers connect to (mutual TLS from the cluster CA)
+    /// [default: the --listen address, port + 1 (0 when --listen's port is 0)]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub peer_listen: Option<SocketAddr>,
+    /// At first start, join the cluster whose API server is at URL (needs --token);
+    /// ignored once this data dir belongs to a cluster
+    #[arg(long, value_name = "URL", requires = "token")]
+    pub join: Option<String>,
+    /// The join token of the cluster to join (a member's DATA_DIR/join-token)
+    #[arg(long, value_name = "TOKEN", requires = "join")]
+    pub token: Option<String>,
+    /// Exit when the parent process is gone (members `up --servers N` starts)
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 impl ServerCommand {
@@ -186,7 +225,31 @@ impl ServerCommand {
         if self.rotate_encryption_key {
             return self.flags.rotate_encryption_key().await;
         }
-        let handle = self.flags.start("server").await?;
+        let peer_listen = match self.peer_listen {
+            Some(p) => p,
+            None if self.flags.listen.port() == 0 => SocketAddr::new(self.flags.listen.ip(), 0),
+            None => {
+                let port = self.flags.listen.port().checked_add(1).ok_or_else(|| anyhow::anyhow!("--listen port 65535 leaves no default --peer-listen port; pass --peer-listen"))?;
+                SocketAddr::new(self.flags.listen.ip(), port)
+            }
+        };
+        if let Some(url) = &self.join {
+            anyhow::ensure!(url.starts_with("https://"), "--join takes the https:// URL of a member's API server, not {url}");
+        }
+        let cluster = flotilla_control::cluster::ClusterConfig { peer_listen: Some(peer_listen), join: self.join.clone().zip(self.token.clone()) };
+        let parent = std::os::unix::process::parent_id();
+        let handle = self.flags.start_member(cluster).await?;
+        self.flags.print_ready("server", &handle)?;
+        if self.exit_with_parent {
+            tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = async { while std::os::unix::process::parent_id() == parent { tokio::time::sleep(std::time::Duration::from_millis(500)).await } } => {
+                    tracing::info!("the parent process is gone; stopping");
+                }
+            }
+            handle.shutdown().await;
+            return Ok(());
+        }
         wait_for_signal().await;
         handle.shutdown().await;
         self.flags.restore_kubeconfig();

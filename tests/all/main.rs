@@ -7,6 +7,7 @@ mod density;
 mod guest_sdk;
 mod disruption;
 mod endpoints;
+mod ha;
 mod harness;
 mod ingress;
 mod kubectl_basics;

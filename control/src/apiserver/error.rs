@@ -104,6 +104,11 @@ impl ApiError {
             StoreError::AlreadyExists => Self::already_exists(info, name),
             StoreError::Conflict => Self::conflict(info, name, &e.to_string()),
             StoreError::UidMismatch { .. } => Self::conflict(info, name, &e.to_string()),
+            StoreError::NotLeader { .. } => {
+                let mut e = Self::new(503, "ServiceUnavailable", e.to_string());
+                e.retry_after = Some(1);
+                e
+            }
             StoreError::Io(_) | StoreError::Unavailable(_) | StoreError::Rejected(_) | StoreError::Encryption(_) => {
                 tracing::error!(error = %e, "store failure");
                 let mut e = Self::new(503, "ServiceUnavailable", "the store is unavailable; try again");

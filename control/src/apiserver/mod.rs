@@ -58,6 +58,11 @@ impl Shutdown {
         (ShutdownTrigger { tx }, Shutdown { rx })
     }
 
+    /// Whether shutdown has been triggered.
+    pub fn is_cancelled(&self) -> bool {
+        *self.rx.borrow()
+    }
+
     /// Resolves once shutdown has been triggered.
     pub async fn cancelled(&self) {
         let mut rx = self.rx.clone();

@@ -80,3 +80,45 @@ pub fn ensure(dir: &Path, extra: &[IpAddr]) -> anyhow::Result<Credentials> {
     server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Credentials { ca_pem, admin_token, server_config: Arc::new(server_config) })
 }
+
+/// TLS for raft peers: a member certificate (signed by the cluster CA in `dir` on every
+/// start, for client and server use) and configurations that accept only peers holding
+/// one (mutual TLS), both speaking HTTP/2.
+pub(crate) fn member_tls(dir: &Path, id: u64, ips: &[IpAddr]) -> anyhow::Result<(Arc<rustls::ServerConfig>, rustls::ClientConfig)> {
+    use rustls::pki_types::pem::PemObject as _;
+    let ca_pem = std::fs::read(dir.join("ca.crt"))?;
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key"))?)?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), format!("flotilla-member-{id}")])?;
+    params.distinguished_name.push(DnType::CommonName, format!("flotilla-member-{id}"));
+    params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    for ip in ips {
+        if !ip.is_unspecified() && !ip.is_loopback() {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    let chain = vec![CertificateDer::from(cert.der().to_vec())];
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&ca_pem) {
+        roots.add(c?)?;
+    }
+    let roots = Arc::new(roots);
+    let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone()).build()?;
+    let mut server = rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(chain.clone(), key_der.clone_key())?;
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let mut client = rustls::ClientConfig::builder().with_root_certificates(roots).with_client_auth_cert(chain, key_der)?;
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((Arc::new(server), client))
+}
+
+/// The SHA-256 of the cluster CA certificate (the PEM file's bytes), in hex: what a join
+/// token carries so a joiner can check the CA before trusting it.
+pub fn ca_hash(ca_pem: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(ca_pem.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -51,6 +51,9 @@ pub enum StoreError {
     /// The store takes no writes now (closed, not the leader, no leader elected); says why.
     #[error("store unavailable: {0}")]
     Unavailable(&'static str),
+    /// This member does not lead the raft group; `leader` is the member that does, if known.
+    #[error("store unavailable: {}", match leader { Some(_) => "this member is not the raft leader", None => "no raft leader (no quorum)" })]
+    NotLeader { leader: Option<u64> },
     /// raft refused the proposal (e.g. dropped while leadership changes); try again.
     #[error("store unavailable: {0}")]
     Rejected(#[source] Arc<raft::Error>),

@@ -8,9 +8,13 @@
 //! - Reads (get, list) are served from memory; watches from the bounded event history.
 //! - Secrets are on disk only sealed (`encryption.rs`); in memory they are plaintext.
 
+#[cfg(test)]
+mod cluster_tests;
 mod encryption;
 pub(crate) mod machine;
 mod raft;
+mod snapshot;
+pub mod transport;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;
@@ -24,7 +28,9 @@ use serde_json::Value;
 pub use encryption::EncryptionError;
 pub(crate) use machine::{EventType, Op, OpResult, Precondition};
 pub use machine::StoreError;
-pub use raft::Rotated;
+pub use raft::{FIRST_MEMBER, MemberConfig, Progress, RaftStatus, Role, Rotated};
+pub use transport::Transport;
+use raft::READ_RETRY;
 pub(crate) use watch::{WatchError, WatchStream};
 
 /// Configuration of the store.
@@ -97,14 +103,25 @@ impl Store {
     /// A key that is not the one the store's Secrets are sealed with fails here, before
     /// anything is read.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open_member(dir, config, MemberConfig::single())
+    }
+
+    /// Opens the store of one member of a raft group: its peers' messages reach it
+    /// through [`Store::step`], its own leave through `member.transport`.
+    pub fn open_member(dir: &Path, config: StoreConfig, member: MemberConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(Arc::new(e)))?;
-        let (objects, revision, persisted) = raft::load(dir, &config)?;
+        let (objects, revision, persisted) = raft::load(dir, &config, &member.bootstrap)?;
         let shared = Arc::new(Shared {
             objects: RwLock::new(Snapshot { objects, revision }),
             watch: watch::WatchCache::new(config.watch_history, config.watch_history_age, revision),
         });
-        let proposer = raft::start(persisted, shared.clone(), config)?;
+        let proposer = raft::start(persisted, shared.clone(), config, member)?;
         Ok(Store { shared, proposer, db_file: dir.join(raft::DB_FILE).into() })
+    }
+
+    /// The file holding the key the store in `dir` seals Secrets with.
+    pub fn key_file(dir: &Path, config: &StoreConfig) -> PathBuf {
+        raft::key_path(dir, config)
     }
 
     /// Re-encrypts every Secret of the store in `dir`, which no process may have open, with
@@ -126,6 +143,45 @@ impl Store {
     /// Bytes of the store's redb file (0 if it cannot be read).
     pub(crate) fn file_size(&self) -> u64 {
         std::fs::metadata(&self.db_file).map_or(0, |m| m.len())
+    }
+
+    /// Hands a raft message from a peer to this member.
+    pub fn step(&self, msg: ::raft::prelude::Message) {
+        self.proposer.step(msg);
+    }
+
+    /// This member's view of the raft group.
+    pub fn raft_status(&self) -> RaftStatus {
+        self.proposer.status()
+    }
+
+    /// Waits until this member has applied every write committed before the call (raft
+    /// ReadIndex, confirmed by a quorum): a read from memory after it is linearizable.
+    /// Retries while no leader confirms it (an election, a lost message), up to
+    /// `MemberConfig::timeout` (25 s for a cluster member).
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.proposer.timeout().unwrap_or(Duration::from_secs(25));
+        loop {
+            match self.proposer.read_index().await {
+                Ok(()) => return Ok(()),
+                Err(e @ StoreError::NotLeader { .. }) | Err(e @ StoreError::Unavailable(READ_RETRY)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Proposes a membership change on the leader; returns the membership after it is
+    /// applied on this member.
+    pub async fn change_membership(&self, kind: ::raft::prelude::ConfChangeType, id: u64) -> Result<::raft::prelude::ConfState, StoreError> {
+        let mut cc = ::raft::prelude::ConfChange::default();
+        cc.set_change_type(kind);
+        cc.node_id = id;
+        self.proposer.conf_change(cc).await
     }
 
     /// Stops the store and closes its database (blocking until it is closed); every

@@ -9,29 +9,31 @@
 //! Secrets are sealed (`encryption.rs`) where ops are encoded for a proposal, so the log
 //! and the objects table — everything on disk — hold them only as envelopes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot as RaftSnapshot};
+use raft::prelude::{ConfChange, ConfState, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot};
 use raft::storage::MemStorage;
-use raft::{Config, RawNode, StateRole, Storage};
+use raft::{Config, ProgressState, RawNode, ReadOnlyOption, StateRole, Storage};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
 use super::encryption::{self, EncryptionError, Key, Keyring};
 use super::machine::{self, Op, OpResult, StoreError};
+use super::snapshot::{self, LogStorage};
+use super::transport::{NoPeers, Transport};
 use super::{Batch, Objects, Shared, StoreConfig};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
+pub(super) const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
 /// key → (revision, the object's JSON as proposed — a Secret's sealed envelope as a JSON
 /// string; its metadata.resourceVersion is the revision, set when the object is loaded).
-const OBJECTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("objects.v2");
+pub(super) const OBJECTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("objects.v2");
 /// The first layout: key → JSON with metadata.resourceVersion set (read once, then dropped).
 const OBJECTS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 
@@ -96,13 +98,40 @@ fn encode(op: &Op, keys: &Keyring) -> Result<Encoded, StoreError> {
 }
 
 
-const NODE_ID: u64 = 1;
+/// The id of a single member (and of the first member of a cluster).
+pub const FIRST_MEMBER: u64 = 1;
+const NODE_ID: u64 = FIRST_MEMBER;
+
+/// This member's place in the raft group.
+#[derive(Clone)]
+pub struct MemberConfig {
+    /// This member's raft id (unique in the cluster, never reused).
+    pub id: u64,
+    /// Voters of a new store (empty: joining, waits for a leader's snapshot). A store that
+    /// has run keeps the membership it persisted.
+    pub bootstrap: Vec<u64>,
+    pub transport: Arc<dyn Transport>,
+    /// Raft's logical clock (default 100 ms); elections time out after 10-20 ticks, the
+    /// leader heartbeats every 3.
+    pub tick: Duration,
+    /// A write (or a linearizable read) not answered in this time fails with Unavailable;
+    /// None: wait for ever (a single member always has a quorum).
+    pub timeout: Option<Duration>,
+}
+
+impl MemberConfig {
+    /// The only member of its cluster (today's default).
+    pub fn single() -> MemberConfig {
+        MemberConfig { id: NODE_ID, bootstrap: vec![NODE_ID], transport: Arc::new(NoPeers), tick: TICK, timeout: None }
+    }
+}
+
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BATCH: usize = 4096;
 /// A log entry stops taking proposals once it holds this many bytes (plus the last one's).
 const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
 
-fn io<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+pub(super) fn io<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Io(Arc::new(e))
 }
 
@@ -290,7 +319,7 @@ pub(super) fn rotate(dir: &Path, config: &StoreConfig) -> Result<Rotated, StoreE
 
 /// What `load` read from disk, handed to the driver.
 pub(super) struct Persisted {
-    db: Database,
+    db: Arc<Database>,
     storage: MemStorage,
     applied: u64,
     keys: Arc<Keyring>,
@@ -298,7 +327,9 @@ pub(super) struct Persisted {
 
 /// Opens the database in `dir`, checks its encryption key, and reads the object state
 /// and the raft log.
-pub(super) fn load(dir: &Path, config: &StoreConfig) -> Result<(Objects, u64, Persisted), StoreError> {
+/// `bootstrap` is the voters of a new store (empty: a joiner, which waits for a leader's
+/// snapshot); a store that has run keeps the membership it persisted.
+pub(super) fn load(dir: &Path, config: &StoreConfig, bootstrap: &[u64]) -> Result<(Objects, u64, Persisted), StoreError> {
     let db = open_db(&dir.join(DB_FILE))?;
     {
         let w = db.begin_write().map_err(io)?;
@@ -326,7 +357,8 @@ pub(super) fn load(dir: &Path, config: &StoreConfig) -> Result<(Objects, u64, Pe
         Ok(meta.get(k).map_err(io)?.map(|v| v.value().to_vec()))
     };
     let storage = match get_meta("hard_state")? {
-        None => MemStorage::new_with_conf_state(ConfState::from((vec![NODE_ID], vec![]))),
+        None if bootstrap.is_empty() => MemStorage::new(),
+        None => MemStorage::new_with_conf_state(ConfState::from((bootstrap.to_vec(), vec![]))),
         Some(hs) => {
             let mut hs = HardState::parse_from_bytes(&hs).map_err(io)?;
             // The commit index reaches disk with the next Ready; what was applied was
@@ -362,7 +394,7 @@ pub(super) fn load(dir: &Path, config: &StoreConfig) -> Result<(Objects, u64, Pe
     drop(meta);
     drop(state);
     drop(r);
-    Ok((objects, revision, Persisted { db, storage, applied, keys }))
+    Ok((objects, revision, Persisted { db: Arc::new(db), storage, applied, keys }))
 }
 
 struct Proposal {
@@ -379,8 +411,49 @@ impl Proposal {
 
 enum Msg {
     Propose(Proposal),
+    /// A message from a peer.
+    Raft(Box<Message>),
+    /// Answered once this member has applied everything committed when it was asked
+    /// (raft ReadIndex): a read after it is linearizable.
+    ReadIndex(oneshot::Sender<Result<(), StoreError>>),
+    ConfChange(ConfChange, oneshot::Sender<Result<ConfState, StoreError>>),
     /// Commit what was received, then stop and close the database.
     Stop,
+}
+
+/// A member's view of the raft group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: u64,
+    /// 0 when no leader is known.
+    pub leader: u64,
+    pub term: u64,
+    pub role: Role,
+    pub applied: u64,
+    pub commit: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// On the leader: each member's replication progress.
+    pub progress: Vec<Progress>,
+}
+
+/// How far the leader knows a member to be.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub id: u64,
+    /// Highest log index known to be on the member.
+    pub matched: u64,
+    /// Heard from within the last election timeout.
+    pub active: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    #[default]
+    Follower,
+    Learner,
+    Candidate,
 }
 
 /// Sends proposals to the driver thread.
@@ -389,16 +462,57 @@ pub(super) struct Proposer {
     tx: mpsc::Sender<Msg>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     keys: Arc<Keyring>,
+    status: Arc<std::sync::Mutex<RaftStatus>>,
+    timeout: Option<Duration>,
 }
 
+/// What a caller gets when its proposal outlives the member's timeout: the write may
+/// still commit (the caller must not assume either outcome).
+const TIMED_OUT: StoreError = StoreError::Unavailable("no raft quorum answered in time; the write may or may not have been applied");
+
 impl Proposer {
+    async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+        let answer = match self.timeout {
+            Some(t) => tokio::time::timeout(t, rx).await.map_err(|_| TIMED_OUT)?,
+            None => rx.await,
+        };
+        answer.map_err(|_| StoreError::Unavailable("proposal dropped"))?
+    }
+
     pub(super) async fn propose(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         let encoded = ops.iter().map(|op| encode(op, &self.keys)).collect::<Result<Vec<_>, _>>()?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Propose(Proposal { ops, encoded, reply }))
             .map_err(|_| StoreError::Unavailable("store stopped"))?;
-        rx.await.map_err(|_| StoreError::Unavailable("proposal dropped"))?
+        self.wait(rx).await
+    }
+
+    /// Waits until this member has applied everything committed before the call.
+    pub(super) async fn read_index(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::ReadIndex(reply)).map_err(|_| StoreError::Unavailable("store stopped"))?;
+        self.wait(rx).await
+    }
+
+    /// Proposes a membership change (on the leader); answers once it is applied here.
+    pub(super) async fn conf_change(&self, cc: ConfChange) -> Result<ConfState, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::ConfChange(cc, reply)).map_err(|_| StoreError::Unavailable("store stopped"))?;
+        self.wait(rx).await
+    }
+
+    /// Hands a peer's message to the driver (dropped once the store is closed).
+    pub(super) fn step(&self, msg: Message) {
+        let _ = self.tx.send(Msg::Raft(Box::new(msg)));
+    }
+
+    pub(super) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(super) fn status(&self) -> RaftStatus {
+        self.status.lock().expect("raft status").clone()
     }
 
     /// Stops the driver and waits until the database is closed (blocking). Later
@@ -412,34 +526,60 @@ impl Proposer {
     }
 }
 
-/// Starts the driver thread; returns once this member leads (single voter: at once).
-pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> Result<Proposer, StoreError> {
+/// Starts the driver thread. The sole voter of its cluster returns once it leads (at
+/// once); a member of a larger cluster returns at once and elects with its peers.
+pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig, member: MemberConfig) -> Result<Proposer, StoreError> {
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let cfg = Config { id: NODE_ID, applied: p.applied, election_tick: 10, heartbeat_tick: 3, ..Default::default() };
+    let cfg = Config {
+        id: member.id,
+        applied: p.applied,
+        election_tick: 10,
+        heartbeat_tick: 3,
+        // A partitioned leader steps down (so it answers no more writes), and a member
+        // rejoining after a partition does not depose a working leader.
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: ReadOnlyOption::Safe,
+        max_size_per_msg: 4 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
     cfg.validate().map_err(io)?;
-    // Remember the bootstrap membership so a restart sees the same voters.
+    // Remember the membership so a restart sees the same voters.
+    let cs = p.storage.initial_state().map_err(io)?.conf_state;
     {
-        let cs = p.storage.initial_state().map_err(io)?.conf_state;
         let w = p.db.begin_write().map_err(io)?;
         w.open_table(META).map_err(io)?.insert("conf_state", cs.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
         w.commit().map_err(io)?;
     }
-    let node = RawNode::new(&cfg, p.storage, &logger).map_err(io)?;
+    let sole_voter = cs.voters == [member.id] && cs.learners.is_empty();
+    let storage = LogStorage { mem: p.storage, db: p.db.clone() };
+    let node = RawNode::new(&cfg, storage, &logger).map_err(io)?;
     let keys = p.keys;
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
+    let status = Arc::new(std::sync::Mutex::new(RaftStatus { id: member.id, ..RaftStatus::default() }));
+    let timeout = member.timeout;
     let mut driver = Driver {
         node,
         db: p.db,
         shared,
         config,
         keys: keys.clone(),
-        pending: HashMap::new(),
+        pending: BTreeMap::new(),
+        conf_pending: BTreeMap::new(),
+        reads: HashMap::new(),
+        read_queue: Vec::new(),
         next_id: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
         leader_signal: Some(ready_tx),
+        transport: member.transport.clone(),
+        tick: member.tick,
+        snapshot_since: HashMap::new(),
+        status: status.clone(),
+        sole_voter,
     };
     let thread = std::thread::Builder::new()
         .name("flotilla-raft".into())
@@ -448,67 +588,119 @@ pub(super) fn start(p: Persisted, shared: Arc<Shared>, config: StoreConfig) -> R
     ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| StoreError::Unavailable("raft did not elect a leader"))??;
-    Ok(Proposer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))), keys })
+    Ok(Proposer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))), keys, status, timeout })
 }
 
+type Reply = oneshot::Sender<Result<Vec<OpResult>, StoreError>>;
+
+/// A ReadIndex request: asked when, in which (term, leader), and its reply.
+type PendingRead = (Instant, (u64, u64), oneshot::Sender<Result<(), StoreError>>);
+
+/// A proposal in the log, not yet applied, keyed by its log index.
 struct Waiting {
-    replies: Vec<(oneshot::Sender<Result<Vec<OpResult>, StoreError>>, usize)>,
+    /// The proposal id in the entry's context: the entry at this index is ours only if
+    /// it carries this id (after a leader change another entry may take the index).
+    id: u64,
+    replies: Vec<(Reply, usize)>,
     /// The proposed ops themselves: the entry that carries them is applied from these
     /// instead of decoding its bytes again (the bytes are what the log keeps and what a
-    /// replay after a restart decodes).
+    /// replay after a restart or a follower decodes).
     ops: Option<(Vec<Op>, Vec<Encoded>)>,
 }
 
 struct Driver {
-    node: RawNode<MemStorage>,
-    db: Database,
+    node: RawNode<LogStorage>,
+    db: Arc<Database>,
     shared: Arc<Shared>,
     config: StoreConfig,
     /// Opens the Secrets of replayed entries; seals the rows they write.
     keys: Arc<Keyring>,
-    pending: HashMap<u64, Waiting>,
+    /// Proposals by log index.
+    pending: BTreeMap<u64, Waiting>,
+    /// Membership changes by log index: (proposal id, reply).
+    conf_pending: BTreeMap<u64, (u64, oneshot::Sender<Result<ConfState, StoreError>>)>,
+    /// ReadIndex requests sent to raft, by context.
+    reads: HashMap<u64, PendingRead>,
+    /// Reads whose index is known, waiting for it to be applied.
+    read_queue: Vec<(u64, oneshot::Sender<Result<(), StoreError>>)>,
     next_id: u64,
     leader_signal: Option<mpsc::Sender<Result<(), StoreError>>>,
+    transport: Arc<dyn Transport>,
+    tick: Duration,
+    /// Peers the leader is sending a snapshot to, since when.
+    snapshot_since: HashMap<u64, Instant>,
+    status: Arc<std::sync::Mutex<RaftStatus>>,
+    sole_voter: bool,
+}
+
+/// A snapshot not acknowledged within this many ticks is reported failed, so raft sends
+/// another (a lost snapshot message would otherwise stall the follower for good).
+const SNAPSHOT_TICKS: u32 = 100;
+
+/// A ReadIndex request unanswered for this many ticks is failed (the caller retries).
+const READ_TICKS: u32 = 20;
+
+/// Why a ReadIndex request was failed: asking again may succeed.
+pub(super) const READ_RETRY: &str = "the read was not confirmed by a leader (leader changed or message lost); retry";
+
+fn context_id(e: &Entry) -> Option<u64> {
+    <[u8; 8]>::try_from(&e.context[..]).ok().map(u64::from_le_bytes)
 }
 
 impl Driver {
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
-        if let Err(e) = self.node.campaign() {
-            self.fail(io(e));
-            return;
+        if self.sole_voter {
+            if let Err(e) = self.node.campaign() {
+                self.fail(io(e));
+                return;
+            }
+        } else if let Some(s) = self.leader_signal.take() {
+            let _ = s.send(Ok(()));
         }
         let mut last_tick = Instant::now();
         loop {
-            let timeout = TICK.saturating_sub(last_tick.elapsed());
+            let timeout = self.tick.saturating_sub(last_tick.elapsed());
             let mut batch = Vec::new();
+            let mut bytes = 0;
             let mut stop = false;
-            match rx.recv_timeout(timeout) {
-                Ok(Msg::Propose(p)) => {
-                    let mut bytes = p.bytes();
-                    batch.push(p);
-                    while batch.len() < MAX_BATCH && bytes < MAX_ENTRY_BYTES {
-                        match rx.try_recv() {
-                            Ok(Msg::Propose(p)) => {
-                                bytes += p.bytes();
-                                batch.push(p);
-                            }
-                            Ok(Msg::Stop) => {
-                                stop = true;
-                                break;
-                            }
-                            Err(_) => break,
+            let mut first = Some(rx.recv_timeout(timeout));
+            loop {
+                let msg = match first.take() {
+                    Some(Ok(m)) => m,
+                    Some(Err(mpsc::RecvTimeoutError::Timeout)) => break,
+                    Some(Err(mpsc::RecvTimeoutError::Disconnected)) => return,
+                    None if batch.len() < MAX_BATCH && bytes < MAX_ENTRY_BYTES => match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    },
+                    None => break,
+                };
+                match msg {
+                    Msg::Propose(p) => {
+                        bytes += p.bytes();
+                        batch.push(p);
+                    }
+                    Msg::Raft(m) => {
+                        let (from, kind) = (m.from, m.get_msg_type());
+                        if let Err(e) = self.node.step(*m) {
+                            tracing::debug!(from, ?kind, error = %e, "raft message not stepped");
                         }
                     }
+                    Msg::ReadIndex(reply) => self.read_index(reply),
+                    Msg::ConfChange(cc, reply) => self.propose_conf_change(cc, reply),
+                    Msg::Stop => {
+                        stop = true;
+                        break;
+                    }
                 }
-                Ok(Msg::Stop) => stop = true,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             if !batch.is_empty() {
                 self.propose(batch);
             }
-            if last_tick.elapsed() >= TICK {
+            if last_tick.elapsed() >= self.tick {
                 self.node.tick();
+                self.check_snapshots();
+                self.expire_reads();
                 last_tick = Instant::now();
             }
             if let Err(e) = self.on_ready() {
@@ -517,6 +709,7 @@ impl Driver {
                 self.fail(e);
                 return;
             }
+            self.publish_status();
             if stop {
                 self.fail(StoreError::Unavailable("store closed"));
                 return;
@@ -524,21 +717,72 @@ impl Driver {
         }
     }
 
+    fn publish_status(&self) {
+        let raft = &self.node.raft;
+        let conf = raft.prs().conf().to_conf_state();
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+            StateRole::Follower if conf.learners.contains(&raft.id) => Role::Learner,
+            StateRole::Follower => Role::Follower,
+        };
+        let st = RaftStatus {
+            id: raft.id,
+            leader: raft.leader_id,
+            term: raft.term,
+            role,
+            applied: raft.raft_log.applied,
+            commit: raft.raft_log.committed,
+            voters: conf.voters,
+            learners: conf.learners,
+            progress: if raft.state == StateRole::Leader {
+                let mut p: Vec<Progress> = raft
+                    .prs()
+                    .iter()
+                    .map(|(id, pr)| Progress { id: *id, matched: pr.matched, active: *id == raft.id || pr.recent_active })
+                    .collect();
+                p.sort_by_key(|p| p.id);
+                p
+            } else {
+                Vec::new()
+            },
+        };
+        let mut cur = self.status.lock().expect("raft status");
+        if *cur != st {
+            *cur = st;
+        }
+    }
+
     fn fail(&mut self, e: StoreError) {
         if let Some(s) = self.leader_signal.take() {
             let _ = s.send(Err(e.clone()));
         }
-        for (_, w) in self.pending.drain() {
+        for (_, w) in std::mem::take(&mut self.pending) {
             for (r, _) in w.replies {
                 let _ = r.send(Err(e.clone()));
             }
         }
+        for (_, (_, r)) in std::mem::take(&mut self.conf_pending) {
+            let _ = r.send(Err(e.clone()));
+        }
+        for (_, (_, _, r)) in self.reads.drain() {
+            let _ = r.send(Err(e.clone()));
+        }
+        for (_, r) in self.read_queue.drain(..) {
+            let _ = r.send(Err(e.clone()));
+        }
+    }
+
+    fn not_leader(&self) -> StoreError {
+        let leader = self.node.raft.leader_id;
+        StoreError::NotLeader { leader: (leader != raft::INVALID_ID).then_some(leader) }
     }
 
     fn propose(&mut self, batch: Vec<Proposal>) {
         if self.node.raft.state != StateRole::Leader {
+            let e = self.not_leader();
             for p in batch {
-                let _ = p.reply.send(Err(StoreError::Unavailable("not the raft leader")));
+                let _ = p.reply.send(Err(e.clone()));
             }
             return;
         }
@@ -563,9 +807,16 @@ impl Driver {
         }
         data.extend_from_slice(b"]}");
         // The entry's context names the proposal, so apply finds the ops without decoding.
+        let before = self.node.raft.raft_log.last_index();
         match self.node.propose(id.to_le_bytes().to_vec(), data) {
+            Ok(()) if self.node.raft.raft_log.last_index() > before => {
+                let index = self.node.raft.raft_log.last_index();
+                self.pending.insert(index, Waiting { id, replies, ops: Some((ops, encoded)) });
+            }
             Ok(()) => {
-                self.pending.insert(id, Waiting { replies, ops: Some((ops, encoded)) });
+                for (r, _) in replies {
+                    let _ = r.send(Err(StoreError::Unavailable("raft dropped the proposal")));
+                }
             }
             Err(e) => {
                 let e = StoreError::Rejected(Arc::new(e));
@@ -576,18 +827,112 @@ impl Driver {
         }
     }
 
+    fn propose_conf_change(&mut self, cc: ConfChange, reply: oneshot::Sender<Result<ConfState, StoreError>>) {
+        if self.node.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let before = self.node.raft.raft_log.last_index();
+        match self.node.propose_conf_change(id.to_le_bytes().to_vec(), cc) {
+            Ok(()) if self.node.raft.raft_log.last_index() > before => {
+                self.conf_pending.insert(self.node.raft.raft_log.last_index(), (id, reply));
+            }
+            Ok(()) => {
+                let _ = reply.send(Err(StoreError::Unavailable("raft dropped the membership change")));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Rejected(Arc::new(e))));
+            }
+        }
+    }
+
+    fn read_index(&mut self, reply: oneshot::Sender<Result<(), StoreError>>) {
+        if self.node.raft.leader_id == raft::INVALID_ID {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let ctx = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.node.read_index(ctx.to_le_bytes().to_vec());
+        let epoch = (self.node.raft.term, self.node.raft.leader_id);
+        self.reads.insert(ctx, (Instant::now(), epoch, reply));
+    }
+
+    /// Fails ReadIndex requests raft will not answer: asked of a leader that is no longer
+    /// the leader (a request forwarded to a dead one is lost), or unanswered for
+    /// [`READ_TICKS`] ticks (a message dropped). Reads are idempotent: callers retry.
+    fn expire_reads(&mut self) {
+        let epoch = (self.node.raft.term, self.node.raft.leader_id);
+        let limit = self.tick * READ_TICKS;
+        let stale: Vec<u64> = self.reads.iter().filter(|(_, (at, e, r))| r.is_closed() || *e != epoch || at.elapsed() > limit).map(|(c, _)| *c).collect();
+        for c in stale {
+            if let Some((_, _, r)) = self.reads.remove(&c) {
+                let _ = r.send(Err(StoreError::Unavailable(READ_RETRY)));
+            }
+        }
+    }
+
+    /// Answers reads whose index this member has applied.
+    fn answer_reads(&mut self) {
+        let applied = self.node.raft.raft_log.applied;
+        let mut i = 0;
+        while i < self.read_queue.len() {
+            if self.read_queue[i].0 <= applied {
+                let (_, r) = self.read_queue.swap_remove(i);
+                let _ = r.send(Ok(()));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn check_snapshots(&mut self) {
+        if self.node.raft.state != StateRole::Leader {
+            self.snapshot_since.clear();
+            return;
+        }
+        let now = Instant::now();
+        let sending: Vec<u64> = self.node.raft.prs().iter().filter(|(_, pr)| pr.state == ProgressState::Snapshot).map(|(id, _)| *id).collect();
+        self.snapshot_since.retain(|id, _| sending.contains(id));
+        for id in sending {
+            let since = *self.snapshot_since.entry(id).or_insert(now);
+            if now.duration_since(since) > self.tick * SNAPSHOT_TICKS {
+                tracing::warn!(to = id, "store snapshot not acknowledged; sending another");
+                self.node.report_snapshot(id, raft::SnapshotStatus::Failure);
+                self.snapshot_since.remove(&id);
+            }
+        }
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            self.transport.send(msgs);
+        }
+    }
+
     fn on_ready(&mut self) -> Result<(), StoreError> {
         if !self.node.has_ready() {
             return Ok(());
         }
         let mut ready = self.node.ready();
-        // Messages to peers go here once there are peers (a later issue adds a transport).
+        // A leader sends before it persists (raft allows it: the append is durable on a
+        // quorum either way); everything else waits for persistence below.
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone(), ready.hs().cloned())?;
+        }
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
         if !ready.entries().is_empty() || ready.hs().is_some() {
             let w = self.db.begin_write().map_err(io)?;
             {
                 let mut log = w.open_table(LOG).map_err(io)?;
+                if let Some(first) = ready.entries().first() {
+                    // Entries from `first` on are replaced: a new leader overwrote them.
+                    log.retain_in(first.index.., |_, _| false).map_err(io)?;
+                }
                 for e in ready.entries() {
                     log.insert(e.index, e.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
                 }
@@ -596,49 +941,154 @@ impl Driver {
                 }
             }
             w.commit().map_err(io)?;
-            let mut st = self.node.mut_store().wl();
+            let mut st = self.node.mut_store().mem.wl();
             st.append(ready.entries()).map_err(io)?;
             if let Some(hs) = ready.hs() {
                 st.set_hardstate(hs.clone());
             }
         }
+        for rs in ready.take_read_states() {
+            if let Some((_, _, reply)) = context_id_bytes(&rs.request_ctx).and_then(|c| self.reads.remove(&c)) {
+                self.read_queue.push((rs.index, reply));
+            }
+        }
+        self.send(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.node.mut_store().wl().mut_hard_state().set_commit(commit);
+            self.node.mut_store().mem.wl().mut_hard_state().set_commit(commit);
         }
+        self.send(light.take_messages());
         self.apply_entries(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.answer_reads();
         if self.node.raft.state == StateRole::Leader
             && let Some(s) = self.leader_signal.take()
         {
+            // Whoever waited for leadership reads the status next: publish it first.
+            self.publish_status();
             let _ = s.send(Ok(()));
         }
         self.maybe_compact()
+    }
+
+    /// Replaces this member's state with a leader's snapshot, in one durable transaction.
+    fn install_snapshot(&mut self, snap: RaftSnapshot, hs: Option<HardState>) -> Result<(), StoreError> {
+        let md = snap.get_metadata().clone();
+        let data = snapshot::decode(snap.get_data())?;
+        let mut objects = Objects::new();
+        for row in &data.rows {
+            let value = row_value(&row.key, &row.bytes, &self.keys)?;
+            objects.insert(row.key.as_str().into(), machine::stored(value, row.rv));
+        }
+        let w = self.db.begin_write().map_err(io)?;
+        {
+            w.delete_table(OBJECTS).map_err(io)?;
+            let mut table = w.open_table(OBJECTS).map_err(io)?;
+            for row in &data.rows {
+                table.insert(row.key.as_str(), (row.rv, row.bytes.as_slice())).map_err(io)?;
+            }
+            w.delete_table(LOG).map_err(io)?;
+            w.open_table(LOG).map_err(io)?;
+            let mut state = w.open_table(STATE).map_err(io)?;
+            state.insert("revision", data.revision).map_err(io)?;
+            state.insert("applied", md.index).map_err(io)?;
+            let mut meta = w.open_table(META).map_err(io)?;
+            let mut bare = md.clone();
+            bare.clear_conf_state();
+            meta.insert("snapshot", bare.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
+            meta.insert("conf_state", md.get_conf_state().write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
+            if let Some(hs) = &hs {
+                meta.insert("hard_state", hs.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
+            }
+        }
+        w.commit().map_err(io)?;
+        self.node.mut_store().mem.wl().apply_snapshot(snap).map_err(io)?;
+        // Proposals this member made as leader that the snapshot may or may not hold.
+        let unknown = StoreError::Unavailable("the leader changed; the write may or may not have been applied");
+        let covered: Vec<u64> = self.pending.range(..=md.index).map(|(i, _)| *i).collect();
+        for i in covered {
+            if let Some(w) = self.pending.remove(&i) {
+                for (r, _) in w.replies {
+                    let _ = r.send(Err(unknown.clone()));
+                }
+            }
+        }
+        let covered: Vec<u64> = self.conf_pending.range(..=md.index).map(|(i, _)| *i).collect();
+        for i in covered {
+            if let Some((_, r)) = self.conf_pending.remove(&i) {
+                let _ = r.send(Err(unknown.clone()));
+            }
+        }
+        {
+            let mut snap = self.shared.objects.write().expect("store lock");
+            snap.objects = objects;
+            snap.revision = data.revision;
+        }
+        // Watchers of this member relist: the events between its old state and the
+        // snapshot are not known here.
+        self.shared.watch.reset(data.revision);
+        tracing::info!(index = md.index, revision = data.revision, objects = data.rows.len(), "installed a store snapshot");
+        Ok(())
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
         let Some(last) = entries.last() else { return Ok(()) };
         let last_index = last.index;
         let mut results = Vec::new();
+        let mut lost = Vec::new();
+        let mut conf_done = Vec::new();
+        let mut conf_state = None;
+        let mut compact = false;
         let mut writes = Vec::new();
         let mut events = Vec::new();
         let revision;
         {
             let mut snap = self.shared.objects.write().expect("store lock");
             for e in &entries {
-                if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                let ours = self.pending.get(&e.index).is_some_and(|w| context_id(e) == Some(w.id) && e.get_entry_type() == EntryType::EntryNormal);
+                if !ours && let Some(w) = self.pending.remove(&e.index) {
+                    lost.push(w);
+                }
+                match e.get_entry_type() {
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                        let before = self.node.raft.prs().conf().to_conf_state();
+                        let cs = if e.get_entry_type() == EntryType::EntryConfChange {
+                            let cc = ConfChange::parse_from_bytes(&e.data).map_err(io)?;
+                            self.node.apply_conf_change(&cc)
+                        } else {
+                            let cc = raft::prelude::ConfChangeV2::parse_from_bytes(&e.data).map_err(io)?;
+                            self.node.apply_conf_change(&cc)
+                        };
+                        let result = cs.map_err(|e| StoreError::Rejected(Arc::new(e)));
+                        if let Ok(cs) = &result {
+                            self.node.mut_store().mem.wl().set_conf_state(cs.clone());
+                            let added = cs.voters.iter().chain(&cs.learners).any(|id| !before.voters.contains(id) && !before.learners.contains(id));
+                            compact |= added;
+                            conf_state = Some(cs.clone());
+                        }
+                        if let Some((id, _)) = self.conf_pending.get(&e.index) {
+                            let mine = context_id(e) == Some(*id);
+                            let (_, reply) = self.conf_pending.remove(&e.index).expect("present");
+                            conf_done.push((reply, if mine { result } else { Err(StoreError::Unavailable("the membership change was not committed (leader changed or another change was pending)")) }));
+                        }
+                        continue;
+                    }
+                    EntryType::EntryNormal => {}
+                }
+                if let Some((_, r)) = self.conf_pending.remove(&e.index) {
+                    // raft turns a refused conf change into an empty normal entry.
+                    conf_done.push((r, Err(StoreError::Unavailable("raft refused the membership change (another change is pending)"))));
+                }
+                if e.data.is_empty() {
                     continue;
                 }
-                let local = <[u8; 8]>::try_from(&e.context[..])
-                    .ok()
-                    .map(u64::from_le_bytes)
-                    .and_then(|id| Some((id, self.pending.get_mut(&id)?.ops.take()?)));
-                let (id, ops, encoded) = match local {
-                    Some((id, (ops, encoded))) => (id, ops, Some(encoded)),
+                let local = if ours { self.pending.get_mut(&e.index).and_then(|w| w.ops.take()) } else { None };
+                let (ops, encoded) = match local {
+                    Some((ops, encoded)) => (ops, Some(encoded)),
                     None => {
                         let mut batch: Batch = serde_json::from_slice(&e.data).map_err(io)?;
                         self.keys.open_ops(&mut batch.ops).map_err(sealing)?;
-                        (batch.id, batch.ops, None)
+                        (batch.ops, None)
                     }
                 };
                 let applied = machine::apply(&mut snap, ops);
@@ -656,7 +1106,9 @@ impl Driver {
                     writes.push((key, row));
                 }
                 events.extend(applied.events);
-                results.push((id, applied.results));
+                if ours {
+                    results.push((e.index, applied.results));
+                }
             }
             revision = snap.revision;
         }
@@ -677,16 +1129,34 @@ impl Driver {
             let mut state = w.open_table(STATE).map_err(io)?;
             state.insert("revision", revision).map_err(io)?;
             state.insert("applied", last_index).map_err(io)?;
+            if let Some(cs) = &conf_state {
+                w.open_table(META).map_err(io)?.insert("conf_state", cs.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
+            }
         }
         w.commit().map_err(io)?;
         self.shared.watch.push(events, revision);
-        for (id, res) in results {
-            if let Some(waiting) = self.pending.remove(&id) {
+        for (index, res) in results {
+            if let Some(waiting) = self.pending.remove(&index) {
                 let mut res = res.into_iter();
                 for (reply, n) in waiting.replies {
                     let _ = reply.send(Ok(res.by_ref().take(n).collect()));
                 }
             }
+        }
+        // Another entry took the index: the proposal is not in the log and never will be.
+        for w in lost {
+            for (reply, _) in w.replies {
+                let _ = reply.send(Err(StoreError::Unavailable("the leader changed before the write was committed; it was not applied")));
+            }
+        }
+        for (reply, r) in conf_done {
+            let _ = reply.send(r);
+        }
+        if compact {
+            // A new member starts from a snapshot, not from a log whose first entries
+            // predate the membership it must know. (The last entry stays: raft-rs's
+            // MemStorage cannot be compacted empty.)
+            self.compact_to(last_index)?;
         }
         Ok(())
     }
@@ -698,8 +1168,15 @@ impl Driver {
         if applied < first + 2 * retain {
             return Ok(());
         }
-        // Entries before `upto` go; the snapshot covers everything up to `upto - 1`.
-        let upto = applied - retain;
+        self.compact_to(applied - retain)
+    }
+
+    /// Drops log entries before `upto` (all applied); the snapshot covers up to `upto - 1`.
+    fn compact_to(&mut self, upto: u64) -> Result<(), StoreError> {
+        let first = self.node.store().first_index().map_err(io)?;
+        if upto <= first {
+            return Ok(());
+        }
         let term = self.node.store().term(upto - 1).map_err(io)?;
         let w = self.db.begin_write().map_err(io)?;
         {
@@ -711,9 +1188,13 @@ impl Driver {
             w.open_table(META).map_err(io)?.insert("snapshot", md.write_to_bytes().map_err(io)?.as_slice()).map_err(io)?;
         }
         w.commit().map_err(io)?;
-        self.node.mut_store().wl().compact(upto).map_err(io)?;
+        self.node.mut_store().mem.wl().compact(upto).map_err(io)?;
         Ok(())
     }
+}
+
+fn context_id_bytes(ctx: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(ctx).ok().map(u64::from_le_bytes)
 }
 
 #[cfg(test)]

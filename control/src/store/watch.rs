@@ -72,6 +72,18 @@ impl WatchCache {
         self.notify.send_replace(revision);
     }
 
+    /// Forgets the history: the state jumped to `revision` (a raft snapshot was installed),
+    /// so every watcher behind it gets 410 Gone and relists.
+    pub(crate) fn reset(&self, revision: u64) {
+        {
+            let mut h = self.history.lock().expect("watch lock");
+            h.events.clear();
+            h.pushed.clear();
+            h.compacted = revision;
+        }
+        self.notify.send_replace(revision);
+    }
+
     /// Oldest revision a watch may start from.
     pub(crate) fn compacted(&self) -> u64 {
         self.history.lock().expect("watch lock").compacted
