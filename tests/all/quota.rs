@@ -78,8 +78,9 @@ fn limit_ranges_and_quotas_admit_default_and_refuse() {
     );
     c.apply(&deploy);
     wait_for(Duration::from_secs(30), "the ReplicaSet's quota failure", || {
-        let msg = c.jsonpath(&["rs", "-n", "q", "-l", "app=web"], "{.items[0].status.conditions[?(@.type==\"ReplicaFailure\")].message}");
-        msg.contains("exceeded quota: compute").then_some(msg)
+        // (The ReplicaSet may not exist yet: then the jsonpath fails and we wait.)
+        let r = c.kubectl(&["get", "rs", "-n", "q", "-l", "app=web", "-o=jsonpath={.items[*].status.conditions[?(@.type==\"ReplicaFailure\")].message}"]);
+        r.stdout.contains("exceeded quota: compute").then_some(r.stdout)
     });
     assert_eq!(c.jsonpath(&["pods", "-n", "q", "-l", "app=web", "-o", "name"], "{.items[*].metadata.name}").split_whitespace().count(), 3);
 }

@@ -506,6 +506,13 @@ impl Api {
         Ok(())
     }
 
+    /// Whether namespace `ns` has a ResourceQuota (creates elsewhere skip quota admission
+    /// and its lock).
+    pub(super) fn has_quotas(&self, ns: Option<&str>) -> bool {
+        let Some(quotas) = super::resources::find("", "v1", "resourcequotas") else { return false };
+        ns.is_some_and(|ns| !self.store.list_keys(&prefix(quotas, Some(ns))).is_empty())
+    }
+
     /// The objects of `ns` that the resources `quota` limits are counted over.
     pub(crate) fn namespace_objects(&self, quota: &Value, ns: &str) -> Vec<(&'static ResourceInfo, Arc<Stored>)> {
         let mut kinds: Vec<&'static ResourceInfo> = Vec::new();

@@ -99,9 +99,11 @@ impl Api {
     /// Stores a new object. A Service first gets its ClusterIP (an IPAddress object),
     /// which is released again if the Service write fails.
     pub(super) async fn write_created(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, body: Value) -> Result<Arc<Stored>, ApiError> {
-        let Some(namespace) = ns.filter(|_| info.namespaced) else { return self.write_created_unchecked(info, ns, name, body).await };
-        // Creates in a namespace are counted against its quotas one at a time, so two
-        // cannot both fit in the room left for one.
+        let Some(namespace) = ns.filter(|_| info.namespaced && self.has_quotas(ns)) else {
+            return self.write_created_unchecked(info, ns, name, body).await;
+        };
+        // Creates in a namespace with quotas are counted against them one at a time, so
+        // two cannot both fit in the room left for one.
         let lock = super::super::quota::namespace_lock(namespace);
         let _held = lock.lock().await;
         self.admit_quotas(info, namespace, &body)?;
