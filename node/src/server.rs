@@ -235,8 +235,12 @@ fn authorized(token: &str, headers: &HeaderMap) -> bool {
         return false;
     }
     let Some(value) = headers.get(header::AUTHORIZATION) else { return false };
-    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else { return false };
-    constant_time_eq(given, token.as_bytes())
+    // The scheme is case-insensitive (RFC 9110 §11.1), as the API server reads it.
+    let bytes = value.as_bytes();
+    if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    constant_time_eq(&bytes[7..], token.as_bytes())
 }
 
 /// The node's metrics in Prometheus' text format (`kubectl get --raw
@@ -997,6 +1001,10 @@ mod tests {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         assert!(authorized("t", &headers));
         assert!(!authorized("T", &headers));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer t"));
+        assert!(authorized("t", &headers), "the scheme is case-insensitive");
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic t"));
+        assert!(!authorized("t", &headers));
     }
 
     #[test]

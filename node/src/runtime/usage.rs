@@ -160,15 +160,7 @@ impl Usage {
             restarts: self.restarts.load(Relaxed),
             nano_cores: self.nano_cores.load(Relaxed),
             http: self.http.get().map(|h| {
-                let mut total = 0;
-                let cumulative_buckets = h
-                    .buckets
-                    .iter()
-                    .map(|b| {
-                        total += b.load(Relaxed);
-                        total
-                    })
-                    .collect();
+                let cumulative_buckets = flotilla_api::prometheus::cumulative(&h.buckets);
                 HttpSnapshot {
                     requests: h.requests.load(Relaxed),
                     duration_seconds: h.duration_ns.load(Relaxed) as f64 / 1e9,

@@ -132,18 +132,22 @@ impl Histogram {
 
     /// Writes the histogram's samples (its family started by the caller).
     pub fn encode(&self, e: &mut Encoder, name: &str, labels: &[(&str, &str)]) {
-        let mut total = 0;
-        let cumulative: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| {
-                total += b.load(Relaxed);
-                total
-            })
-            .collect();
-        let count = self.count.load(Relaxed).max(total);
+        let cumulative = cumulative(&self.buckets);
+        let count = self.count.load(Relaxed).max(cumulative.last().copied().unwrap_or(0));
         e.histogram(name, labels, self.bounds, &cumulative, self.sum_ns.load(Relaxed) as f64 / 1e9, count);
     }
+}
+
+/// Per-bucket counters as the cumulative counts a histogram's `_bucket` samples carry.
+pub fn cumulative(buckets: &[std::sync::atomic::AtomicU64]) -> Vec<u64> {
+    let mut total = 0;
+    buckets
+        .iter()
+        .map(|b| {
+            total += b.load(Relaxed);
+            total
+        })
+        .collect()
 }
 
 fn float(v: f64) -> String {
