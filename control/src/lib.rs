@@ -178,6 +178,7 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
         apiserver::ingress_class::ensure(&api).await;
     }
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
+    let cpu: Arc<dyn controllers::hpa::CpuSource> = Arc::new(apiserver::AppCpu(app.clone()));
     let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()));
     let mut router = apiserver::router(app).merge(registry::router(registry));
     if clustered.is_some() {
@@ -196,9 +197,10 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     if clustered.is_some() {
         let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();
-        tasks.push(tokio::spawn(lead(api, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
+        tasks.push(tokio::spawn(lead(api, cpu, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
     } else {
         tasks.push(tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())));
+        tasks.push(tokio::spawn(controllers::hpa::run(api.clone(), cpu, shutdown.clone())));
         tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)));
     }
     Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, peer_addr, member_name, new_join_token, trigger, tasks, store })
@@ -207,7 +209,8 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
 /// A member of a cluster runs the controllers (and the `kubernetes` Service's endpoints)
 /// only while it leads, holding Lease kube-system/flotilla-control-plane: started when it
 /// becomes leader, stopped when it no longer is.
-async fn lead(api: Api, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
+#[allow(clippy::too_many_arguments, reason = "what the leader's controllers are started with")]
+async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
     let store = api.store.clone();
     loop {
         // Wait to lead.
@@ -224,7 +227,8 @@ async fn lead(api: Api, name: String, local_addr: SocketAddr, shutdown: Shutdown
         let (term_trigger, term) = Shutdown::new();
         let t1 = tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, term.clone()));
         let t2 = tokio::spawn(controllers::run(api.clone(), term.clone(), scheduler, network, service_lb));
-        let t3 = tokio::spawn(cluster::hold_lease(api.clone(), name.clone(), term));
+        let t3 = tokio::spawn(cluster::hold_lease(api.clone(), name.clone(), term.clone()));
+        let t4 = tokio::spawn(controllers::hpa::run(api.clone(), cpu.clone(), term));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
@@ -236,6 +240,7 @@ async fn lead(api: Api, name: String, local_addr: SocketAddr, shutdown: Shutdown
                 let _ = t1.await;
                 let _ = t2.await;
                 let _ = t3.await;
+                let _ = t4.await;
                 if stopping {
                     return;
                 }

@@ -9,6 +9,7 @@ mod disruption;
 mod endpoints;
 mod ha;
 mod harness;
+mod hpa;
 mod ingress;
 mod kubectl_basics;
 mod kube_client;

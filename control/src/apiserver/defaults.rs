@@ -206,6 +206,14 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             secret_string_data(obj);
         }
         ("", "Node") => node_pod_cidrs(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                set_default(spec, "minReplicas", json!(1));
+                if spec["metrics"].as_array().is_none_or(|m| m.is_empty()) {
+                    spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+                }
+            }
+        }
         ("", "LimitRange") => {
             for item in obj["spec"]["limits"].as_array_mut().into_iter().flatten() {
                 super::limit_range::default_item(item);

@@ -65,6 +65,27 @@ pub(crate) async fn serve(app: &Arc<App>, method: &Method, rest: &[&str], query:
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
 }
 
+/// The CPU the named pods of `ns` use now, in cores, by pod name (pods their node does not
+/// report, or reports under another uid, are left out): what the HPA controller reads.
+pub(crate) async fn pod_cpu(app: &App, ns: &str, pods: &[&Value]) -> HashMap<String, f64> {
+    let nodes: BTreeSet<String> = pods.iter().filter_map(|p| p["spec"]["nodeName"].as_str()).filter(|n| !n.is_empty()).map(String::from).collect();
+    let reads = nodes.into_iter().map(|node| async move { node_proxy::node_json(app, &node, "/stats/summary", NODE_TIMEOUT).await.ok() });
+    let summaries: Vec<Value> = futures::future::join_all(reads).await.into_iter().flatten().collect();
+    let mut out = HashMap::new();
+    for s in &summaries {
+        for p in s["pods"].as_array().into_iter().flatten() {
+            let r = &p["podRef"];
+            if r["namespace"] != ns {
+                continue;
+            }
+            let Some(pod) = pods.iter().find(|q| q["metadata"]["name"] == r["name"] && q["metadata"]["uid"] == r["uid"]) else { continue };
+            let cores: u64 = p["containers"].as_array().into_iter().flatten().map(|c| c["cpu"]["usageNanoCores"].as_u64().unwrap_or(0)).sum();
+            out.insert(pod["metadata"]["name"].as_str().unwrap_or("").to_string(), cores as f64 / 1e9);
+        }
+    }
+    out
+}
+
 /// The summaries of `nodes`, by node name; nodes that fail or time out are skipped.
 async fn summaries(app: &Arc<App>, nodes: BTreeSet<String>) -> HashMap<String, Value> {
     let reads = nodes.into_iter().map(|node| async move {

@@ -173,6 +173,15 @@ pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls
 }
 
 /// Builds the API server's shared state.
+/// The HPA controller's view of pods' CPU, read from the nodes as metrics.k8s.io reads it.
+pub(crate) struct AppCpu(pub Arc<App>);
+
+impl crate::controllers::hpa::CpuSource for AppCpu {
+    fn pod_cpu<'a>(&'a self, ns: &'a str, pods: &'a [&'a serde_json::Value]) -> futures::future::BoxFuture<'a, std::collections::HashMap<String, f64>> {
+        Box::pin(metrics_api::pod_cpu(&self.0, ns, pods))
+    }
+}
+
 pub(crate) fn app(api: Api, admin_token: String, server_address: String, shutdown: Shutdown) -> Arc<App> {
     Arc::new(App {
         api,

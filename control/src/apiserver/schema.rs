@@ -100,6 +100,7 @@ fn register_kind(group: &str, kind: &str, g: &mut SchemaGenerator) -> Option<Str
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => register::<rbac::ClusterRoleBinding>(g),
         ("storage.k8s.io", "StorageClass") => register::<storage::StorageClass>(g),
         ("policy", "PodDisruptionBudget") => register::<policy::PodDisruptionBudget>(g),
+        ("autoscaling", "HorizontalPodAutoscaler") => register::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(g),
         ("scheduling.k8s.io", "PriorityClass") => register::<scheduling::PriorityClass>(g),
         ("events.k8s.io", "Event") => register::<events::Event>(g),
         ("authorization.k8s.io", "SelfSubjectAccessReview") => register::<authz::SelfSubjectAccessReview>(g),

@@ -45,6 +45,7 @@ pub(crate) fn check(info: &ResourceInfo, v: &Value) -> Result<(), String> {
         ("rbac.authorization.k8s.io", "ClusterRole") => decode::<rbac::ClusterRole>(v),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => decode::<rbac::ClusterRoleBinding>(v),
         ("storage.k8s.io", "StorageClass") => decode::<storage::StorageClass>(v),
+        ("autoscaling", "HorizontalPodAutoscaler") => decode::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(v),
         ("policy", "PodDisruptionBudget") => decode::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(v),
         ("scheduling.k8s.io", "PriorityClass") => decode::<k8s_openapi::api::scheduling::v1::PriorityClass>(v),
         ("events.k8s.io", "Event") => decode::<events::Event>(v),

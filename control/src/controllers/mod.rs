@@ -20,6 +20,7 @@ pub(crate) mod endpoints;
 pub(crate) mod endpointslice;
 pub(crate) mod endpointslice_mirroring;
 pub(crate) mod garbage_collector;
+pub(crate) mod hpa;
 pub(crate) mod ipaddress_repair;
 pub(crate) mod job;
 pub(crate) mod namespace;

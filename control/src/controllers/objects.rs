@@ -95,6 +95,11 @@ pub(crate) fn parse_key(key: &str) -> Option<(&'static ResourceInfo, Option<&str
     }
 }
 
+/// [`info`] for a resource served at another version than v1.
+pub(crate) fn info_in(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
+    resources::find(group, version, plural).expect("resource served")
+}
+
 pub(crate) fn info(group: &str, plural: &str) -> &'static ResourceInfo {
     // Both are in the static registry; a missing one is a programming error caught by tests.
     resources::find(group, "v1", plural).expect("resource served")

@@ -297,6 +297,7 @@ fn printer_for(info: &ResourceInfo) -> Printer {
         ("rbac.authorization.k8s.io", "RoleBinding") => (rbac::ROLE_BINDING_COLUMNS, rbac::role_binding_cells),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => (rbac::CLUSTER_ROLE_BINDING_COLUMNS, rbac::role_binding_cells),
         ("storage.k8s.io", "StorageClass") => (storage::STORAGE_CLASS_COLUMNS, storage::storage_class_cells),
+        ("autoscaling", "HorizontalPodAutoscaler") => (policy::HPA_COLUMNS, policy::hpa_cells),
         ("policy", "PodDisruptionBudget") => (policy::POD_DISRUPTION_BUDGET_COLUMNS, policy::pod_disruption_budget_cells),
         ("scheduling.k8s.io", "PriorityClass") => (policy::PRIORITY_CLASS_COLUMNS, policy::priority_class_cells),
         // Role, ClusterRole, LimitRange and anything else: Kubernetes has no printer.

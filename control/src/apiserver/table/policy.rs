@@ -26,6 +26,46 @@ pub(super) const PRIORITY_CLASS_COLUMNS: &[Column] = &[
     col("PreemptionPolicy", "string", "PreemptionPolicy is the Policy for preempting pods with lower priority."),
 ];
 
+#[rustfmt::skip]
+pub(super) const HPA_COLUMNS: &[Column] = &[
+    NAME,
+    col("Reference", "string", "Reference to the target object."),
+    col("Targets", "string", "The metrics targets and their current values."),
+    col("MinPods", "string", "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
+    col("MaxPods", "integer", "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
+    col("Replicas", "integer", "currentReplicas is current number of replicas of pods managed by this autoscaler."),
+    AGE,
+];
+
+/// `cpu: 45%/50%` per metric, as kubectl prints autoscaling/v2 targets.
+pub(super) fn hpa_cells(hpa: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let r = get(hpa, &["spec", "scaleTargetRef"]).cloned().unwrap_or(Value::Null);
+    let reference = format!("{}/{}", r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or(""));
+    let current = get(hpa, &["status", "currentMetrics"]).and_then(Value::as_array).cloned().unwrap_or_default();
+    let targets: Vec<String> = get(hpa, &["spec", "metrics"]).and_then(Value::as_array).into_iter().flatten().filter(|m| m["type"] == "Resource").map(|m| {
+        let res = m["resource"]["name"].as_str().unwrap_or("");
+        let cur = current.iter().find(|c| c["type"] == "Resource" && c["resource"]["name"] == res).map(|c| &c["resource"]["current"]);
+        let t = &m["resource"]["target"];
+        if t["type"] == "AverageValue" {
+            let have = cur.and_then(|c| c["averageValue"].as_str()).unwrap_or("<unknown>");
+            format!("{res}: {have}/{}", t["averageValue"].as_str().unwrap_or(""))
+        } else {
+            let have = cur.and_then(|c| c["averageUtilization"].as_i64()).map_or("<unknown>".to_string(), |u| format!("{u}%"));
+            format!("{res}: {have}/{}%", t["averageUtilization"].as_i64().unwrap_or(0))
+        }
+    }).collect();
+    let min = get(hpa, &["spec", "minReplicas"]).and_then(Value::as_i64).map_or("<unset>".to_string(), |m| m.to_string());
+    vec![
+        name(hpa).into(),
+        reference.into(),
+        if targets.is_empty() { "<none>".to_string() } else { targets.join(", ") }.into(),
+        min.into(),
+        int(hpa, &["spec", "maxReplicas"]).into(),
+        int(hpa, &["status", "currentReplicas"]).into(),
+        age(hpa, now),
+    ]
+}
+
 fn int_or_string(v: Option<&Value>) -> String {
     match v {
         Some(Value::Number(n)) => n.to_string(),
