@@ -57,8 +57,9 @@ pub(crate) fn pod_spec(spec: &mut Value) {
 }
 
 /// Kubernetes' pod defaulting (not templates'): a resource a container limits but does
-/// not request is requested at its limit.
-fn requests_from_limits(spec: &mut Value) {
+/// not request is requested at its limit. Applied when a pod is created only: a pod stored
+/// before this default existed keeps its spec, which updates may not change.
+pub(crate) fn requests_from_limits(spec: &mut Value) {
     for list in ["containers", "initContainers"] {
         for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
             let Some(limits) = c["resources"]["limits"].as_object().filter(|l| !l.is_empty()).cloned() else { continue };
@@ -179,7 +180,6 @@ pub(crate) fn apply(info: &ResourceInfo, obj: &mut Value) {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);
                 default_tolerations(spec, default_toleration_seconds());
-                requests_from_limits(spec);
             }
             if !obj["status"].is_object() {
                 let qos = flotilla_api::pod::qos_class(&obj["spec"]);

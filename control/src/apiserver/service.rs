@@ -562,6 +562,13 @@ impl Api {
             super::ingress_class::admit(self, body);
         }
         defaults::apply(info, body);
+        if info.group.is_empty() && info.kind == "Pod"
+            && let Some(spec) = body.get_mut("spec")
+        {
+            defaults::requests_from_limits(spec);
+            // The QoS class follows the requests it now has.
+            body["status"]["qosClass"] = json!(flotilla_api::pod::qos_class(&body["spec"]));
+        }
         let schema = schema::schemas().root(info);
         ssa::track_update(None, body, manager, schema.as_ref(), &info.api_version(), &now);
     }
@@ -1106,6 +1113,29 @@ mod tests {
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces");
         api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &opts).await.expect("ns");
         (dir, api, opts)
+    }
+
+    /// New pods request their limits; a pod stored without requests (before that default
+    /// existed) keeps its spec and still takes status updates.
+    #[tokio::test]
+    async fn pods_request_their_limits_when_created_only() {
+        let (_dir, api, opts) = api_with_default_namespace().await;
+        let pods = resources::find("", "v1", "pods").expect("pods");
+        let pod = |name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}});
+        let created = api.create(pods, Some("default"), pod("new"), &opts).await.expect("create").object;
+        assert_eq!(created["spec"]["containers"][0]["resources"]["requests"]["cpu"], "1");
+        // As an older version stored it: every other default, but no requests.
+        let mut old = api.create(pods, Some("default"), pod("old"), &opts).await.expect("create").object;
+        old["spec"]["containers"][0]["resources"].as_object_mut().expect("resources").remove("requests");
+        let rv = api.get(pods, Some("default"), "old").expect("get").rv;
+        let pre = Precondition { resource_version: Some(rv), uid: None };
+        api.store.write(Op::Update { key: key(pods, Some("default"), "old"), object: old, precondition: pre }).await.expect("stored");
+        let mut status = api.get(pods, Some("default"), "old").expect("get").value.clone();
+        status["status"] = json!({"phase": "Running"});
+        let w = api.update(pods, Some("default"), "old", status, Part::Status, &opts).await.expect("status update");
+        assert_eq!(w.object["status"]["phase"], "Running");
+        assert!(w.object["spec"]["containers"][0]["resources"]["requests"].is_null(), "the stored spec is kept");
     }
 
     #[tokio::test]

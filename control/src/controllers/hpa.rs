@@ -107,6 +107,13 @@ pub(crate) fn plan(hpa: &Value, current: i64, pods: &[PodSample], history: &[(Da
     let target = metric.as_ref().map(|m| &m["resource"]["target"]).cloned().unwrap_or(json!({"type": "Utilization", "averageUtilization": 80}));
     let counted: Vec<&PodSample> = pods.iter().filter(|p| p.ready && p.usage.is_some()).collect();
     let mut conditions = vec![condition("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size", &ts)];
+    if current == 0 {
+        // A target scaled to zero by hand is left alone, as Kubernetes does.
+        conditions.push(condition("ScalingActive", "False", "ScalingDisabled", "scaling is disabled since the replica count of the target is zero", &ts));
+        let conditions: Vec<Value> = conditions.into_iter().map(|c| carry(hpa, c)).collect();
+        let status = json!({"observedGeneration": objects::generation(hpa), "currentReplicas": 0, "desiredReplicas": 0, "currentMetrics": [], "conditions": conditions});
+        return (Decision { desired: 0, status, event: None }, 0);
+    }
     let mut current_metrics = json!([]);
     let (raw, active) = if counted.is_empty() {
         conditions.push(condition("ScalingActive", "False", "FailedGetResourceMetric", "the HPA was unable to compute the replica count: did not receive metrics for targeted pods (pods might be unready)", &ts));
@@ -337,6 +344,13 @@ mod tests {
         assert_eq!(d.event.as_deref(), Some("New size: 1; reason: All metrics below target"));
         let quick = hpa(json!({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}));
         assert_eq!(plan(&quick, 4, &[pod(0.0); 4], &history, t(200)).0.desired, 1);
+    }
+
+    #[test]
+    fn a_target_scaled_to_zero_is_left_alone() {
+        let (d, _) = plan(&hpa(json!({})), 0, &[], &[], t(0));
+        assert_eq!((d.desired, d.event), (0, None));
+        assert_eq!(d.status["conditions"][1]["reason"], "ScalingDisabled");
     }
 
     #[test]
