@@ -51,12 +51,14 @@ impl Api {
             self.delete(pods, Some(ns), name, opts).await?;
             return Ok(());
         };
+        let mut allowed = false;
         for _ in 0..super::service::CONFLICT_RETRIES {
             let pod = self.get(pods, Some(ns), name)?;
             let terminal = matches!(pod.value["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
             let covering: Vec<Value> =
                 self.store.list_keys(&prefix(budgets, Some(ns))).into_iter().map(|(_, s)| s.value.clone()).filter(|b| selects(b, &pod.value)).collect();
             if terminal || covering.is_empty() {
+                allowed = true;
                 break;
             }
             if covering.len() > 1 {
@@ -73,15 +75,16 @@ impl Api {
             if !ready(&pod.value) {
                 let always = pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
                 if always || healthy >= desired {
+                    allowed = true;
                     break;
                 }
                 return Err(too_many_requests(format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently")));
             }
-            let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
-            if allowed < 0 {
+            let budget_left = status["disruptionsAllowed"].as_i64().unwrap_or(0);
+            if budget_left < 0 {
                 return Err(ApiError::forbidden("pdb disruptions allowed is negative"));
             }
-            if allowed == 0 {
+            if budget_left == 0 {
                 return Err(too_many_requests(format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently")));
             }
             if opts.dry_run {
@@ -89,7 +92,7 @@ impl Api {
             }
             // Use one disruption: compare-and-swap on the budget's status.
             let mut new = pdb.clone();
-            new["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            new["status"]["disruptionsAllowed"] = json!(budget_left - 1);
             if !new["status"]["disruptedPods"].is_object() {
                 new["status"]["disruptedPods"] = json!({});
             }
@@ -105,6 +108,10 @@ impl Api {
                 Err(crate::store::StoreError::Conflict) => continue,
                 Err(e) => return Err(ApiError::from_store(e, budgets, pdb_name)),
             }
+        }
+        if !allowed {
+            // Every compare-and-swap on the budget lost to another writer.
+            return Err(ApiError::new(429, "TooManyRequests", "the pod's disruption budget is being updated by others; try again"));
         }
         self.delete(pods, Some(ns), name, opts).await?;
         Ok(())
