@@ -74,11 +74,17 @@ struct Held {
     network: Arc<dyn crate::runtime::Network>,
 }
 
+/// A first compilation that took at least this long is reported as a pod event (a start
+/// that found the image compiled, in memory or in the disk cache, is quick).
+const COMPILE_EVENT_AFTER: Duration = Duration::from_millis(100);
+
 /// What an I/O task reports back.
 enum Outcome {
     Volumes(Result<Vec<Volume>, String>),
     Pulled { container: usize, auths: Arc<Vec<RegistryAuth>>, result: Result<Image, PullError>, took: Duration },
-    Compiled { container: usize, result: Result<Arc<Compiled>, String> },
+    /// `took`: set when this start waited at least [`COMPILE_EVENT_AFTER`] for the image's
+    /// first compilation on the node.
+    Compiled { container: usize, result: Result<Arc<Compiled>, String>, took: Option<Duration> },
     Configured { container: usize, result: Result<Prepared, ConfigError> },
     /// Set-up failed for a reason that is not the pod's (logged where it happened).
     Aborted { container: usize },
@@ -235,12 +241,12 @@ impl Worker {
                     Err(error) => Event::ImagePullFailed { container, error },
                 }
             }
-            Outcome::Compiled { container, result: Ok(compiled) } => {
+            Outcome::Compiled { container, result: Ok(compiled), took } => {
                 let kind = compiled.kind;
                 self.slots[container].compiled = Some(compiled);
-                Event::Compiled { container, kind }
+                Event::Compiled { container, kind, took }
             }
-            Outcome::Compiled { container, result: Err(message) } => Event::CompileFailed { container, message },
+            Outcome::Compiled { container, result: Err(message), .. } => Event::CompileFailed { container, message },
             Outcome::Configured { container, result: Ok(prepared) } => {
                 self.register(container, &prepared, None);
                 self.slots[container].prepared = Some(prepared);
@@ -323,8 +329,12 @@ impl Worker {
                 return;
             };
             // One compilation per digest however many pods start it at once.
+            let was_compiled = runtime.is_compiled(&img.digest);
+            let started = std::time::Instant::now();
             let result = runtime.prepare_shared(&img.digest, img.bytes.clone()).await;
-            let _ = tx.send(Box::new(Outcome::Compiled { container, result: result.map_err(|e| e.to_string()) }));
+            let waited = started.elapsed();
+            let took = (!was_compiled && result.is_ok() && waited >= COMPILE_EVENT_AFTER).then_some(waited);
+            let _ = tx.send(Box::new(Outcome::Compiled { container, result: result.map_err(|e| e.to_string()), took }));
         });
     }
 

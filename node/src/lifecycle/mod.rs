@@ -57,8 +57,9 @@ pub enum Event {
     /// The container's image is on the node; `took` is the pull's duration.
     ImagePulled { container: usize, image_id: String, from_cache: bool, took: Duration },
     ImagePullFailed { container: usize, error: PullError },
-    /// The image compiled; `kind` is what it can run as.
-    Compiled { container: usize, kind: ContainerKind },
+    /// The image compiled; `kind` is what it can run as; `took` is set when this start
+    /// waited for the image's first compilation on the node (a long step worth an event).
+    Compiled { container: usize, kind: ContainerKind, took: Option<Duration> },
     CompileFailed { container: usize, message: String },
     /// The container's env and mounts are resolved: it can start.
     Configured { container: usize },
@@ -367,7 +368,7 @@ pub fn step(state: &mut State, event: Event, now: DateTime<Utc>) -> Vec<Effect> 
         Event::VolumesFailed { message } => state.volumes_failed(message, &mut fx),
         Event::ImagePulled { container, image_id, from_cache, took } => state.image_pulled(container, image_id, from_cache, took, &mut fx),
         Event::ImagePullFailed { container, error } => state.image_pull_failed(container, error, &mut fx),
-        Event::Compiled { container, kind } => state.compiled(container, kind, &mut fx),
+        Event::Compiled { container, kind, took } => state.compiled(container, kind, took, &mut fx),
         Event::CompileFailed { container, message } => state.compile_failed(container, message, &mut fx),
         Event::Configured { container } => state.configured(container, &mut fx),
         Event::ConfigFailed { container, message, retry } => state.config_failed(container, message, retry, &mut fx),

@@ -110,7 +110,11 @@ impl State {
         self.pull(i, fx);
     }
 
-    pub(super) fn compiled(&mut self, i: usize, kind: ContainerKind, fx: &mut Effects) {
+    pub(super) fn compiled(&mut self, i: usize, kind: ContainerKind, took: Option<Duration>, fx: &mut Effects) {
+        if let Some(took) = took {
+            let image = &self.spec.containers[i].image;
+            fx.event(EventType::Normal, "Compiled", format!("Compiled image \"{image}\" in {}ms (its first start on this node)", took.as_millis()));
+        }
         let c = &mut self.containers[i];
         c.busy = false;
         c.kind = Some(kind);

@@ -97,7 +97,7 @@ fn set_up(state: &mut State, kinds: &[ContainerKind]) -> Vec<Effect> {
     let mut last = step(state, Event::VolumesReady, t(0));
     for (i, kind) in kinds.iter().enumerate() {
         step(state, Event::ImagePulled { container: i, image_id: format!("id-{i}"), from_cache: true, took: ms(0) }, t(0));
-        step(state, Event::Compiled { container: i, kind: *kind }, t(0));
+        step(state, Event::Compiled { container: i, kind: *kind, took: None }, t(0));
         last = step(state, Event::Configured { container: i }, t(0));
     }
     last
@@ -171,7 +171,7 @@ fn set_up_goes_container_by_container_init_containers_first() {
                 Event::ImagePulled { container: 0, image_id: "img-i@sha256:1".into(), from_cache: true, took: ms(3) },
                 vec![normal("Pulled", "Container image \"img-i\" already present on machine"), status(), Effect::Compile { container: 0 }],
             ),
-            (Event::Compiled { container: 0, kind: CMD }, vec![Effect::Configure { container: 0 }]),
+            (Event::Compiled { container: 0, kind: CMD, took: None }, vec![Effect::Configure { container: 0 }]),
             (Event::Configured { container: 0 }, vec![Effect::PullImage { container: 1 }]),
             (
                 Event::ImagePulled { container: 1, image_id: "img-a@sha256:2".into(), from_cache: false, took: ms(1234) },
@@ -182,7 +182,10 @@ fn set_up_goes_container_by_container_init_containers_first() {
                     Effect::Compile { container: 1 },
                 ],
             ),
-            (Event::Compiled { container: 1, kind: HTTP }, vec![Effect::Configure { container: 1 }]),
+            (
+                Event::Compiled { container: 1, kind: HTTP, took: Some(ms(1500)) },
+                vec![normal("Compiled", "Compiled image \"img-a\" in 1500ms (its first start on this node)"), Effect::Configure { container: 1 }],
+            ),
             (Event::Configured { container: 1 }, vec![start(0, CMD)]),
         ],
     );
@@ -298,7 +301,7 @@ fn config_failures_retry_every_two_seconds_unless_the_spec_is_wrong() {
         let mut state = begin(spec("Always", &[], &["a"], json!({})));
         step(&mut state, Event::VolumesReady, t(0));
         step(&mut state, Event::ImagePulled { container: 0, image_id: "x".into(), from_cache: true, took: ms(0) }, t(0));
-        step(&mut state, Event::Compiled { container: 0, kind: CMD }, t(0));
+        step(&mut state, Event::Compiled { container: 0, kind: CMD, took: None }, t(0));
         let message = "configmap \"cfg\" not found";
         let mut want = vec![status(), warning("Failed", &format!("Error: {message}"))];
         want.extend(then);

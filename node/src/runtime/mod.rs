@@ -413,6 +413,11 @@ impl Runtime {
         self.compilations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether a compilation of `digest` is held in memory now.
+    pub fn is_compiled(&self, digest: &str) -> bool {
+        self.cached(digest).is_some()
+    }
+
     fn cached(&self, digest: &str) -> Option<Arc<Compiled>> {
         let map = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
         map.get(digest).and_then(Weak::upgrade)
