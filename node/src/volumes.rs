@@ -276,11 +276,7 @@ pub(crate) fn resource_field(pod: &Value, container: Option<&str>, r: &Value) ->
     if !matches!(field, "limits" | "requests") || !matches!(what, "cpu" | "memory" | "ephemeral-storage") {
         return Err(format!("unsupported resourceFieldRef resource {resource}"));
     }
-    let q = |v: &Value| match v {
-        Value::String(t) => flotilla_api::quantity::parse(t).ok(),
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    };
+    let q = flotilla_api::quantity::from_json;
     let value = q(&c["resources"][field][what]).or_else(|| (field == "requests").then(|| q(&c["resources"]["limits"][what])).flatten()).unwrap_or(0.0);
     let divisor = q(&r["divisor"]).filter(|d| *d > 0.0).unwrap_or(1.0);
     Ok(format!("{}", (value / divisor - 1e-9).ceil().max(0.0) as u64))

@@ -41,13 +41,7 @@ pub(crate) fn default_item(item: &mut Value) {
     }
 }
 
-fn value(q: &Value) -> Option<f64> {
-    match q {
-        Value::String(s) => quantity::parse(s).ok(),
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    }
-}
+use quantity::from_json as value;
 
 fn text(q: &Value) -> String {
     match q {

@@ -34,11 +34,7 @@ const MUST_SPECIFY: [(&str, &str, &str); 6] = [
 ];
 
 fn value(q: &Value) -> f64 {
-    match q {
-        Value::String(s) => quantity::parse(s).unwrap_or(0.0),
-        Value::Number(n) => n.as_f64().unwrap_or(0.0),
-        _ => 0.0,
-    }
+    quantity::from_json(q).unwrap_or(0.0)
 }
 
 /// The lock creates in `namespace` take while their quota admission and write run.

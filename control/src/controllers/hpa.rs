@@ -61,11 +61,7 @@ pub(crate) struct Decision {
 }
 
 fn cpu(q: &Value) -> f64 {
-    match q {
-        Value::String(s) => flotilla_api::quantity::parse(s).unwrap_or(0.0),
-        Value::Number(n) => n.as_f64().unwrap_or(0.0),
-        _ => 0.0,
-    }
+    flotilla_api::quantity::from_json(q).unwrap_or(0.0)
 }
 
 /// The CPU a pod requests (requests, else limits), cores.

@@ -44,6 +44,16 @@ pub fn parse(s: &str) -> Result<f64, QuantityError> {
     Ok(v)
 }
 
+/// A quantity as a JSON value holds it: a string ("100m", "1Gi") or a number; None for
+/// anything else or a string that does not parse.
+pub fn from_json(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::String(s) => parse(s).ok(),
+        serde_json::Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
 /// A memory quantity in bytes (rounded up).
 pub fn bytes(s: &str) -> Result<u64, QuantityError> {
     let v = parse(s)?;

@@ -139,13 +139,7 @@ pub(super) fn pod_requests(spec: &Value, non_zero: bool) -> Resources {
     sum
 }
 
-pub(super) fn quantity_value(v: &Value) -> Option<f64> {
-    match v {
-        Value::String(s) => quantity::parse(s).ok(),
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    }
-}
+pub(super) use flotilla_api::quantity::from_json as quantity_value;
 
 #[cfg(test)]
 mod tests {
