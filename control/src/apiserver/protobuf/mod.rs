@@ -1,9 +1,12 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`)
 //! into the JSON object the same request would have carried as JSON.
 //!
-//! kubectl 1.32 sends protobuf for `create secret|configmap|namespace|deployment|job|…`
-//! and `auth can-i`, and never retries as JSON after a 415, so the API server converts
-//! such bodies here and handles them like any JSON body.
+//! kubectl 1.32 sends protobuf for `create secret|configmap|namespace|deployment|job|…`,
+//! `create token`, `auth can-i` and `auth whoami`,
+//! and never retries as JSON after a 415, so the API server converts such bodies here
+//! and handles them like any JSON body. (`create -f` and `apply` send JSON.) To capture
+//! what a kubectl command sends, see `scripts/capture-kubectl-body.py`; the captures live
+//! in `testdata/`.
 //!
 //! Wire format: the 4-byte magic `k8s\0`, then a `runtime.Unknown` whose `typeMeta`
 //! names apiVersion and kind and whose `raw` holds the k8s.io/api message.
@@ -32,9 +35,12 @@
 //! [`Json`] builder with Go's field semantics and the scalar conversions every group uses.
 //! The message conversions live by API group: `meta_v1` (ObjectMeta, selectors), `core_v1`
 //! (Secret, ConfigMap, Namespace, Service, ServiceAccount and the pod template), `apps_v1`,
-//! `batch_v1`, `networking_v1` (Ingress), `authorization_v1` and `rbac_v1`.
+//! `batch_v1`, `networking_v1` (Ingress), `authentication_v1` (TokenRequest,
+//! SelfSubjectReview of v1, v1beta1 and v1alpha1), `authorization_v1` and
+//! `rbac_v1`.
 
 mod apps_v1;
+mod authentication_v1;
 mod authorization_v1;
 mod batch_v1;
 mod core_v1;
@@ -46,6 +52,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use k8s_pb::api::authentication::{v1 as authn, v1alpha1 as authn_alpha, v1beta1 as authn_beta};
 use k8s_pb::api::rbac::v1 as rbac;
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
@@ -129,6 +136,21 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value> {
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
             authorization_v1::self_subject_access_review(&message(raw, &kind)?)?
         }
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            authentication_v1::token_request(&message(raw, &kind)?)?
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            let r: authn::SelfSubjectReview = message(raw, &kind)?;
+            authentication_v1::self_subject_review(&r.metadata)?
+        }
+        ("authentication.k8s.io/v1beta1", "SelfSubjectReview") => {
+            let r: authn_beta::SelfSubjectReview = message(raw, &kind)?;
+            authentication_v1::self_subject_review(&r.metadata)?
+        }
+        ("authentication.k8s.io/v1alpha1", "SelfSubjectReview") => {
+            let r: authn_alpha::SelfSubjectReview = message(raw, &kind)?;
+            authentication_v1::self_subject_review(&r.metadata)?
+        }
         ("rbac.authorization.k8s.io/v1", "Role") => rbac_v1::role(&message(raw, &kind)?)?,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => rbac_v1::cluster_role(&message(raw, &kind)?)?,
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
@@ -202,6 +224,11 @@ impl Json {
         if let Some(v) = v {
             self.put(key, v.into().into());
         }
+    }
+
+    /// `*int32` / `*int64` without `omitempty`: `null` when nil.
+    fn int_ptr_req<I: Copy + Into<i64>>(&mut self, key: &str, v: Option<I>) {
+        self.put(key, v.map_or(Value::Null, |v| v.into().into()));
     }
 
     /// `bool` with `omitempty`.
@@ -290,6 +317,16 @@ impl Json {
             let value = f(v)?;
             self.put(key, value);
         }
+        Ok(())
+    }
+
+    /// Pointer to a struct without `omitempty`: `null` when nil.
+    fn ptr_req<T>(&mut self, key: &str, v: &Option<T>, f: impl Fn(&T) -> Result<Value>) -> Result<()> {
+        let value = match v {
+            Some(v) => f(v)?,
+            None => Value::Null,
+        };
+        self.put(key, value);
         Ok(())
     }
 
