@@ -2,7 +2,7 @@
 //! into the JSON object the same request would have carried as JSON.
 //!
 //! kubectl 1.32 sends protobuf for `create secret|configmap|namespace|deployment|job|…`,
-//! `create token`, `auth can-i` and `auth whoami`,
+//! `create token`, `auth can-i [--list]` and `auth whoami`,
 //! and never retries as JSON after a 415, so the API server converts such bodies here
 //! and handles them like any JSON body. (`create -f` and `apply` send JSON.) To capture
 //! what a kubectl command sends, see `scripts/capture-kubectl-body.py`; the captures live
@@ -36,8 +36,8 @@
 //! The message conversions live by API group: `meta_v1` (ObjectMeta, selectors), `core_v1`
 //! (Secret, ConfigMap, Namespace, Service, ServiceAccount and the pod template), `apps_v1`,
 //! `batch_v1`, `networking_v1` (Ingress), `authentication_v1` (TokenRequest,
-//! SelfSubjectReview of v1, v1beta1 and v1alpha1), `authorization_v1` and
-//! `rbac_v1`.
+//! SelfSubjectReview of v1, v1beta1 and v1alpha1), `authorization_v1` (the access and
+//! rules reviews) and `rbac_v1`.
 
 mod apps_v1;
 mod authentication_v1;
@@ -53,6 +53,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_pb::api::authentication::{v1 as authn, v1alpha1 as authn_alpha, v1beta1 as authn_beta};
+use k8s_pb::api::authorization::v1 as authz;
 use k8s_pb::api::rbac::v1 as rbac;
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
@@ -135,6 +136,17 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value> {
         ("networking.k8s.io/v1", "Ingress") => networking_v1::ingress(&message(raw, &kind)?)?,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
             authorization_v1::self_subject_access_review(&message(raw, &kind)?)?
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            authorization_v1::self_subject_rules_review(&message(raw, &kind)?)?
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            let r: authz::SubjectAccessReview = message(raw, &kind)?;
+            authorization_v1::subject_access_review(&r.metadata, &r.spec)?
+        }
+        ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
+            let r: authz::LocalSubjectAccessReview = message(raw, &kind)?;
+            authorization_v1::subject_access_review(&r.metadata, &r.spec)?
         }
         ("authentication.k8s.io/v1", "TokenRequest") => {
             authentication_v1::token_request(&message(raw, &kind)?)?
@@ -279,6 +291,27 @@ impl Json {
             let m = v
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::String(BASE64.encode(v))))
+                .collect();
+            self.put(key, Value::Object(m));
+        }
+    }
+
+    /// `map[string]ExtraValue` (ExtraValue being `[]string`) with `omitempty`, the
+    /// authenticator's extra user attributes; `items` reads one value's strings. An empty
+    /// value is `null`, as Go writes a nil slice.
+    fn extra<X>(&mut self, key: &str, v: &BTreeMap<String, X>, items: impl Fn(&X) -> &[String]) {
+        if !v.is_empty() {
+            let m = v
+                .iter()
+                .map(|(k, x)| {
+                    let items = items(x);
+                    let value = if items.is_empty() {
+                        Value::Null
+                    } else {
+                        items.iter().cloned().map(Value::String).collect()
+                    };
+                    (k.clone(), value)
+                })
                 .collect();
             self.put(key, Value::Object(m));
         }
