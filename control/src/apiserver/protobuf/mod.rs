@@ -2,7 +2,7 @@
 //! into the JSON object the same request would have carried as JSON.
 //!
 //! kubectl 1.32 sends protobuf for `create secret|configmap|namespace|deployment|job|…`,
-//! `create token`, `auth can-i [--list]` and `auth whoami`,
+//! `create token`, `auth can-i [--list]`, `auth whoami` and `certificate approve|deny`,
 //! and never retries as JSON after a 415, so the API server converts such bodies here
 //! and handles them like any JSON body. (`create -f` and `apply` send JSON.) To capture
 //! what a kubectl command sends, see `scripts/capture-kubectl-body.py`; the captures live
@@ -21,7 +21,10 @@
 //! - Byte fields are standard base64 with padding; quantities are strings; IntOrString
 //!   is a number or a string according to its `type`; times are RFC 3339 in UTC.
 //! - `status` is never converted: the server ignores it on create/update, as
-//!   Kubernetes does.
+//!   Kubernetes does. The one exception is CertificateSigningRequest: `kubectl
+//!   certificate approve|deny` PUTs the whole CSR to its `approval` subresource, and the
+//!   Approved or Denied condition it adds to `status.conditions` is the request, so a
+//!   CSR's status is converted (conditions and certificate).
 //! - A field this module does not convert is never dropped silently: when it is set,
 //!   decoding fails with [`ProtoError::UnsupportedField`]. Not converted: PodSpec
 //!   `ephemeralContainers`, `securityContext`, `affinity`, `dnsConfig`,
@@ -37,12 +40,13 @@
 //! (Secret, ConfigMap, Namespace, Service, ServiceAccount and the pod template), `apps_v1`,
 //! `batch_v1`, `networking_v1` (Ingress), `authentication_v1` (TokenRequest,
 //! SelfSubjectReview of v1, v1beta1 and v1alpha1), `authorization_v1` (the access and
-//! rules reviews) and `rbac_v1`.
+//! rules reviews), `certificates_v1` (CertificateSigningRequest) and `rbac_v1`.
 
 mod apps_v1;
 mod authentication_v1;
 mod authorization_v1;
 mod batch_v1;
+mod certificates_v1;
 mod core_v1;
 mod meta_v1;
 mod networking_v1;
@@ -162,6 +166,9 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value> {
         ("authentication.k8s.io/v1alpha1", "SelfSubjectReview") => {
             let r: authn_alpha::SelfSubjectReview = message(raw, &kind)?;
             authentication_v1::self_subject_review(&r.metadata)?
+        }
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            certificates_v1::certificate_signing_request(&message(raw, &kind)?)?
         }
         ("rbac.authorization.k8s.io/v1", "Role") => rbac_v1::role(&message(raw, &kind)?)?,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => rbac_v1::cluster_role(&message(raw, &kind)?)?,
@@ -294,6 +301,22 @@ impl Json {
                 .collect();
             self.put(key, Value::Object(m));
         }
+    }
+
+    /// `[]byte` with `omitempty`: standard base64.
+    fn bytes(&mut self, key: &str, v: &Option<Vec<u8>>) {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            self.put(key, Value::String(BASE64.encode(v)));
+        }
+    }
+
+    /// `[]byte` without `omitempty`: base64 when set (Go decodes a present, empty field
+    /// as an empty slice, `""`), `null` when absent (nil).
+    fn bytes_req(&mut self, key: &str, v: &Option<Vec<u8>>) {
+        let value = v
+            .as_deref()
+            .map_or(Value::Null, |v| Value::String(BASE64.encode(v)));
+        self.put(key, value);
     }
 
     /// `map[string]ExtraValue` (ExtraValue being `[]string`) with `omitempty`, the
