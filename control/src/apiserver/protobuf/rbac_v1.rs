@@ -145,4 +145,86 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn kubectl_create_rbac_every_flag() {
+        // kubectl create clusterrole agg
+        //   --aggregation-rule=rbac.example.com/aggregate-to-monitoring=true,tier=x
+        assert_eq!(
+            fixture(include_bytes!("testdata/clusterrole_aggregation.bin")),
+            json!({
+                "kind": "ClusterRole", "apiVersion": "rbac.authorization.k8s.io/v1",
+                "metadata": {"name": "agg", "creationTimestamp": null},
+                "rules": null,
+                "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {
+                    "rbac.example.com/aggregate-to-monitoring": "true", "tier": "x"
+                }}]}
+            })
+        );
+        // kubectl create clusterrole cr2 --verb=get,list,watch
+        //   --resource=pods,pods/log,deployments.apps,ingresses.networking.k8s.io
+        //   --resource-name=a --resource-name=b
+        assert_eq!(
+            fixture(include_bytes!("testdata/clusterrole_resources.bin"))["rules"],
+            json!([
+                {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["pods", "pods/log"], "resourceNames": ["a", "b"]},
+                {"verbs": ["get", "list", "watch"], "apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["a", "b"]},
+                {"verbs": ["get", "list", "watch"], "apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "resourceNames": ["a", "b"]}
+            ])
+        );
+        // kubectl create clusterrole cr3 --verb=get,post --non-resource-url=/logs/*,/healthz
+        assert_eq!(
+            fixture(include_bytes!("testdata/clusterrole_nonresource.bin"))["rules"],
+            json!([{"verbs": ["get", "post"], "nonResourceURLs": ["/logs/*", "/healthz"]}])
+        );
+        // kubectl create clusterrole cr4 --verb=get --resource=secrets --non-resource-url=/metrics
+        assert_eq!(
+            fixture(include_bytes!("testdata/clusterrole_mixed.bin"))["rules"],
+            json!([
+                {"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]},
+                {"verbs": ["get"], "nonResourceURLs": ["/metrics"]}
+            ])
+        );
+        // kubectl create role r2 --verb='*' --resource='pods/*' -n ns1
+        assert_eq!(
+            fixture(include_bytes!("testdata/role_wildcard.bin")),
+            json!({
+                "kind": "Role", "apiVersion": "rbac.authorization.k8s.io/v1",
+                "metadata": {"name": "r2", "namespace": "ns1", "creationTimestamp": null},
+                "rules": [{"verbs": ["*"], "apiGroups": [""], "resources": ["pods/*"]}]
+            })
+        );
+        // kubectl create rolebinding rb2 --clusterrole=view --group=g1 --group=g2
+        //   --serviceaccount=ns2:sa2 --user=u -n ns1
+        assert_eq!(
+            fixture(include_bytes!("testdata/rolebinding_clusterrole.bin")),
+            json!({
+                "kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+                "metadata": {"name": "rb2", "namespace": "ns1", "creationTimestamp": null},
+                "subjects": [
+                    {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u"},
+                    {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "g1"},
+                    {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "g2"},
+                    {"kind": "ServiceAccount", "name": "sa2", "namespace": "ns2"}
+                ],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
+            })
+        );
+        // kubectl create clusterrolebinding crb2 --clusterrole=cr --group=g
+        //   --serviceaccount=default:sa --user=u1 --user=u2
+        assert_eq!(
+            fixture(include_bytes!("testdata/clusterrolebinding_subjects.bin")),
+            json!({
+                "kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+                "metadata": {"name": "crb2", "creationTimestamp": null},
+                "subjects": [
+                    {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u1"},
+                    {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u2"},
+                    {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "g"},
+                    {"kind": "ServiceAccount", "name": "sa", "namespace": "default"}
+                ],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cr"}
+            })
+        );
+    }
 }
