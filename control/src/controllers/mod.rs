@@ -12,6 +12,7 @@
 //! pods behind a Service, subsets and slice endpoints, for the Endpoints, EndpointSlice and
 //! EndpointSlice mirroring controllers).
 
+pub(crate) mod clusterrole_aggregation;
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
