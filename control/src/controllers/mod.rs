@@ -102,6 +102,7 @@ async fn pass(api: &Api, service_lb: bool) -> Result<(), ApiError> {
     endpointslice::reconcile_all(api, &keyed).await?;
     endpointslice_mirroring::reconcile_all(api, &keyed).await?;
     resourcequota::reconcile_all(api, &keyed).await?;
+    clusterrole_aggregation::reconcile_all(api, &keyed).await?;
     disruption::reconcile_all(api, &keyed, api.clock.now()).await?;
     if service_lb {
         service_lb::reconcile_all(api, &keyed).await?;
