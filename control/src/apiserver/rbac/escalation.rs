@@ -93,14 +93,14 @@ impl Rbac {
         let name = obj["metadata"]["name"].as_str().unwrap_or("");
         let namespace = if matches!(kind, "Role" | "RoleBinding") { obj["metadata"]["namespace"].as_str().unwrap_or("") } else { "" };
         let index = self.index();
-        let allowed = |verb: &str, resource: &str, name: &str| {
-            let req = Request { resource_request: true, verb, group: GROUP, resource, name, ..Default::default() };
+        let allowed = |verb: &str, group: &str, resource: &str, name: &str| {
+            let req = Request { resource_request: true, verb, group, resource, name, ..Default::default() };
             index.allowing(&user.name, &user.groups, namespace, &req).is_some()
         };
         match kind {
             "Role" | "ClusterRole" => {
                 // RoleEscalationAuthorized: the request's own name, none on create.
-                if allowed("escalate", resource, if verb == "create" { "" } else { name }) {
+                if allowed("escalate", GROUP, resource, if verb == "create" { "" } else { name }) {
                     return Ok(());
                 }
                 self.confirm_no_escalation(user, namespace, &PolicyRule::list_from_json(obj)).map_err(|why| forbidden(resource, name, why))?;
@@ -118,9 +118,9 @@ impl Rbac {
                     "Role" => Some("roles"),
                     _ => None,
                 };
+                // BindingAuthorized: `bind` on the role, in the group the reference names.
                 if let Some(r) = role_resource
-                    && obj["roleRef"]["apiGroup"].as_str().unwrap_or("") == GROUP
-                    && allowed("bind", r, role_name)
+                    && allowed("bind", obj["roleRef"]["apiGroup"].as_str().unwrap_or(""), r, role_name)
                 {
                     return Ok(());
                 }
