@@ -502,3 +502,39 @@ async fn decisions_follow_the_store_at_once() {
     ensure_bootstrap(&api).await;
     assert!(allowed(&rbac, &sa, "create authorization.k8s.io/selfsubjectaccessreviews -"));
 }
+
+#[tokio::test]
+#[ignore = "timing, run by hand"]
+async fn timing() {
+    use crate::apiserver::Api;
+    use crate::apiserver::service::WriteOptions;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = crate::store::Store::open(dir.path(), crate::store::StoreConfig::default()).expect("store");
+    let api = Api::new(store.clone(), Arc::new(crate::apiserver::service::SystemClock));
+    ensure_bootstrap(&api).await;
+    let ns_info = crate::apiserver::resources::find("", "v1", "namespaces").expect("served");
+    api.create(ns_info, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}), &WriteOptions::default()).await.expect("namespace");
+    let rb_info = crate::apiserver::resources::find("rbac.authorization.k8s.io", "v1", "rolebindings").expect("served");
+    let mut rb = role_binding("default", "b", "ClusterRole", "edit", json!([{"kind": "ServiceAccount", "name": "sa"}]));
+    rb["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+    api.create(rb_info, Some("default"), rb, &WriteOptions::default()).await.expect("create binding");
+    let rbac = Rbac::new(store.clone());
+    let sa = service_account("default", "sa");
+    let a = attrs("create -/configmaps default");
+    let n = 100_000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(matches!(rbac.authorize(&sa, &a), Decision::Allow));
+    }
+    eprintln!("authorize, revision unchanged: {:?}", t.elapsed() / n);
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(super::fingerprint(&store));
+    }
+    eprintln!("fingerprint: {:?}", t.elapsed() / n);
+    let t = std::time::Instant::now();
+    for _ in 0..1000 {
+        std::hint::black_box(super::build(&store));
+    }
+    eprintln!("rebuild: {:?}", t.elapsed() / 1000);
+}
