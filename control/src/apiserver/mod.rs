@@ -19,6 +19,7 @@ mod openapi;
 mod openapi_v2;
 pub(crate) mod priority;
 pub(crate) mod quota;
+pub(crate) mod rbac;
 pub(crate) mod patch;
 mod protobuf;
 pub(crate) mod resources;

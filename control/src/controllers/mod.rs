@@ -12,6 +12,7 @@
 //! pods behind a Service, subsets and slice endpoints, for the Endpoints, EndpointSlice and
 //! EndpointSlice mirroring controllers).
 
+pub(crate) mod clusterrole_aggregation;
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
@@ -101,6 +102,7 @@ async fn pass(api: &Api, service_lb: bool) -> Result<(), ApiError> {
     endpointslice::reconcile_all(api, &keyed).await?;
     endpointslice_mirroring::reconcile_all(api, &keyed).await?;
     resourcequota::reconcile_all(api, &keyed).await?;
+    clusterrole_aggregation::reconcile_all(api, &keyed).await?;
     disruption::reconcile_all(api, &keyed, api.clock.now()).await?;
     if service_lb {
         service_lb::reconcile_all(api, &keyed).await?;
