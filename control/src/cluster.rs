@@ -126,6 +126,9 @@ struct JoinResponse {
     ca_key: String,
     admin_token: String,
     encryption_key: String,
+    /// The ServiceAccount token signing key (every member verifies what any issued).
+    #[serde(default)]
+    sa_key: String,
     join_token: String,
     members: Vec<MemberRecord>,
 }
@@ -186,6 +189,9 @@ pub(crate) async fn prepare(data_dir: &Path, key_file: &Path, api_url: &str, pee
             std::fs::write(pki.join("ca.crt"), &resp.ca_cert)?;
             write_private(&pki.join("ca.key"), &resp.ca_key)?;
             write_private(&pki.join("admin.token"), &resp.admin_token)?;
+            if !resp.sa_key.is_empty() {
+                write_private(&pki.join("sa.key"), &resp.sa_key)?;
+            }
             if !key_file.exists() {
                 write_private(key_file, &resp.encryption_key)?;
             }
@@ -453,6 +459,7 @@ pub(crate) async fn hold_lease(api: crate::apiserver::Api, name: String, term: c
 pub(crate) struct Forwarder {
     store: Store,
     client: reqwest::Client,
+    admin_token: String,
 }
 
 /// Marks a forwarded request, so it is never forwarded twice.
@@ -461,13 +468,13 @@ const FORWARDED: &str = "x-flotilla-forwarded";
 const FORWARD_BODY: usize = 64 << 20;
 
 impl Forwarder {
-    pub(crate) fn new(store: Store, ca_pem: &str) -> anyhow::Result<Forwarder> {
+    pub(crate) fn new(store: Store, ca_pem: &str, admin_token: String) -> anyhow::Result<Forwarder> {
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
             .timeout(Duration::from_secs(60))
             .no_proxy()
             .build()?;
-        Ok(Forwarder { store, client })
+        Ok(Forwarder { store, client, admin_token })
     }
 
     /// The leader's API URL when a request should go there: a write, on a member that is
@@ -525,6 +532,19 @@ pub(crate) async fn forward_writes(State(fwd): State<Arc<Forwarder>>, req: axum:
     for (name, value) in &parts.headers {
         if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::CONNECTION {
             out = out.header(name, value);
+        }
+    }
+    // A client certificate cannot be forwarded: the follower vouches for its user by
+    // impersonating it with the admin token (the user was authenticated here).
+    if !parts.headers.contains_key(axum::http::header::AUTHORIZATION)
+        && let Some(user) = parts.extensions.get::<crate::apiserver::auth::User>()
+    {
+        out = out.bearer_auth(&fwd.admin_token).header("Impersonate-User", &user.name);
+        for g in &user.groups {
+            out = out.header("Impersonate-Group", g);
+        }
+        if !user.uid.is_empty() {
+            out = out.header("Impersonate-Uid", &user.uid);
         }
     }
     match out.send().await {
@@ -643,6 +663,11 @@ async fn admit(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: axum::body
         ca_key: read(&ctx.pki.join("ca.key"))?,
         admin_token: ctx.admin_token.clone(),
         encryption_key: read(&ctx.key_file)?,
+        sa_key: {
+            // Made now if this member never started the API with one (tokens.rs makes it).
+            crate::apiserver::tokens::Signer::load_or_create(&ctx.pki).map_err(|e| ApiError::new(500, "InternalError", format!("the ServiceAccount key: {e}")))?;
+            read(&ctx.pki.join("sa.key"))?
+        },
         join_token: read(&ctx.data_dir.join("join-token"))?,
         members: records(&ctx.store),
     };

@@ -176,11 +176,14 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
         // A follower's are the leader's to write (it runs `kubernetes_service::run`).
         apiserver::kubernetes_service::ensure(&api, local_addr, true).await;
         apiserver::ingress_class::ensure(&api).await;
+        apiserver::rbac::ensure_bootstrap(&api).await;
     }
-    let app = apiserver::app(api.clone(), creds.admin_token.clone(), local_addr.to_string(), shutdown.clone());
+    let signer = Arc::new(apiserver::tokens::Signer::load_or_create(&pki)?);
+    let accounts = Accounts { signer: signer.clone(), ca_pem: creds.ca_pem.clone() };
+    let app = apiserver::app(api.clone(), creds.admin_token.clone(), signer, apiserver::tls::ca_issuer(&pki)?, local_addr.to_string(), shutdown.clone());
     let cpu: Arc<dyn controllers::hpa::CpuSource> = Arc::new(apiserver::AppCpu(app.clone()));
-    let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()));
-    let mut router = apiserver::router(app).merge(registry::router(registry));
+    let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()).with_access(apiserver::registry_access(app.clone())));
+    let mut router = apiserver::router(app.clone()).merge(registry::router(registry));
     if clustered.is_some() {
         let ctx = Arc::new(cluster::Ctx {
             store: store.clone(),
@@ -190,27 +193,36 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
             data_dir: config.data_dir.clone(),
         });
         router = router.merge(cluster::api_router(ctx));
-        let fwd = Arc::new(cluster::Forwarder::new(store.clone(), &creds.ca_pem)?);
+        let fwd = Arc::new(cluster::Forwarder::new(store.clone(), &creds.ca_pem, creds.admin_token.clone())?);
         router = router.layer(axum::middleware::from_fn_with_state(fwd, cluster::forward_writes));
         tasks.push(tokio::spawn(cluster::promote_learners(store.clone(), shutdown.clone())));
     }
+    // Outermost: who is asking (forwarded writes carry the same credentials).
+    router = router.layer(axum::middleware::from_fn_with_state(app, apiserver::auth::authenticate));
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     if clustered.is_some() {
         let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();
-        tasks.push(tokio::spawn(lead(api, cpu, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
+        tasks.push(tokio::spawn(lead(api, cpu, accounts, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
     } else {
         tasks.push(tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())));
         tasks.push(tokio::spawn(controllers::hpa::run(api.clone(), cpu, shutdown.clone())));
+        tasks.push(tokio::spawn(controllers::serviceaccounts::run(api.clone(), accounts.signer, accounts.ca_pem, shutdown.clone())));
         tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)));
     }
     Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, peer_addr, member_name, new_join_token, trigger, tasks, store })
+}
+
+/// What the ServiceAccount controllers sign legacy tokens with and publish as the CA.
+struct Accounts {
+    signer: Arc<apiserver::tokens::Signer>,
+    ca_pem: String,
 }
 
 /// A member of a cluster runs the controllers (and the `kubernetes` Service's endpoints)
 /// only while it leads, holding Lease kube-system/flotilla-control-plane: started when it
 /// becomes leader, stopped when it no longer is.
 #[allow(clippy::too_many_arguments, reason = "what the leader's controllers are started with")]
-async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
+async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, accounts: Accounts, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
     let store = api.store.clone();
     loop {
         // Wait to lead.
@@ -228,7 +240,8 @@ async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, name: String,
         let t1 = tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, term.clone()));
         let t2 = tokio::spawn(controllers::run(api.clone(), term.clone(), scheduler, network, service_lb));
         let t3 = tokio::spawn(cluster::hold_lease(api.clone(), name.clone(), term.clone()));
-        let t4 = tokio::spawn(controllers::hpa::run(api.clone(), cpu.clone(), term));
+        let t4 = tokio::spawn(controllers::hpa::run(api.clone(), cpu.clone(), term.clone()));
+        let t5 = tokio::spawn(controllers::serviceaccounts::run(api.clone(), accounts.signer.clone(), accounts.ca_pem.clone(), term));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
@@ -241,6 +254,7 @@ async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, name: String,
                 let _ = t2.await;
                 let _ = t3.await;
                 let _ = t4.await;
+                let _ = t5.await;
                 if stopping {
                     return;
                 }

@@ -44,6 +44,8 @@ const API_VERSION: &str = "registry/2.0";
 enum RegistryError {
     #[error("authentication required")]
     Unauthorized,
+    #[error("requested access to the resource is denied: {0}")]
+    Denied(String),
     #[error("invalid repository name")]
     NameInvalid,
     #[error("repository name not known to registry")]
@@ -80,6 +82,7 @@ impl RegistryError {
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
             RegistryError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            RegistryError::Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             RegistryError::NameInvalid => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             RegistryError::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             RegistryError::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
@@ -126,10 +129,17 @@ struct Upload {
     touched: std::time::Instant,
 }
 
+/// Decides whether the API user of a request (in its extensions) may do `verb` (get,
+/// create, delete) on repository `repo` ("" for the base endpoint): Err(None) when the
+/// request has no user (401), Err(Some(why)) when refused (403).
+pub(crate) type Access = Arc<dyn Fn(&axum::http::Extensions, &str, &str) -> std::result::Result<(), Option<String>> + Send + Sync>;
+
 /// The registry's storage and credentials.
 pub struct Registry {
     root: PathBuf,
     token: String,
+    /// Who may do what, once the API server authenticates requests (else: the token).
+    access: Option<Access>,
     uploads: Mutex<HashMap<String, Upload>>,
     max_blob: u64,
     max_uploads: usize,
@@ -140,7 +150,14 @@ impl Registry {
     pub fn new(root: PathBuf, token: String) -> Self {
         // Uploads live in memory: files of a previous run's unfinished ones are garbage.
         let _ = std::fs::remove_dir_all(root.join("uploads"));
-        Registry { root, token, uploads: Mutex::new(HashMap::new()), max_blob: MAX_BLOB, max_uploads: MAX_UPLOADS }
+        Registry { root, token, access: None, uploads: Mutex::new(HashMap::new()), max_blob: MAX_BLOB, max_uploads: MAX_UPLOADS }
+    }
+
+    /// Requests are authorized by `access` (the API server's authorizer) instead of the
+    /// token alone.
+    pub(crate) fn with_access(mut self, access: Access) -> Self {
+        self.access = Some(access);
+        self
     }
 
     #[cfg(test)]
@@ -286,7 +303,7 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
 }
 
 async fn serve(reg: &Registry, req: Request) -> Result<Response> {
-    if !reg.authorized(req.headers()) {
+    if reg.access.is_none() && !reg.authorized(req.headers()) {
         return Err(RegistryError::Unauthorized);
     }
     let path = req.uri().path().to_string();
@@ -299,6 +316,18 @@ async fn serve(reg: &Registry, req: Request) -> Result<Response> {
         && !valid_name(n)
     {
         return Err(RegistryError::NameInvalid);
+    }
+    if let Some(access) = &reg.access {
+        // Pull is get, push is create, removing an upload is delete.
+        let verb = match *req.method() {
+            Method::GET | Method::HEAD => "get",
+            Method::DELETE => "delete",
+            _ => "create",
+        };
+        access(req.extensions(), verb, name.unwrap_or("")).map_err(|e| match e {
+            None => RegistryError::Unauthorized,
+            Some(why) => RegistryError::Denied(why),
+        })?;
     }
     let method = req.method().clone();
     match (target, method) {

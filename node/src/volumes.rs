@@ -60,7 +60,10 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
             for source in &sources.0 {
                 let fetched = match Projected::of(source) {
                     Some(p) => Some(p.source.entries(client, &ns, &p.object, true).await.map_err(|e| format!("volume {name}: {e}"))?),
-                    None => None,
+                    None => match source.get("serviceAccountToken") {
+                        Some(sat) => Some(Some(vec![(String::new(), request_token(client, pod, sat).await.map_err(|e| format!("MountVolume.SetUp failed for volume \"{name}\" : failed to fetch token: {e}"))?)])),
+                        None => None,
+                    },
                 };
                 files.extend(project(source, fetched, pod, default_mode, &name)?);
             }
@@ -89,6 +92,29 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
         }
     }
     Ok(out)
+}
+
+/// A token for the pod's ServiceAccount from the TokenRequest API, bound to the pod (what
+/// a projected serviceAccountToken source holds).
+async fn request_token(client: &kube::Client, pod: &Value, source: &Value) -> Result<Vec<u8>, String> {
+    let ns = s(&pod["metadata"]["namespace"]);
+    let account = pod["spec"]["serviceAccountName"].as_str().filter(|a| !a.is_empty()).unwrap_or("default");
+    let mut spec = json!({
+        "expirationSeconds": source["expirationSeconds"].as_i64().unwrap_or(3600),
+        "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]},
+    });
+    if let Some(aud) = source["audience"].as_str().filter(|a| !a.is_empty()) {
+        spec["audiences"] = json!([aud]);
+    }
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("/api/v1/namespaces/{ns}/serviceaccounts/{account}/token"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let answer: Value = client.request(req).await.map_err(|e| e.to_string())?;
+    answer["status"]["token"].as_str().map(|t| t.as_bytes().to_vec()).ok_or_else(|| "the TokenRequest answer has no token".to_string())
 }
 
 /// A hostPath volume's directory or file: only under a prefix the node allows
@@ -197,8 +223,17 @@ fn project(source: &Value, fetched: Option<Option<Vec<(String, Vec<u8>)>>>, pod:
         }
         return Ok(files);
     }
-    if source.get("serviceAccountToken").is_some() || source.get("clusterTrustBundle").is_some() {
-        return Err(format!("volume \"{volume}\": serviceAccountToken and clusterTrustBundle projections are not supported"));
+    if let Some(sat) = source.get("serviceAccountToken") {
+        let path = s(&sat["path"]);
+        if !relative_path(&path) {
+            return Err(format!("volume \"{volume}\": serviceAccountToken path {path:?} must be a relative path"));
+        }
+        let token = fetched.flatten().and_then(|e| e.into_iter().next()).map(|(_, t)| t).ok_or_else(|| format!("volume \"{volume}\": no token"))?;
+        files.push(File { path, data: token, mode: default_mode });
+        return Ok(files);
+    }
+    if source.get("clusterTrustBundle").is_some() {
+        return Err(format!("volume \"{volume}\": clusterTrustBundle projections are not supported"));
     }
     let Some(p) = Projected::of(source) else { return Ok(files) };
     let spec = source.get("configMap").or_else(|| source.get("secret")).cloned().unwrap_or(Value::Null);

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use flotilla_api::selector::{FieldSelector, LabelSelector};
 use serde_json::{Value, json};
 
-use super::auth::{Attributes, Decision};
+use super::auth::{self, Attributes, User};
 use super::error::ApiError;
 use super::resources::{self, ResourceInfo};
 use super::service::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions};
@@ -149,6 +149,11 @@ fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<P
 }
 
 fn verb_for(method: &Method, t: &Target, query: &Query) -> &'static str {
+    if matches!(t.subresource.as_deref(), Some("exec" | "attach" | "portforward")) {
+        // Streams are authorized as create whatever the method (a websocket upgrade is a
+        // GET), as Kubernetes does since 1.31.
+        return "create";
+    }
     let watching = flag(query, "watch").unwrap_or(false);
     match (method, t.name.is_some()) {
         (&Method::GET, _) if watching => "watch",
@@ -161,6 +166,11 @@ fn verb_for(method: &Method, t: &Target, query: &Query) -> &'static str {
         (&Method::DELETE, false) => "deletecollection",
         _ => "unknown",
     }
+}
+
+/// The verb of a request for a path that is not a resource: the method, lower-cased.
+fn non_resource_verb(method: &Method) -> String {
+    method.as_str().to_ascii_lowercase()
 }
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
@@ -229,15 +239,15 @@ fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, Api
 async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let query: Query = parts.uri.query().map(|s| form_urlencoded::parse(s.as_bytes()).into_owned().collect()).unwrap_or_default();
-    let auth_header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(user) = app.authn.authenticate(auth_header) else {
-        return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
-    };
+    let user = auth::user_of(&parts.extensions)?;
     let path = parts.uri.path().to_string();
+    let non_resource = |user: &User| auth::check(app.authz.as_ref(), user, &Attributes::non_resource(&non_resource_verb(&parts.method), &path));
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        non_resource(&user)?;
         return openapi_route(rest, &query);
     }
     if path == "/openapi/v2" {
+        non_resource(&user)?;
         return Ok(openapi_v2_route(&parts.headers));
     }
     if let Some(rest) = path.strip_prefix("/apis/metrics.k8s.io/v1beta1/") {
@@ -248,43 +258,27 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             [] => return Err(not_found()),
         };
         let verb = if name.is_some() { "get" } else { "list" };
-        let attrs = Attributes {
-            verb: verb.into(),
-            group: "metrics.k8s.io".into(),
-            resource,
-            subresource: String::new(),
-            namespace,
-            name: name.unwrap_or_default(),
-            path: path.clone(),
-        };
-        if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
-            return Err(ApiError::forbidden(format!(
-                "{}.metrics.k8s.io \"{}\" is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"metrics.k8s.io\": {why}",
-                attrs.resource, attrs.name, user.name, attrs.resource
-            )));
-        }
+        let attrs = Attributes::resource(verb, "metrics.k8s.io", &resource, "", &namespace, name.as_deref().unwrap_or_default());
+        auth::check(app.authz.as_ref(), &user, &attrs)?;
         return super::metrics_api::serve(&app, &parts.method, &segs, &query).await;
     }
     let target = match parse_path(&path, &parts.headers, &app.server_address)? {
-        Path::Discovery(r) => return Ok(r),
+        Path::Discovery(r) => {
+            non_resource(&user)?;
+            return Ok(r);
+        }
         Path::Resource(t) => t,
     };
     let verb = verb_for(&parts.method, &target, &query);
-    let attrs = Attributes {
-        verb: verb.to_string(),
-        group: target.info.group.to_string(),
-        resource: target.info.plural.to_string(),
-        subresource: target.subresource.clone().unwrap_or_default(),
-        namespace: target.namespace.clone().unwrap_or_default(),
-        name: target.name.clone().unwrap_or_default(),
-        path: path.clone(),
-    };
-    if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
-        return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\": {}",
-            target.info.plural, attrs.name, user.name, verb, target.info.plural, target.info.group, why
-        )));
+    let mut name = target.name.clone().unwrap_or_default();
+    if name.is_empty() && matches!(verb, "list" | "watch") {
+        // A list or watch of one object by name is authorized as that name (RequestInfo).
+        if let Some(n) = q(&query, "fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(',')) {
+            name = n.to_string();
+        }
     }
+    let attrs = Attributes::resource(verb, target.info.group, target.info.plural, target.subresource.as_deref().unwrap_or_default(), target.namespace.as_deref().unwrap_or_default(), &name);
+    auth::check(app.authz.as_ref(), &user, &attrs)?;
     let headers = parts.headers;
     let method = parts.method;
     let ns = target.namespace.as_deref();
@@ -295,9 +289,15 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             Method::POST => {
                 let body = read_body(body).await?;
                 let obj = decode_body(&headers, &body)?;
-                if info.kind == "SelfSubjectAccessReview" {
-                    return Ok(self_subject_access_review(&app, &user, obj));
+                if super::reviews::is_review(info.kind) {
+                    let review = super::reviews::create(&app, &user, info.kind, ns, obj)?;
+                    return Ok(json_response(StatusCode::CREATED, &review));
                 }
+                let mut obj = obj;
+                if info.kind == "CertificateSigningRequest" {
+                    super::certificates::prepare_create(&user, &mut obj)?;
+                }
+                check_rbac_write(&app, &user, info, ns, "create", &obj, None)?;
                 let opts = write_options(&query, &headers)?;
                 let w = app.api.create(info, ns, obj, &opts).await?;
                 Ok(with_warnings(json_response(StatusCode::CREATED, &w.object), &w.warnings))
@@ -313,11 +313,15 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             Method::PUT => {
                 let body = read_body(body).await?;
                 let obj = decode_body(&headers, &body)?;
+                if is_rbac(info, &user) {
+                    let old = app.api.get(info, ns, name).ok();
+                    check_rbac_write(&app, &user, info, ns, "update", &obj, old.as_ref().map(|o| &o.value))?;
+                }
                 let opts = write_options(&query, &headers)?;
                 let w = app.api.update(info, ns, name, obj, Part::Main, &opts).await?;
                 Ok(with_warnings(json_response(StatusCode::OK, &w.object), &w.warnings))
             }
-            Method::PATCH => patch(&app, info, ns, name, Part::Main, &query, &headers, body).await,
+            Method::PATCH => patch(&app, &user, info, ns, name, Part::Main, &query, &headers, body).await,
             Method::DELETE => {
                 let mut opts = delete_options(&query)?;
                 let body = read_body(body).await?;
@@ -346,10 +350,21 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
                 let w = app.api.update(info, ns, name, obj, part, &opts).await?;
                 Ok(with_warnings(json_response(StatusCode::OK, &w.object), &w.warnings))
             }
-            Method::PATCH => patch(&app, info, ns, name, Part::Status, &query, &headers, body).await,
+            Method::PATCH => patch(&app, &user, info, ns, name, Part::Status, &query, &headers, body).await,
             _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
         },
         (Some("scale"), Some(name)) => scale(&app, info, ns, name, method, &query, &headers, body).await,
+        (Some("approval"), Some(name)) if method == Method::PUT => {
+            let body = read_body(body).await?;
+            let obj = decode_body(&headers, &body)?;
+            Ok(json_response(StatusCode::OK, &super::certificates::approve(&app, &user, name, obj).await?))
+        }
+        (Some("token"), Some(name)) if method == Method::POST => {
+            let body = read_body(body).await?;
+            let request = decode_body(&headers, &body)?;
+            let answer = super::service_accounts::token_request(&app.api, app.authn.signer(), ns.unwrap_or("default"), name, request)?;
+            Ok(json_response(StatusCode::CREATED, &answer))
+        }
         (Some("binding"), Some(name)) if method == Method::POST => {
             let body = read_body(body).await?;
             let obj = decode_body(&headers, &body)?;
@@ -655,7 +670,28 @@ async fn delete_collection(app: &Arc<App>, info: &'static ResourceInfo, ns: Opti
 }
 
 #[allow(clippy::too_many_arguments, reason = "request parts")]
-async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, part: Part, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+/// Whether a write of `info` by `user` needs RBAC's escalation check (system:masters
+/// holds every permission).
+fn is_rbac(info: &ResourceInfo, user: &User) -> bool {
+    info.group == "rbac.authorization.k8s.io" && !super::rbac::privileged(user)
+}
+
+/// Escalation prevention: a Role or binding may grant only what the writer holds (or may
+/// `escalate`/`bind`), as Kubernetes checks it.
+fn check_rbac_write(app: &App, user: &User, info: &ResourceInfo, ns: Option<&str>, verb: &str, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    if !is_rbac(info, user) {
+        return Ok(());
+    }
+    let mut o = obj.clone();
+    o["kind"] = json!(info.kind);
+    if let Some(ns) = ns {
+        o["metadata"]["namespace"] = json!(ns);
+    }
+    app.rbac.check_escalation(user, verb, &o, old)
+}
+
+#[allow(clippy::too_many_arguments, reason = "a patch request's parts")]
+async fn patch(app: &Arc<App>, user: &User, info: &'static ResourceInfo, ns: Option<&str>, name: &str, part: Part, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let body = read_body(body).await?;
@@ -669,6 +705,14 @@ async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
         opts.field_manager = String::new();
     }
     let force = flag(query, "force")?;
+    if is_rbac(info, user) {
+        // The object the patch makes is checked before it is written (a dry run first).
+        let old = app.api.get(info, ns, name).ok();
+        let dry = WriteOptions { dry_run: true, ..opts.clone() };
+        let result = app.api.patch(info, ns, name, kind, &patch, part, force, &dry).await?;
+        let verb = if old.is_some() { "patch" } else { "create" };
+        check_rbac_write(app, user, info, ns, verb, &result.object, old.as_ref().map(|o| &o.value))?;
+    }
     let w = app.api.patch(info, ns, name, kind, &patch, part, force, &opts).await?;
     let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_warnings(json_response(code, &w.object), &w.warnings))
@@ -814,26 +858,6 @@ fn decode_eviction(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
     Ok(out)
 }
 
-fn self_subject_access_review(app: &Arc<App>, user: &super::auth::User, mut review: Value) -> Response {
-    let ra = &review["spec"]["resourceAttributes"];
-    let attrs = Attributes {
-        verb: ra["verb"].as_str().unwrap_or("").to_string(),
-        group: ra["group"].as_str().unwrap_or("").to_string(),
-        resource: ra["resource"].as_str().unwrap_or("").to_string(),
-        subresource: ra["subresource"].as_str().unwrap_or("").to_string(),
-        namespace: ra["namespace"].as_str().unwrap_or("").to_string(),
-        name: ra["name"].as_str().unwrap_or("").to_string(),
-        path: review["spec"]["nonResourceAttributes"]["path"].as_str().unwrap_or("").to_string(),
-    };
-    review["status"] = match app.authz.authorize(user, &attrs) {
-        Decision::Allow => json!({"allowed": true}),
-        Decision::Deny(why) => json!({"allowed": false, "reason": why}),
-    };
-    review["apiVersion"] = json!("authorization.k8s.io/v1");
-    review["kind"] = json!("SelfSubjectAccessReview");
-    json_response(StatusCode::CREATED, &review)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -894,7 +918,7 @@ mod tests {
         let mut body = b"k8s\0".to_vec();
         body.extend(envelope.encode_to_vec());
         let (_trigger, shutdown) = super::super::Shutdown::new();
-        let router = super::super::router(super::super::app(api.clone(), "t".into(), "127.0.0.1:6443".into(), shutdown));
+        let router = super::super::test_router(super::super::test_app(api.clone(), "t".into(), "127.0.0.1:6443".into(), shutdown));
         let req = axum::http::Request::builder()
             .method(Method::POST)
             .uri("/api/v1/namespaces/default/secrets")

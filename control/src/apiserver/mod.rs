@@ -2,6 +2,7 @@
 //! discovery, OpenAPI, object operations, watch.
 
 pub(crate) mod auth;
+pub(crate) mod certificates;
 mod console;
 mod defaults;
 mod discovery;
@@ -22,12 +23,15 @@ pub(crate) mod quota;
 pub(crate) mod rbac;
 pub(crate) mod patch;
 mod protobuf;
+mod reviews;
 pub(crate) mod resources;
 mod schema;
 pub mod service;
+pub(crate) mod service_accounts;
 pub mod service_ip;
 mod table;
 pub mod tls;
+pub(crate) mod tokens;
 mod typed;
 
 use std::sync::Arc;
@@ -81,7 +85,11 @@ impl ShutdownTrigger {
 pub(crate) struct App {
     pub api: Api,
     pub authn: auth::Authenticator,
-    pub authz: Box<dyn auth::Authorizer>,
+    pub authz: Arc<dyn auth::Authorizer>,
+    /// The same authorizer, for what only RBAC answers (escalation checks, rules reviews).
+    pub rbac: Arc<rbac::Rbac>,
+    /// The cluster CA, for the built-in CSR signers.
+    pub ca: Arc<rcgen::Issuer<'static, rcgen::KeyPair>>,
     pub server_address: String,
     pub shutdown: Shutdown,
 }
@@ -115,13 +123,16 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     console::routes(router).fallback(http::dispatch).layer(axum::middleware::from_fn(count_request)).with_state(app)
 }
 
-/// GET /metrics: the control plane's metrics (`crate::metrics`), for the admin token only.
-async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>, headers: axum::http::HeaderMap) -> axum::response::Response {
+/// GET /metrics: the control plane's metrics (`crate::metrics`), for whoever may get the
+/// path /metrics (system:masters, or a role granting it as `system:monitoring` does).
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>, extensions: axum::http::Extensions) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let admin = app.authn.authenticate(auth).is_some_and(|u| u.groups.iter().any(|g| g == "system:masters"));
-    if !admin {
-        return error::ApiError::new(401, "Unauthorized", "Unauthorized").into_response();
+    let user = match auth::user_of(&extensions) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = auth::check(app.authz.as_ref(), &user, &auth::Attributes::non_resource("get", "/metrics")) {
+        return e.into_response();
     }
     let size = app.api.store.file_size();
     (StatusCode::OK, [(header::CONTENT_TYPE, flotilla_api::prometheus::CONTENT_TYPE)], crate::metrics::render(size)).into_response()
@@ -162,7 +173,15 @@ pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-            let svc = TowerToHyperService::new(router);
+            // A client certificate the acceptor verified against the cluster CA names the
+            // user of every request on this connection.
+            let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| auth::certificate_user(c.as_ref())).map(auth::ClientCert);
+            let svc = TowerToHyperService::new(tower::ServiceBuilder::new().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                if let Some(c) = &cert {
+                    req.extensions_mut().insert(c.clone());
+                }
+                req
+            }).service(router));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
             tokio::select! {
@@ -172,6 +191,42 @@ pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls
         });
     }
 }
+
+/// Test state: `app` with a fresh ServiceAccount key and CA.
+#[cfg(test)]
+pub(crate) fn test_app(api: Api, admin_token: String, server_address: String, shutdown: Shutdown) -> Arc<App> {
+    let signer = Arc::new(tokens::Signer::from_pem(&rcgen::KeyPair::generate().expect("key").serialize_pem()).expect("signer"));
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::Issuer::new(params, rcgen::KeyPair::generate().expect("key"));
+    app(api, admin_token, signer, ca, server_address, shutdown)
+}
+
+/// The API router with authentication in front, as `lib.rs` serves it.
+#[cfg(test)]
+pub(crate) fn test_router(app: Arc<App>) -> Router {
+    router(app.clone()).layer(axum::middleware::from_fn_with_state(app, auth::authenticate))
+}
+
+/// The registry's authorization: repository `team/app` is the `images` resource named
+/// `team/app` in API group registry.flotilla.dev, in namespace `team` when that namespace
+/// exists (cluster-scoped otherwise); pull is `get`, push `create`.
+pub(crate) fn registry_access(app: Arc<App>) -> crate::registry::Access {
+    Arc::new(move |extensions: &axum::http::Extensions, verb: &str, repo: &str| {
+        let user = extensions.get::<auth::User>().ok_or(None)?;
+        if repo.is_empty() {
+            return Ok(());
+        }
+        let first = repo.split('/').next().unwrap_or("");
+        let ns_info = resources::find("", "v1", "namespaces").expect("served");
+        let ns = if repo.contains('/') && app.api.store.get(&service::key(ns_info, None, first)).is_some() { first } else { "" };
+        let attrs = auth::Attributes::resource(verb, REGISTRY_GROUP, "images", "", ns, repo);
+        auth::check(app.authz.as_ref(), user, &attrs).map_err(|e| Some(e.message))
+    })
+}
+
+/// The API group the registry's `images` resource is authorized under.
+pub(crate) const REGISTRY_GROUP: &str = "registry.flotilla.dev";
 
 /// Builds the API server's shared state.
 /// The HPA controller's view of pods' CPU, read from the nodes as metrics.k8s.io reads it.
@@ -183,11 +238,14 @@ impl crate::controllers::hpa::CpuSource for AppCpu {
     }
 }
 
-pub(crate) fn app(api: Api, admin_token: String, server_address: String, shutdown: Shutdown) -> Arc<App> {
+pub(crate) fn app(api: Api, admin_token: String, signer: Arc<tokens::Signer>, ca: rcgen::Issuer<'static, rcgen::KeyPair>, server_address: String, shutdown: Shutdown) -> Arc<App> {
+    let rbac = Arc::new(rbac::Rbac::new(api.store.clone()));
     Arc::new(App {
+        authn: auth::Authenticator::new(admin_token, signer, api.store.clone()),
         api,
-        authn: auth::Authenticator::new(admin_token),
-        authz: Box::new(auth::AllowAuthenticated),
+        authz: rbac.clone(),
+        rbac,
+        ca: Arc::new(ca),
         server_address,
         shutdown,
     })

@@ -790,8 +790,8 @@ mod tests {
             let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec});
             api.create(pods, Some("default"), pod, &opts).await.expect("pod");
         }
-        let app = super::super::app(api.clone(), TOKEN.to_string(), "127.0.0.1:6443".to_string(), shutdown);
-        let router = super::super::router(app);
+        let app = super::super::test_app(api.clone(), TOKEN.to_string(), "127.0.0.1:6443".to_string(), shutdown);
+        let router = super::super::test_router(app);
         let call = |method: Method, uri: &str, body: &'static str| {
             let req = axum::http::Request::builder()
                 .method(method)

@@ -32,8 +32,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Value, json};
 
-#[allow(unused_imports, reason = "wired by the auth change")]
-pub(crate) use bootstrap::{bootstrap_objects, ensure_bootstrap};
+#[cfg(test)]
+pub(crate) use bootstrap::bootstrap_objects;
+pub(crate) use bootstrap::ensure_bootstrap;
 pub(crate) use escalation::privileged;
 use index::{Fingerprint, Index, aggregate};
 pub(crate) use rule::PolicyRule;
@@ -96,7 +97,6 @@ fn build(store: &Store) -> Index {
 
 impl Rbac {
     /// The authorizer over the RBAC objects in `store`.
-    #[allow(dead_code, reason = "wired by the auth change")]
     pub(crate) fn new(store: Store) -> Rbac {
         // The revision first: the index holds at least what was stored at it.
         let rev = store.revision();
@@ -139,7 +139,6 @@ impl Rbac {
     /// The decision with Kubernetes' reason: `RBAC: allowed by ClusterRoleBinding "b" of
     /// ClusterRole "r" to Group "g"` when allowed, as for Deny in [`Authorizer::authorize`]
     /// otherwise (SubjectAccessReview status.reason).
-    #[allow(dead_code, reason = "wired by the auth change")]
     pub(crate) fn review(&self, user: &User, attrs: &Attributes) -> (bool, String) {
         if privileged(user) {
             return (true, String::new());
@@ -158,7 +157,6 @@ impl Rbac {
     /// SelfSubjectRulesReview's `resourceRules` and `nonResourceRules`, and whether the
     /// list is incomplete (never, for RBAC: Kubernetes' RBAC reports unresolvable role
     /// references as an evaluation error instead, see [`Rbac::rules_review_status`]).
-    #[allow(dead_code, reason = "wired by the auth change")]
     pub(crate) fn rules_for(&self, user: &User, namespace: &str) -> (Vec<Value>, Vec<Value>, bool) {
         let (rules, _) = self.index().rules_for(&user.name, &user.groups, namespace);
         let resource = rules
@@ -178,7 +176,6 @@ impl Rbac {
     /// A SelfSubjectRulesReview's whole `status` for the user in `namespace`:
     /// `resourceRules`, `nonResourceRules`, `incomplete`, and `evaluationError` when a
     /// binding of the user's refers to a role that does not exist.
-    #[allow(dead_code, reason = "wired by the auth change")]
     pub(crate) fn rules_review_status(&self, user: &User, namespace: &str) -> Value {
         let (resource, non_resource, incomplete) = self.rules_for(user, namespace);
         let mut status = json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": incomplete});

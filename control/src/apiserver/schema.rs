@@ -104,6 +104,12 @@ fn register_kind(group: &str, kind: &str, g: &mut SchemaGenerator) -> Option<Str
         ("scheduling.k8s.io", "PriorityClass") => register::<scheduling::PriorityClass>(g),
         ("events.k8s.io", "Event") => register::<events::Event>(g),
         ("authorization.k8s.io", "SelfSubjectAccessReview") => register::<authz::SelfSubjectAccessReview>(g),
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => register::<authz::SelfSubjectRulesReview>(g),
+        ("authorization.k8s.io", "SubjectAccessReview") => register::<authz::SubjectAccessReview>(g),
+        ("authorization.k8s.io", "LocalSubjectAccessReview") => register::<authz::LocalSubjectAccessReview>(g),
+        ("authentication.k8s.io", "SelfSubjectReview") => register::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(g),
+        ("authentication.k8s.io", "TokenReview") => register::<k8s_openapi::api::authentication::v1::TokenReview>(g),
+        ("certificates.k8s.io", "CertificateSigningRequest") => register::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(g),
         _ => return None,
     };
     Some(name)

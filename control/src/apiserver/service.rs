@@ -441,6 +441,7 @@ impl Api {
         }
         self.prepare_create(info, &mut body, &opts.field_manager);
         self.admit_priority(info, &mut body)?;
+        self.admit_service_account(info, &mut body)?;
         if let Some(ns) = ns.as_deref() {
             self.admit_limit_ranges(info, ns, &mut body)?;
         }
@@ -461,6 +462,23 @@ impl Api {
         }
         let stored = self.write_created(info, ns.as_deref(), &name, body).await?;
         Ok(Written { object: stored.value.clone(), warnings, created: true })
+    }
+
+    /// ServiceAccount admission of a new Pod (`service_accounts::admit_pod`): 403 when it
+    /// names an account that does not exist.
+    fn admit_service_account(&self, info: &ResourceInfo, pod: &mut Value) -> Result<(), ApiError> {
+        if !(info.group.is_empty() && info.kind == "Pod") {
+            return Ok(());
+        }
+        let sa_info = super::resources::find("", "v1", "serviceaccounts").expect("served");
+        let ns = meta(pod)["namespace"].as_str().unwrap_or("default").to_string();
+        let spec = &pod["spec"];
+        let sa = spec["serviceAccountName"].as_str().filter(|s| !s.is_empty()).or_else(|| spec["serviceAccount"].as_str().filter(|s| !s.is_empty())).unwrap_or("default");
+        let account = self.store.get(&key(sa_info, Some(&ns), sa));
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let suffix: String = uuid::Uuid::new_v4().as_bytes().iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+        super::service_accounts::admit_pod(pod, account.as_ref().map(|a| &a.value), &suffix)
+            .map_err(|why| ApiError::forbidden(format!("pods \"{}\" is forbidden: {why}", name_of(pod))))
     }
 
     /// LimitRanger: a new Pod gets the namespace's default limits and requests, and is

@@ -76,9 +76,23 @@ pub fn ensure(dir: &Path, extra: &[IpAddr]) -> anyhow::Result<Credentials> {
     let cert = params.signed_by(&key, &issuer)?;
     let chain = vec![CertificateDer::from(cert.der().to_vec())];
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut server_config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key_der)?;
+    // Client certificates are optional (most clients send a token) but, when sent, must be
+    // signed by the cluster CA: they name the user (auth.rs).
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).allow_unauthenticated().build()?;
+    let mut server_config = rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(chain, key_der)?;
     server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Credentials { ca_pem, admin_token, server_config: Arc::new(server_config) })
+}
+
+/// The cluster CA as an issuer (the CSR signers sign with it).
+pub(crate) fn ca_issuer(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key"))?)?;
+    Ok(Issuer::new(ca_params()?, ca_key))
 }
 
 /// TLS for raft peers: a member certificate (signed by the cluster CA in `dir` on every

@@ -50,6 +50,12 @@ pub(crate) fn check(info: &ResourceInfo, v: &Value) -> Result<(), String> {
         ("scheduling.k8s.io", "PriorityClass") => decode::<k8s_openapi::api::scheduling::v1::PriorityClass>(v),
         ("events.k8s.io", "Event") => decode::<events::Event>(v),
         ("authorization.k8s.io", "SelfSubjectAccessReview") => decode::<authz::SelfSubjectAccessReview>(v),
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => decode::<authz::SelfSubjectRulesReview>(v),
+        ("authorization.k8s.io", "SubjectAccessReview") => decode::<authz::SubjectAccessReview>(v),
+        ("authorization.k8s.io", "LocalSubjectAccessReview") => decode::<authz::LocalSubjectAccessReview>(v),
+        ("authentication.k8s.io", "SelfSubjectReview") => decode::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(v),
+        ("authentication.k8s.io", "TokenReview") => decode::<k8s_openapi::api::authentication::v1::TokenReview>(v),
+        ("certificates.k8s.io", "CertificateSigningRequest") => decode::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(v),
         _ => Ok(()),
     }
 }

@@ -36,6 +36,7 @@ pub(crate) mod revisions;
 pub(crate) mod scheduler;
 pub(crate) mod service_endpoints;
 pub(crate) mod service_lb;
+pub(crate) mod serviceaccounts;
 pub(crate) mod statefulset;
 pub(crate) mod status;
 

@@ -107,6 +107,8 @@ fn cluster_roles() -> Vec<Value> {
             rule(WRITE, &["policy"], &["poddisruptionbudgets"]),
             rule(WRITE, &["networking.k8s.io"], &["ingresses", "networkpolicies"]),
             rule(READ_WRITE, &["coordination.k8s.io"], &["leases"]),
+            // Flotilla: pushing to the cluster's registry (apiserver::registry_access).
+            rule(&["create", "delete"], &["registry.flotilla.dev"], &["images"]),
         ]),
         cluster_role("system:aggregate-to-view", &[AGGREGATE_TO_VIEW], None, vec![
             rule(READ, &[""], &["configmaps", "endpoints", "persistentvolumeclaims", "persistentvolumeclaims/status", "pods", "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts", "services", "services/status"]),
@@ -119,6 +121,8 @@ fn cluster_roles() -> Vec<Value> {
             rule(READ, &["extensions"], &["daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status", "ingresses", "ingresses/status", "networkpolicies", "replicasets", "replicasets/scale", "replicasets/status", "replicationcontrollers/scale"]),
             rule(READ, &["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"]),
             rule(READ, &["networking.k8s.io"], &["ingresses", "ingresses/status", "networkpolicies"]),
+            // Flotilla: pulling from the cluster's registry.
+            rule(&["get"], &["registry.flotilla.dev"], &["images"]),
         ]),
         // Flotilla: metrics-server's role, for the metrics.k8s.io API Flotilla serves.
         cluster_role("system:aggregated-metrics-reader", &[AGGREGATE_TO_VIEW, AGGREGATE_TO_EDIT, AGGREGATE_TO_ADMIN], None, vec![
@@ -262,7 +266,6 @@ fn options() -> WriteOptions {
 
 /// Creates the bootstrap objects that are missing and reconciles the others (module
 /// docs). Failures are logged; the API server runs without them.
-#[allow(dead_code, reason = "wired by the auth change")]
 pub(crate) async fn ensure_bootstrap(api: &Api) {
     for obj in bootstrap_objects() {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();

@@ -78,7 +78,6 @@ impl Rbac {
     /// patch. Errors: 403 Forbidden worded as Kubernetes words it; 404 NotFound when a
     /// binding references a role that does not exist (and the user may not `bind` it).
     #[allow(clippy::result_large_err, reason = "the ApiError every API operation returns")]
-    #[allow(dead_code, reason = "wired by the auth change")]
     pub(crate) fn check_escalation(&self, user: &User, verb: &str, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
         let kind = obj["kind"].as_str().unwrap_or("");
         let Some(resource) = plural(kind) else { return Ok(()) };
