@@ -20,6 +20,7 @@ mod openapi_v2;
 pub(crate) mod priority;
 pub(crate) mod quota;
 pub(crate) mod patch;
+mod pod_security;
 mod protobuf;
 pub(crate) mod resources;
 mod schema;
