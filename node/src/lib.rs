@@ -5,7 +5,7 @@
 //! Map: `agent.rs` (Node, Lease, the pod watch), `lifecycle/` (the pure pod lifecycle:
 //! `step(state, event) -> effects`), `pod_worker.rs` (one pod's executor of those
 //! effects), `pod_table.rs` (the node's table of running pods), `volumes.rs`,
-//! `network.rs` (pod addresses) and `network/` (where pods' outgoing requests and TCP
+//! `security_context.rs` (a container's securityContext as WASI grants), `network.rs` (pod addresses) and `network/` (where pods' outgoing requests and TCP
 //! connections go, cluster DNS, each pod's TCP ports, whether NetworkPolicy lets them, and
 //! the data plane that carries them to other nodes),
 //! `images.rs` (pulls), `runtime/` (wasmtime), `logs.rs`, `server.rs` (the node's HTTPS
@@ -23,6 +23,7 @@ pub mod pod_table;
 mod portforward;
 mod pod_worker;
 pub mod runtime;
+mod security_context;
 pub mod server;
 pub mod usage;
 mod volumes;

@@ -5,7 +5,8 @@
 //!
 //! Invariants: every name that becomes a path component is one component (no `/`, `..`);
 //! a subPath stays inside its volume even through symlinks a guest planted; configMap and
-//! secret volumes are read-only to the guest.
+//! secret volumes are read-only to the guest; with the pod's fsGroup, every volume but
+//! hostPath belongs to that group, directories setgid (`set_volume_ownership`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -91,6 +92,13 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
             ));
         }
     }
+    if let Some(group) = crate::security_context::fs_group(pod) {
+        // hostPath volumes keep their owners, as in Kubernetes.
+        let owned: Vec<(PathBuf, bool)> = out.iter().filter(|v| !is_host_path(vols, &v.name)).map(|v| (v.host_path.clone(), v.read_only)).collect();
+        tokio::task::spawn_blocking(move || owned.iter().for_each(|(dir, read_only)| set_volume_ownership(dir, group, *read_only)))
+            .await
+            .map_err(|e| format!("fsGroup: {e}"))?;
+    }
     Ok(out)
 }
 
@@ -115,6 +123,37 @@ async fn request_token(client: &kube::Client, pod: &Value, source: &Value) -> Re
         .map_err(|e| e.to_string())?;
     let answer: Value = client.request(req).await.map_err(|e| e.to_string())?;
     answer["status"]["token"].as_str().map(|t| t.as_bytes().to_vec()).ok_or_else(|| "the TokenRequest answer has no token".to_string())
+}
+
+fn is_host_path(vols: &[Value], name: &str) -> bool {
+    vols.iter().any(|v| s(&v["name"]) == name && v.get("hostPath").is_some())
+}
+
+/// fsGroup as Kubernetes applies it (`SetVolumeOwnership`): everything under `dir`
+/// (symlinks excepted) gets group `group` and group read (and write, unless the volume is
+/// read-only) permission, directories also group search and the setgid bit, so what is
+/// created in them later inherits the group. A failure (the node is not root) is logged
+/// at debug level and skipped.
+pub(crate) fn set_volume_ownership(dir: &Path, group: u32, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(md) = std::fs::symlink_metadata(dir) else { return };
+    if md.file_type().is_symlink() {
+        return;
+    }
+    if let Err(e) = std::os::unix::fs::lchown(dir, None, Some(group)) {
+        tracing::debug!(error = %e, path = %dir.display(), group, "fsGroup: cannot change the group");
+        return;
+    }
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if md.is_dir() {
+        mask |= 0o2000 | 0o110;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode((md.permissions().mode() & 0o7777) | mask));
+    if md.is_dir() {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            set_volume_ownership(&entry.path(), group, read_only);
+        }
+    }
 }
 
 /// A hostPath volume's directory or file: only under a prefix the node allows
@@ -405,6 +444,26 @@ fn contained(dir: &Path, sub: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fs_group_owns_volume_directories_setgid() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), "x").unwrap();
+        std::fs::set_permissions(dir.path().join("sub/f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        if std::fs::metadata(dir.path()).unwrap().uid() != 0 {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        set_volume_ownership(dir.path(), 2000, false);
+        let md = |p: &str| std::fs::metadata(dir.path().join(p)).unwrap();
+        assert_eq!(md("sub").gid(), 2000);
+        assert_eq!(md("sub").mode() & 0o2070, 0o2070, "{:o}", md("sub").mode());
+        assert_eq!((md("sub/f").gid(), md("sub/f").mode() & 0o7777), (2000, 0o660));
+        set_volume_ownership(dir.path(), 3000, true);
+        assert_eq!(md("sub/f").gid(), 3000);
+    }
 
     #[test]
     fn sub_paths_stay_inside_the_volume() {

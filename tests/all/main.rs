@@ -37,6 +37,7 @@ mod probes;
 mod quota;
 mod samples;
 mod secrets;
+mod security_context;
 mod services;
 mod workloads;
 mod workloads_batch;

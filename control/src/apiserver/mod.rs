@@ -22,6 +22,7 @@ pub(crate) mod priority;
 pub(crate) mod quota;
 pub(crate) mod rbac;
 pub(crate) mod patch;
+mod pod_security;
 mod protobuf;
 mod reviews;
 pub(crate) mod resources;

@@ -412,7 +412,7 @@ impl Api {
     /// POST to a collection.
     pub(crate) async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
         self.check_type(info, &mut body)?;
-        let warnings = self.check_fields(info, &mut body, opts.field_validation)?;
+        let mut warnings = self.check_fields(info, &mut body, opts.field_validation)?;
         // Namespace: from the URL; a different one in the body is an error.
         if info.namespaced {
             let url_ns = ns.unwrap_or("default");
@@ -445,6 +445,7 @@ impl Api {
         if let Some(ns) = ns.as_deref() {
             self.admit_limit_ranges(info, ns, &mut body)?;
         }
+        warnings.extend(self.admit_pod_security(info, ns.as_deref(), None, &body)?);
         drop_empty_maps(&mut body);
         check_size(&body)?;
         let name = name_of(&body).to_string();
@@ -648,7 +649,7 @@ impl Api {
     }
 
     /// Validates and stores `new` computed from `old` (resourceVersion precondition).
-    async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, mut new: Value, dry_run: bool) -> Result<Value, ApiError> {
+    async fn commit_update(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, old: &Stored, mut new: Value, dry_run: bool) -> Result<(Value, Vec<String>), ApiError> {
         drop_empty_maps(&mut new);
         check_size(&new)?;
         let causes = self.validate_updated(info, &old.value, &mut new);
@@ -656,16 +657,17 @@ impl Api {
             return Err(Self::invalid(info, name, causes));
         }
         if same_object(&old.value, &new) {
-            return Ok(old.value.clone());
+            return Ok((old.value.clone(), Vec::new()));
         }
+        let warnings = self.admit_pod_security(info, ns, Some(&old.value), &new)?;
         if dry_run {
             if info.group.is_empty() && info.kind == "Service" {
                 self.check_node_ports(ns.unwrap_or("default"), name, &new, Some(&old.value))?;
             }
-            return Ok(new);
+            return Ok((new, warnings));
         }
         let stored = self.write_updated(info, ns, name, old, new).await?;
-        Ok(stored.value.clone())
+        Ok((stored.value.clone(), warnings))
     }
 
     /// PUT an object (or its status).
@@ -697,7 +699,7 @@ impl Api {
             match self.commit_update(info, ns, name, &old, new, opts.dry_run).await {
                 Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() => continue,
                 Err(e) => return Err(e),
-                Ok(object) => return Ok(Written { object, warnings, created: false }),
+                Ok((object, more)) => return Ok(Written { object, warnings: [warnings, more].concat(), created: false }),
             }
         }
         Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))
@@ -812,7 +814,7 @@ impl Api {
             match self.commit_update(info, ns, name, &old, new, opts.dry_run).await {
                 Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() && e.causes.is_empty() => continue,
                 Err(e) => return Err(e),
-                Ok(object) => return Ok(Written { object, warnings, created: false }),
+                Ok((object, more)) => return Ok(Written { object, warnings: [warnings, more].concat(), created: false }),
             }
         }
         Err(ApiError::conflict(info, name, "too many concurrent writers; try again"))

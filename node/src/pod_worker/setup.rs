@@ -4,7 +4,8 @@
 //!
 //! Invariants: a guest's env holds only what its spec names (values, fieldRefs, ConfigMap
 //! and Secret keys); every HTTP request it serves has the runtime's request deadline;
-//! its outgoing requests go through its pod's network.
+//! its outgoing requests go through its pod's network, unless its securityContext drops
+//! that (`security_context.rs`), as readOnlyRootFilesystem makes every mount read-only.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -87,7 +88,7 @@ pub(super) struct PodContext<'a> {
     pub pod_ip: &'a str,
     pub pod_dir: &'a Path,
     pub volumes: &'a [Volume],
-    /// The pod's network, granted to every container.
+    /// The pod's network, granted to every container whose securityContext keeps it.
     pub network: Option<Arc<dyn Network>>,
 }
 
@@ -95,7 +96,12 @@ pub(super) struct PodContext<'a> {
 pub(super) async fn configure(p: PodContext<'_>, c: &Value) -> Result<Prepared, ConfigError> {
     let name = s(&c["name"]);
     let env = resolve_env(&p, c).await.map_err(ConfigError::Env)?;
-    let mounts = volumes::mounts(c, p.volumes).map_err(ConfigError::Spec)?;
+    let grants = crate::security_context::grants(p.pod, c);
+    let mut mounts = volumes::mounts(c, p.volumes).map_err(ConfigError::Spec)?;
+    if grants.read_only {
+        mounts.iter_mut().for_each(|m| m.read_only = true);
+    }
+    let network = if grants.network { p.network.clone() } else { None };
     let words = |field: &str| -> Vec<String> {
         c[field].as_array().map(|a| a.iter().map(|w| flotilla_api::pod::expand(&s(w), &env)).collect()).unwrap_or_default()
     };
@@ -121,7 +127,7 @@ pub(super) async fn configure(p: PodContext<'_>, c: &Value) -> Result<Prepared, 
         ConfigError::Internal
     })?;
     let stdin = (c["stdin"].as_bool() == Some(true)).then(|| Arc::new(StdinPipe::new(c["stdinOnce"].as_bool() == Some(true))));
-    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network: p.network.clone(), usage: Arc::default() }, ports, logs, stdin })
+    Ok(Prepared { spec: InstanceSpec { argv, env, mounts, limits, network, owner: grants.owner, usage: Arc::default() }, ports, logs, stdin })
 }
 
 /// The container's env: envFrom, then env (later entries replace earlier ones).

@@ -43,7 +43,7 @@ pub(super) async fn run(
     match &compiled.pre {
         Pre::Command(pre) => {
             let mut builder = builder;
-            let mut store = Store::new(&rt.engine, Host::new(builder.build(), limiter, spec.network.clone()));
+            let mut store = Store::new(&rt.engine, Host::new(builder.build(), limiter, spec));
             store.limiter(|h| &mut h.limiter);
             if let Err(e) = meter.install(&mut store) {
                 return failed(e, false, 0);

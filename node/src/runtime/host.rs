@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -22,7 +23,8 @@ use super::limits::MemLimiter;
 use super::outgoing::Outgoing;
 use super::sockets::SocketsView;
 use super::stdio::{ChannelStdin, SinkStream};
-use super::{InstanceSpec, Mount, Network, OutputSink, RuntimeError, Stream};
+use super::ownership::OwnedFs;
+use super::{InstanceSpec, Mount, Network, OutputSink, Owner, RuntimeError, Stream};
 
 /// State of a component store (commands and HTTP requests).
 pub(crate) struct Host {
@@ -32,12 +34,20 @@ pub(crate) struct Host {
     hooks: Outgoing,
     /// The pod network of wasi:sockets (`sockets.rs`).
     network: Option<Arc<dyn Network>>,
+    /// Who owns what the guest creates (`ownership.rs`).
+    owner: Option<Owner>,
     pub(super) limiter: MemLimiter,
 }
 
 impl Host {
-    pub fn new(wasi: WasiCtx, limiter: MemLimiter, network: Option<Arc<dyn Network>>) -> Host {
-        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: Outgoing::new(network.clone()), network, limiter }
+    pub fn new(wasi: WasiCtx, limiter: MemLimiter, spec: &InstanceSpec) -> Host {
+        let network = spec.network.clone();
+        Host { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks: Outgoing::new(network.clone()), network, owner: spec.owner, limiter }
+    }
+
+    pub(super) fn owned_filesystem(&mut self) -> OwnedFs<'_> {
+        let owner = self.owner;
+        OwnedFs { fs: WasiFilesystemView::filesystem(self), owner }
     }
 
     pub(super) fn pod_sockets(&mut self) -> SocketsView<'_> {

@@ -103,7 +103,7 @@ impl HttpService {
             Err(msg) => return plain(http::StatusCode::INTERNAL_SERVER_ERROR, &format!("{msg}\n")),
         };
         let mut builder = builder;
-        let mut store = Store::new(&inner.engine, Host::new(builder.build(), MemLimiter::new(inner.memory_limit, super::usage::accounted(&inner.spec.usage)), inner.spec.network.clone()));
+        let mut store = Store::new(&inner.engine, Host::new(builder.build(), MemLimiter::new(inner.memory_limit, super::usage::accounted(&inner.spec.usage)), &inner.spec));
         store.limiter(|h| &mut h.limiter);
         let meter = Meter::new(inner.bucket.clone(), inner.fuel_slice, super::usage::accounted(&inner.spec.usage));
         if let Err(e) = meter.install(&mut store) {

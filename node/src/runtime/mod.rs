@@ -22,7 +22,8 @@
 //! `stdio.rs` (stdout/stderr into an [`OutputSink`], stdin from a channel), `command.rs`
 //! (command containers), `http.rs` (HTTP containers), `outgoing.rs` (outgoing wasi:http
 //! requests: executes the [`Network`]'s [`Dispatch`]), `sockets.rs` (wasi:sockets TCP and
-//! ip-name-lookup over the [`Network`]).
+//! ip-name-lookup over the [`Network`]), `ownership.rs` (wasi:filesystem giving what a
+//! guest creates its [`Owner`]).
 
 mod command;
 mod engine;
@@ -30,6 +31,7 @@ mod host;
 mod http;
 mod limits;
 mod outgoing;
+mod ownership;
 mod sockets;
 mod stdio;
 mod usage;
@@ -153,6 +155,14 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// The owner given to files and directories a guest creates (securityContext runAsUser
+/// and runAsGroup); None leaves that id as the node's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
 /// Everything an instance is granted.
 #[derive(Clone, Debug, Default)]
 pub struct InstanceSpec {
@@ -162,6 +172,8 @@ pub struct InstanceSpec {
     pub limits: Limits,
     /// Where its outgoing wasi:http requests go; None refuses them all (HTTP-request-denied).
     pub network: Option<Arc<dyn Network>>,
+    /// Who owns the files and directories the guest creates (None: the node's user).
+    pub owner: Option<Owner>,
     /// The container's consumption, shared by all its instances (clones share it).
     pub usage: Arc<Usage>,
 }

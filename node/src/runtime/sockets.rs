@@ -78,7 +78,8 @@ impl HasData for HasIo {
 }
 
 /// Links all of WASI 0.2 as `wasmtime_wasi::p2::add_to_linker_async` does, except TCP
-/// and name lookup, which come from this file.
+/// and name lookup, which come from this file, and filesystem `types`, which comes from
+/// `ownership.rs`.
 pub(super) fn add_wasi_to_linker(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
@@ -93,7 +94,7 @@ pub(super) fn add_wasi_to_linker(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<Host, HasIo>(l, |t| t.ctx().table)?;
     clocks::wall_clock::add_to_linker::<Host, WasiClocks>(l, Host::clocks)?;
     clocks::monotonic_clock::add_to_linker::<Host, WasiClocks>(l, Host::clocks)?;
-    filesystem::types::add_to_linker::<Host, WasiFilesystem>(l, Host::filesystem)?;
+    super::ownership::add_to_linker(l)?;
     filesystem::preopens::add_to_linker::<Host, WasiFilesystem>(l, Host::filesystem)?;
     random::random::add_to_linker::<Host, WasiRandom>(l, Host::random)?;
     random::insecure::add_to_linker::<Host, WasiRandom>(l, Host::random)?;

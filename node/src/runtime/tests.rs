@@ -177,6 +177,38 @@ async fn preopens_read_write_and_read_only() {
     assert!(st.message.contains("/nonexistent/flotilla"), "{st:?}");
 }
 
+/// Files a guest creates get the container's owner (runAsUser/runAsGroup) before it can
+/// see them; under a setgid directory (an fsGroup volume) the directory's group stays.
+#[tokio::test]
+async fn created_files_get_the_containers_owner() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let plain = tempfile::tempdir().unwrap();
+    let grouped = tempfile::tempdir().unwrap();
+    std::fs::write(plain.path().join("old.txt"), "before").unwrap();
+    let node_uid = std::fs::metadata(plain.path().join("old.txt")).unwrap().uid();
+    if node_uid != 0 {
+        eprintln!("skipped: chown needs root");
+        return;
+    }
+    std::os::unix::fs::chown(grouped.path(), None, Some(4242)).unwrap();
+    std::fs::set_permissions(grouped.path(), std::fs::Permissions::from_mode(0o2775)).unwrap();
+    let mut s = spec(&["hello-cmd", "--write", "/data/new.txt", "x", "--write", "/data/old.txt", "y", "--write", "/fs/new.txt", "z"]);
+    s.mounts = vec![
+        Mount { host_path: plain.path().to_path_buf(), guest_path: "/data".into(), read_only: false },
+        Mount { host_path: grouped.path().to_path_buf(), guest_path: "/fs".into(), read_only: false },
+    ];
+    s.owner = Some(Owner { uid: Some(1234), gid: Some(5678) });
+    let (st, out) = run("hello-cmd", &s).await;
+    assert_eq!(st.code, 0, "{st:?} {}", out.stderr());
+    let owner = |p: &std::path::Path| {
+        let md = std::fs::metadata(p).unwrap();
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner(&plain.path().join("new.txt")), (1234, 5678));
+    assert_eq!(owner(&plain.path().join("old.txt")).0, 0, "an existing file keeps its owner");
+    assert_eq!(owner(&grouped.path().join("new.txt")), (1234, 4242));
+}
+
 #[tokio::test]
 async fn hello_p1_runs_with_exact_exit_code() {
     let mut s = spec(&["hello-p1", "x", "--exit", "42"]);
