@@ -180,6 +180,13 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
     }
     let signer = Arc::new(apiserver::tokens::Signer::load_or_create(&pki)?);
     let accounts = Accounts { signer: signer.clone(), ca_pem: creds.ca_pem.clone() };
+    if store.raft_status().role == store::Role::Leader {
+        // The default namespaces' accounts and CA exist before the API serves, so a pod
+        // created right after start mounts its token at once.
+        if let Err(e) = controllers::serviceaccounts::pass(&api, &accounts.signer, &accounts.ca_pem).await {
+            tracing::warn!(error = %e, "creating the default ServiceAccounts");
+        }
+    }
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), signer, apiserver::tls::ca_issuer(&pki)?, local_addr.to_string(), shutdown.clone());
     let cpu: Arc<dyn controllers::hpa::CpuSource> = Arc::new(apiserver::AppCpu(app.clone()));
     let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()).with_access(apiserver::registry_access(app.clone())));

@@ -231,7 +231,8 @@ async fn runtime_watcher_sees_added_modified_deleted() {
     let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
     api.create(&PostParams::default(), &cm("pre", &[("k", "v")])).await.expect("create pre");
 
-    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    // Every namespace also holds kube-root-ca.crt (the cluster CA, as in Kubernetes).
+    let mut events = watcher(api.clone(), watcher::Config::default().fields("metadata.name!=kube-root-ca.crt")).boxed();
     let name = |c: &ConfigMap| c.metadata.name.clone().unwrap_or_default();
 
     // Initial list: Init, InitApply(pre), InitDone.

@@ -35,6 +35,7 @@ mod pod_tcp;
 mod port_forward;
 mod probes;
 mod quota;
+mod rbac;
 mod samples;
 mod secrets;
 mod security_context;

@@ -52,7 +52,7 @@ fn objects_survive_sigkill_and_restart() {
 
     let before = snapshot(&c, &["-n", "persist", "configmaps,secrets"]);
     let ns_before = snapshot(&c, &["namespaces"]);
-    assert_eq!(before.len(), 5, "cm-0..3 + s1: {before:?}");
+    assert_eq!(before.len(), 6, "cm-0..3, kube-root-ca.crt and s1: {before:?}");
     assert!(before.values().all(|(uid, _, _)| !uid.is_empty()));
     let max_rv = before.values().chain(ns_before.values()).map(|(_, rv, _)| *rv).max().expect("objects");
 
@@ -77,7 +77,7 @@ fn objects_survive_sigkill_and_restart() {
     let c = Cluster::start_in(dir);
     let again = snapshot(&c, &["-n", "persist", "configmaps"]);
     assert_eq!(again["ConfigMap/after-restart"].1, new_rv);
-    assert_eq!(again.len(), 5);
+    assert_eq!(again.len(), 6, "cm-0..3, kube-root-ca.crt and after-restart: {again:?}");
 }
 
 fn cm(name: &str, v: &str) -> ConfigMap {
@@ -187,7 +187,8 @@ async fn list_rv0_and_paging_return_every_object_once() {
         api.create(&PostParams::default(), &cm(&format!("p-{i:02}"), "0")).await.expect("create");
     }
     let all: Vec<String> = (0..25).map(|i| format!("p-{i:02}")).collect();
-    let names = |items: &[ConfigMap]| items.iter().filter_map(|i| i.metadata.name.clone()).collect::<Vec<_>>();
+    // Leaving out kube-root-ca.crt, the CA every namespace holds.
+    let names = |items: &[ConfigMap]| items.iter().filter_map(|i| i.metadata.name.clone()).filter(|n| n != "kube-root-ca.crt").collect::<Vec<_>>();
 
     // resourceVersion=0 (served from cache): everything.
     let l = api.list(&ListParams::default().at("0")).await.expect("list rv=0");
@@ -227,7 +228,7 @@ async fn list_rv0_and_paging_return_every_object_once() {
         let r = http.get(&url).bearer_auth(&c.handle.admin_token).send().await.expect("send");
         assert_eq!(r.status(), 200);
         let body: Value = r.json().await.expect("json");
-        got.extend(body["items"].as_array().expect("items").iter().map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string()));
+        got.extend(body["items"].as_array().expect("items").iter().map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string()).filter(|n| n != "kube-root-ca.crt"));
         cont = body["metadata"]["continue"].as_str().unwrap_or("").to_string();
         if cont.is_empty() {
             break;
@@ -378,6 +379,7 @@ async fn restart_after_log_compaction_keeps_objects() {
         .expect("list")
         .items
         .into_iter()
+        .filter(|o| o.metadata.name.as_deref() != Some("kube-root-ca.crt"))
         .map(|o| (o.metadata.name.clone().expect("name"), (o.metadata.uid.clone().expect("uid"), rv_of(&o))))
         .collect();
     assert_eq!(after, before);

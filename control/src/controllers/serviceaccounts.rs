@@ -97,7 +97,7 @@ pub(crate) async fn run(api: Api, signer: Arc<Signer>, ca_pem: String, shutdown:
     }
 }
 
-async fn pass(api: &Api, signer: &Signer, ca_pem: &str) -> Result<(), crate::apiserver::error::ApiError> {
+pub(crate) async fn pass(api: &Api, signer: &Signer, ca_pem: &str) -> Result<(), crate::apiserver::error::ApiError> {
     let list = |prefix: &str| api.store.list(prefix, None, None, &|_| true).0;
     let (namespaces, accounts, config_maps, secrets) = (list("core/namespaces/"), list("core/serviceaccounts/"), list("core/configmaps/"), list("core/secrets/"));
     fn refs(v: &[Arc<crate::store::Stored>]) -> Vec<&Value> {

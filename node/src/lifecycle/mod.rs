@@ -99,6 +99,8 @@ pub enum Timer {
     PullRetry(usize),
     /// Time to resolve the container's env and mounts again.
     ConfigRetry(usize),
+    /// Time to set the pod's volumes up again.
+    VolumeRetry,
     /// The container's restart back-off is over.
     Restart(usize),
     /// Time to run a probe of the container's `attempt` (start count minus one).
@@ -396,6 +398,7 @@ impl State {
             Timer::PullBackOff(i) => self.pull_backoff_shown(i, fx),
             Timer::PullRetry(i) => self.pull_retry(i, fx),
             Timer::ConfigRetry(i) => self.config_retry(i, fx),
+            Timer::VolumeRetry => self.volume_retry(fx),
             Timer::Restart(i) => self.restart(i, fx),
             Timer::Probe { container, probe, attempt } => self.probe_due(container, probe, attempt, fx),
         }

@@ -21,6 +21,8 @@ impl State {
         }
     }
 
+    /// Volumes are retried as the kubelet retries mounts: what they need (a ConfigMap, a
+    /// Secret, the namespace's ServiceAccount for its token) may appear a moment later.
     pub(super) fn volumes_failed(&mut self, message: String, fx: &mut Effects) {
         self.volumes_busy = false;
         for i in 0..self.containers.len() {
@@ -28,7 +30,17 @@ impl State {
         }
         fx.status();
         fx.event(EventType::Warning, "FailedMount", message);
-        self.stage = Stage::Stopped;
+        if !self.killing {
+            fx.arm(Timer::VolumeRetry, CONFIG_RETRY);
+        }
+    }
+
+    pub(super) fn volume_retry(&mut self, fx: &mut Effects) {
+        if self.killing || self.stage != Stage::Volumes || self.volumes_busy {
+            return;
+        }
+        self.volumes_busy = true;
+        fx.push(Effect::PrepareVolumes);
     }
 
     /// Sets container `i` up, or starts the pod's containers once all are.

@@ -201,10 +201,27 @@ fn without_init_containers_all_containers_start_together() {
 }
 
 #[test]
+fn volumes_are_set_up_again_until_they_can_be() {
+    let mut state = begin(spec("Always", &[], &["a"], json!({})));
+    let message = "MountVolume.SetUp failed for volume \"t\" : failed to fetch token: serviceaccounts \"default\" not found";
+    script(
+        &mut state,
+        &[
+            (Event::VolumesFailed { message: message.into() }, vec![status(), warning("FailedMount", message), arm(Timer::VolumeRetry, secs(2))]),
+            (fired(Timer::VolumeRetry), vec![Effect::PrepareVolumes]),
+            // A second timer while they are being prepared does nothing.
+            (fired(Timer::VolumeRetry), vec![]),
+        ],
+    );
+    let fx = set_up(&mut state, &[CMD]);
+    assert_eq!(fx, vec![status(), start(0, CMD)]);
+}
+
+#[test]
 fn volume_failure_blocks_every_container() {
     let mut state = begin(spec("Always", &["i"], &["a"], json!({})));
     let message = "MountVolume.SetUp failed for volume \"cfg\" : configmap \"cfg\" not found";
-    script(&mut state, &[(Event::VolumesFailed { message: message.into() }, vec![status(), warning("FailedMount", message)])]);
+    script(&mut state, &[(Event::VolumesFailed { message: message.into() }, vec![status(), warning("FailedMount", message), arm(Timer::VolumeRetry, secs(2))])]);
     for i in 0..2 {
         assert_eq!(waiting(&state, i), ("CreateContainerConfigError".into(), message.into()));
     }
