@@ -248,10 +248,57 @@ async fn run() {
         ms(pct(&from_ack, 0.99))
     );
     println!("watch latency, write-send -> event:           median {}  p99 {}", ms(pct(&from_send, 0.5)), ms(pct(&from_send, 0.99)));
+    rbac_cost(&t, &c).await;
     create_namespace(&t, &c, "raft1").await;
     let one = creates(&t, "raft1", RAFT_CREATES, 64, true).await;
     handle.shutdown().await;
     raft_members(one).await;
+}
+
+const RBAC_CREATES: usize = 5_000;
+
+/// What authorization costs: creates by a ServiceAccount bound to `edit` (RBAC decides each
+/// request) against creates by the admin (system:masters, no rule looked at), alternated
+/// in rounds so drift over the run hits both alike.
+async fn rbac_cost(admin: &Arc<Target>, c: &reqwest::Client) {
+    for ns in ["rbac-admin", "rbac-sa"] {
+        create_namespace(admin, c, ns).await;
+    }
+    let post = |path: String, body: Value| {
+        c.post(format!("{}{path}", admin.url)).bearer_auth(&admin.token).header("content-type", "application/json").body(body.to_string()).send()
+    };
+    let r = post("/api/v1/namespaces/rbac-sa/serviceaccounts".into(), json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}})).await.expect("sa");
+    assert_eq!(r.status(), 201, "create the ServiceAccount");
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bench-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "rbac-sa"}],
+    });
+    let r = post("/apis/rbac.authorization.k8s.io/v1/namespaces/rbac-sa/rolebindings".into(), binding).await.expect("binding");
+    assert_eq!(r.status(), 201, "bind edit");
+    let r = post("/api/v1/namespaces/rbac-sa/serviceaccounts/bench/token".into(), json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})).await.expect("token");
+    let answer: Value = r.json().await.expect("token json");
+    let token = answer["status"]["token"].as_str().expect("token").to_string();
+    let sa = Arc::new(Target { url: admin.url.clone(), token, ca_pem: admin.ca_pem.clone() });
+    let (mut admin_rates, mut sa_rates) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let a = creates(admin, "rbac-admin", RBAC_CREATES, 64, true).await;
+        admin_rates.push(RBAC_CREATES as f64 / a.0.as_secs_f64());
+        let s = creates(&sa, "rbac-sa", RBAC_CREATES, 64, true).await;
+        sa_rates.push(RBAC_CREATES as f64 / s.0.as_secs_f64());
+        // The next round's names must be new.
+        let _ = round;
+        for (t, ns) in [(admin, "rbac-admin"), (&sa, "rbac-sa")] {
+            let r = c.delete(t.collection(ns)).bearer_auth(&admin.token).send().await.expect("deletecollection");
+            assert!(r.status().is_success(), "clear {ns}");
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, s) = (median(&mut admin_rates), median(&mut sa_rates));
+    println!("creates/s, 64 workers: admin (system:masters) median {a:.0}, ServiceAccount via RBAC (edit) median {s:.0}: RBAC at {:.1}% of admin-only", s / a * 100.0);
 }
 
 const RAFT_CREATES: usize = 5_000;

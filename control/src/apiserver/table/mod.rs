@@ -21,6 +21,7 @@
 
 mod apps;
 mod batch;
+mod certificates;
 mod core;
 mod networking;
 mod policy;
@@ -300,6 +301,7 @@ fn printer_for(info: &ResourceInfo) -> Printer {
         ("autoscaling", "HorizontalPodAutoscaler") => (policy::HPA_COLUMNS, policy::hpa_cells),
         ("policy", "PodDisruptionBudget") => (policy::POD_DISRUPTION_BUDGET_COLUMNS, policy::pod_disruption_budget_cells),
         ("scheduling.k8s.io", "PriorityClass") => (policy::PRIORITY_CLASS_COLUMNS, policy::priority_class_cells),
+        ("certificates.k8s.io", "CertificateSigningRequest") => (certificates::CSR_COLUMNS, certificates::csr_cells),
         // Role, ClusterRole, LimitRange and anything else: Kubernetes has no printer.
         _ => (DEFAULT_COLUMNS, default_cells),
     };
