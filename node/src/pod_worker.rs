@@ -264,6 +264,14 @@ impl Worker {
 
     fn perform(&mut self, effect: Effect) {
         match effect {
+            Effect::RefreshTokens => {
+                let (client, pod, dir) = (self.ctx.client.clone(), self.pod.clone(), self.dir.clone());
+                self.tasks.spawn(async move {
+                    if let Err(e) = volumes::refresh_tokens(&client, &pod, &dir).await {
+                        tracing::warn!(error = %e, "refreshing the pod's ServiceAccount token failed; trying again later");
+                    }
+                });
+            }
             Effect::PrepareVolumes => {
                 let (client, pod, dir, claims) = (self.ctx.client.clone(), self.pod.clone(), self.dir.clone(), self.ctx.config.data_dir.join("claims"));
                 let allowed = self.ctx.config.allow_host_paths.clone();

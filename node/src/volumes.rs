@@ -102,6 +102,37 @@ pub(crate) async fn prepare(client: &kube::Client, pod: &Value, pod_dir: &Path, 
     Ok(out)
 }
 
+/// Fetches the projected ServiceAccount tokens of the pod's volumes again and replaces
+/// their files whole (a new file renamed over the old: a guest never reads half a token).
+pub(crate) async fn refresh_tokens(client: &kube::Client, pod: &Value, pod_dir: &Path) -> Result<(), String> {
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let name = s(&v["name"]);
+        let Some(sources) = v["projected"]["sources"].as_array() else { continue };
+        if !safe_component(&name) {
+            continue;
+        }
+        let mode = mode_of(&v["projected"], DEFAULT_MODE);
+        for sat in sources.iter().filter_map(|src| src.get("serviceAccountToken")) {
+            let path = s(&sat["path"]);
+            if !relative_path(&path) {
+                continue;
+            }
+            let token = request_token(client, pod, sat).await?;
+            let target = pod_dir.join("volumes").join(&name).join(&path);
+            let tmp = target.with_extension("refresh");
+            let io = |e: std::io::Error| format!("volume {name}: {e}");
+            tokio::fs::write(&tmp, &token).await.map_err(io)?;
+            use std::os::unix::fs::PermissionsExt as _;
+            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).await.map_err(io)?;
+            if let Some(group) = crate::security_context::fs_group(pod) {
+                set_volume_ownership(&tmp, group, true);
+            }
+            tokio::fs::rename(&tmp, &target).await.map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 /// A token for the pod's ServiceAccount from the TokenRequest API, bound to the pod (what
 /// a projected serviceAccountToken source holds).
 async fn request_token(client: &kube::Client, pod: &Value, source: &Value) -> Result<Vec<u8>, String> {

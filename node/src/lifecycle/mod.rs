@@ -101,6 +101,8 @@ pub enum Timer {
     ConfigRetry(usize),
     /// Time to set the pod's volumes up again.
     VolumeRetry,
+    /// Time to fetch the pod's projected ServiceAccount tokens again.
+    TokenRefresh,
     /// The container's restart back-off is over.
     Restart(usize),
     /// Time to run a probe of the container's `attempt` (start count minus one).
@@ -112,6 +114,9 @@ pub enum Timer {
 pub enum Effect {
     /// Create the pod's volumes → `VolumesReady` / `VolumesFailed`.
     PrepareVolumes,
+    /// Fetch the projected ServiceAccount tokens again and replace their files (no event
+    /// back: a failure is logged and the next refresh tries again).
+    RefreshTokens,
     /// Pull the container's image → `ImagePulled` / `ImagePullFailed`.
     PullImage { container: usize },
     /// Compile the pulled image → `Compiled` / `CompileFailed` / `SetupAborted`.
@@ -399,6 +404,7 @@ impl State {
             Timer::PullRetry(i) => self.pull_retry(i, fx),
             Timer::ConfigRetry(i) => self.config_retry(i, fx),
             Timer::VolumeRetry => self.volume_retry(fx),
+            Timer::TokenRefresh => self.token_refresh(fx),
             Timer::Restart(i) => self.restart(i, fx),
             Timer::Probe { container, probe, attempt } => self.probe_due(container, probe, attempt, fx),
         }

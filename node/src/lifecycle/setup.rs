@@ -17,7 +17,21 @@ impl State {
     pub(super) fn volumes_ready(&mut self, fx: &mut Effects) {
         self.volumes_busy = false;
         if !self.killing {
+            if let Some(every) = self.spec.token_refresh {
+                fx.arm(Timer::TokenRefresh, every);
+            }
             self.set_up(0, fx);
+        }
+    }
+
+    /// The kubelet keeps projected tokens fresh while the pod lives.
+    pub(super) fn token_refresh(&mut self, fx: &mut Effects) {
+        if self.killing || matches!(self.stage, Stage::Finished | Stage::Ended) {
+            return;
+        }
+        fx.push(Effect::RefreshTokens);
+        if let Some(every) = self.spec.token_refresh {
+            fx.arm(Timer::TokenRefresh, every);
         }
     }
 

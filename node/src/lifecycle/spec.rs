@@ -28,6 +28,10 @@ pub struct Spec {
     /// terminationGracePeriodSeconds.
     pub grace: Duration,
     pub active_deadline: Option<Duration>,
+    /// How often the projected ServiceAccount tokens of its volumes are fetched again: a
+    /// quarter of the shortest one's lifetime, so a failed refresh leaves three more
+    /// tries before it expires (None: it has none).
+    pub token_refresh: Option<Duration>,
     /// Init containers, then containers, each in spec order.
     pub containers: Vec<ContainerSpec>,
 }
@@ -58,6 +62,7 @@ impl Spec {
             restart_policy: pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string(),
             grace: pod["spec"]["terminationGracePeriodSeconds"].as_u64().map_or(DEFAULT_GRACE, Duration::from_secs),
             active_deadline: pod["spec"]["activeDeadlineSeconds"].as_u64().map(Duration::from_secs),
+            token_refresh: token_lifetime(pod).map(|l| l / 4),
             containers,
         }
     }
@@ -66,6 +71,17 @@ impl Spec {
     pub fn first_main(&self) -> usize {
         self.containers.iter().take_while(|c| c.init).count()
     }
+}
+
+/// The shortest lifetime of the projected ServiceAccount tokens in the pod's volumes.
+fn token_lifetime(pod: &Value) -> Option<Duration> {
+    pod["spec"]["volumes"]
+        .as_array()?
+        .iter()
+        .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
+        .filter_map(|src| src.get("serviceAccountToken"))
+        .map(|t| Duration::from_secs(t["expirationSeconds"].as_u64().unwrap_or(3600)))
+        .min()
 }
 
 /// The pod's init containers, then its containers, each in spec order, with whether it

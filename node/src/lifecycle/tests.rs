@@ -218,6 +218,21 @@ fn volumes_are_set_up_again_until_they_can_be() {
 }
 
 #[test]
+fn projected_tokens_are_fetched_again_every_quarter_of_their_lifetime() {
+    let volumes = json!({"volumes": [{"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 3600, "path": "token"}}]}}]});
+    let mut state = begin(spec("Always", &[], &["a"], volumes));
+    let fx = step(&mut state, Event::VolumesReady, t(1));
+    assert_eq!(fx.first(), Some(&arm(Timer::TokenRefresh, secs(900))), "{fx:?}");
+    script(&mut state, &[(fired(Timer::TokenRefresh), vec![Effect::RefreshTokens, arm(Timer::TokenRefresh, secs(900))])]);
+    // A pod being deleted fetches no more.
+    step(&mut state, Event::DeleteRequested { grace: secs(30) }, t(5));
+    assert_eq!(step(&mut state, fired(Timer::TokenRefresh), t(6)), vec![]);
+    // Without a projected token, no refresh is ever armed.
+    let mut plain = begin(spec("Always", &[], &["a"], json!({})));
+    assert!(!step(&mut plain, Event::VolumesReady, t(1)).contains(&arm(Timer::TokenRefresh, secs(900))));
+}
+
+#[test]
 fn volume_failure_blocks_every_container() {
     let mut state = begin(spec("Always", &["i"], &["a"], json!({})));
     let message = "MountVolume.SetUp failed for volume \"cfg\" : configmap \"cfg\" not found";
