@@ -602,8 +602,15 @@ fn unauthorized() -> ApiError {
     ApiError::new(401, "Unauthorized", "Unauthorized")
 }
 
-fn check_admin(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
-    if bearer(headers).is_some_and(|t| t == ctx.admin_token) { Ok(()) } else { Err(unauthorized()) }
+/// The membership API is for system:masters (the admin token, or a certificate in that
+/// group), as the user the API server authenticated.
+fn check_admin(extensions: &axum::http::Extensions) -> Result<(), ApiError> {
+    let user = crate::apiserver::auth::user_of(extensions)?;
+    if user.in_group(crate::apiserver::auth::MASTERS) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("forbidden: User \"{}\" cannot manage raft members (system:masters only)", user.name)))
+    }
 }
 
 /// 503 on a member that does not lead, naming the leader's API if known.
@@ -674,8 +681,8 @@ async fn admit(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: axum::body
     Ok(axum::Json(resp).into_response())
 }
 
-async fn list_members(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    check_admin(&ctx, &headers)?;
+async fn list_members(State(ctx): State<Arc<Ctx>>, extensions: axum::http::Extensions) -> Result<Response, ApiError> {
+    check_admin(&extensions)?;
     let st = ctx.store.raft_status();
     let mut out = Vec::new();
     for m in records(&ctx.store) {
@@ -704,8 +711,8 @@ pub(crate) fn removal_keeps_quorum(voters: &[u64], progress: &[crate::store::Pro
     live > remaining.len() / 2
 }
 
-async fn remove_member(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
-    check_admin(&ctx, &headers)?;
+async fn remove_member(State(ctx): State<Arc<Ctx>>, extensions: axum::http::Extensions, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    check_admin(&extensions)?;
     let id: u64 = id.parse().map_err(|_| ApiError::new(400, "BadRequest", format!("member id {id:?} is not a number")))?;
     let st = ctx.store.raft_status();
     if st.role != Role::Leader {
