@@ -164,7 +164,14 @@ pub(crate) struct Authenticator {
     admin_token: String,
     signer: Arc<Signer>,
     store: Store,
+    /// Claims of tokens whose signature was verified, by token (an ECDSA verification
+    /// costs more than the rest of a small request's authorization). Time and the objects
+    /// a token names are still checked on every request.
+    verified: std::sync::RwLock<std::collections::HashMap<String, serde_json::Value>>,
 }
+
+/// Most tokens whose verified claims are kept (the cache is emptied when full).
+const VERIFIED_CACHE: usize = 4096;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
@@ -194,7 +201,7 @@ pub(crate) fn presented_token(headers: &HeaderMap) -> Option<String> {
 
 impl Authenticator {
     pub(crate) fn new(admin_token: String, signer: Arc<Signer>, store: Store) -> Self {
-        Authenticator { admin_token, signer, store }
+        Authenticator { admin_token, signer, store, verified: std::sync::RwLock::default() }
     }
 
     /// The admin token (the API server presents it to nodes).
@@ -223,7 +230,19 @@ impl Authenticator {
         if !tokens::looks_like_jwt(token) {
             return None;
         }
-        let claims = self.signer.verify(token)?;
+        let cached = self.verified.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(token).cloned();
+        let claims = match cached {
+            Some(c) => c,
+            None => {
+                let c = self.signer.verify(token)?;
+                let mut cache = self.verified.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.len() >= VERIFIED_CACHE {
+                    cache.clear();
+                }
+                cache.insert(token.to_string(), c.clone());
+                c
+            }
+        };
         let c = match tokens::check_claims(&claims, now) {
             Ok(c) => c,
             Err(e) => {
