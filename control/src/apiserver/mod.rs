@@ -15,6 +15,7 @@ mod merge_keys;
 mod metrics_api;
 pub mod node_port;
 mod node_proxy;
+pub(crate) mod node_authorizer;
 mod limit_range;
 mod openapi;
 mod openapi_v2;
@@ -86,8 +87,9 @@ impl ShutdownTrigger {
 pub(crate) struct App {
     pub api: Api,
     pub authn: auth::Authenticator,
+    /// The Node authorizer, then RBAC ([`node_authorizer::Chain`]).
     pub authz: Arc<dyn auth::Authorizer>,
-    /// The same authorizer, for what only RBAC answers (escalation checks, rules reviews).
+    /// RBAC alone, for what only RBAC answers (escalation checks, rules reviews).
     pub rbac: Arc<rbac::Rbac>,
     /// The cluster CA, for the built-in CSR signers.
     pub ca: Arc<rcgen::Issuer<'static, rcgen::KeyPair>>,
@@ -241,10 +243,11 @@ impl crate::controllers::hpa::CpuSource for AppCpu {
 
 pub(crate) fn app(api: Api, admin_token: String, signer: Arc<tokens::Signer>, ca: rcgen::Issuer<'static, rcgen::KeyPair>, server_address: String, shutdown: Shutdown) -> Arc<App> {
     let rbac = Arc::new(rbac::Rbac::new(api.store.clone()));
+    let nodes = Arc::new(node_authorizer::NodeAuthorizer::new(api.store.clone()));
     Arc::new(App {
         authn: auth::Authenticator::new(admin_token, signer, api.store.clone()),
         api,
-        authz: rbac.clone(),
+        authz: Arc::new(node_authorizer::Chain(vec![nodes, rbac.clone()])),
         rbac,
         ca: Arc::new(ca),
         server_address,

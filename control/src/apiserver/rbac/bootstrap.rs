@@ -5,12 +5,18 @@
 //!
 //! Deviations from Kubernetes, on purpose:
 //! - `system:node` is bound to the group `system:nodes`: Kubernetes keeps that binding
-//!   without subjects and lets its Node authorizer grant nodes their access; Flotilla has
-//!   no Node authorizer yet, so RBAC grants it (the Node authorizer will narrow Secrets,
-//!   ConfigMaps and PVCs to a node's own pods). Its rules add what Flotilla's node agent
-//!   reads and writes for the pod network and the built-in Ingress controller (Services,
-//!   Endpoints, EndpointSlices, Namespaces, NetworkPolicies, Ingresses and their status,
-//!   IngressClasses) and pod patches (the node's usage annotations).
+//!   without subjects and its Node authorizer evaluates the role's rules itself; Flotilla
+//!   lets RBAC grant what is not subdivided and leaves out of the role what the Node
+//!   authorizer (`apiserver/node_authorizer.rs`) grants per node: reads of Secrets,
+//!   ConfigMaps, PersistentVolumeClaims and PersistentVolumes, ServiceAccount tokens,
+//!   writes of Nodes, Leases, pods and their status. Its rules add what Flotilla's node
+//!   agent reads and writes for the pod network and the built-in Ingress controller
+//!   (Services, Endpoints, EndpointSlices, Namespaces, NetworkPolicies, Ingresses and
+//!   their status, IngressClasses). A data dir from before keeps its broader role
+//!   (reconciling adds, never removes).
+//! - The CSR approver's roles are bound: `...:nodeclient` to `system:bootstrappers` (a
+//!   node's first certificate) and `...:selfnodeclient` to `system:nodes` (its renewals),
+//!   as kubeadm binds them.
 //! - `system:aggregated-metrics-reader` (what metrics-server installs) aggregates read
 //!   access to metrics.k8s.io into view, edit and admin: Flotilla serves that API itself.
 //! - admin, edit and view are written with their aggregated rules already filled in (the
@@ -192,21 +198,20 @@ fn cluster_roles() -> Vec<Value> {
             rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews", "subjectaccessreviews"]),
             rule(READ, &[""], &["services"]),
             rule(&["create", "get", "list", "watch"], &[""], &["nodes"]),
-            rule(&["patch", "update"], &[""], &["nodes/status"]),
-            rule(&["patch", "update"], &[""], &["nodes"]),
+            // Flotilla: patch and update of nodes and nodes/status, the node's own only, are
+            // the Node authorizer's.
             rule(&["create", "patch", "update"], &[""], &["events"]),
             rule(READ, &[""], &["pods"]),
-            rule(&["create", "delete"], &[""], &["pods"]),
-            rule(&["patch", "update"], &[""], &["pods/status"]),
+            // Flotilla: delete, and patch and update of pods/status, for pods bound to the
+            // node only, are the Node authorizer's.
+            rule(&["create"], &[""], &["pods"]),
             rule(&["create"], &[""], &["pods/eviction"]),
-            rule(READ, &[""], &["configmaps", "secrets"]),
-            rule(&["get"], &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+            // Flotilla: reads of ConfigMaps, Secrets, PersistentVolumeClaims and
+            // PersistentVolumes, tokens, and the node's own Lease are the Node authorizer's.
             rule(&["get"], &[""], &["endpoints"]),
             rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
-            rule(&["create", "delete", "get", "patch", "update"], &["coordination.k8s.io"], &["leases"]),
             rule(&["get"], &["storage.k8s.io"], &["volumeattachments"]),
-            rule(&["create"], &[""], &["serviceaccounts/token"]),
-            rule(&["get", "patch", "update"], &[""], &["persistentvolumeclaims/status"]),
+            rule(&["get"], &[""], &["persistentvolumeclaims/status"]),
             rule(READ, &["storage.k8s.io"], &["csidrivers"]),
             rule(&["create", "delete", "get", "patch", "update"], &["storage.k8s.io"], &["csinodes"]),
             rule(READ, &["node.k8s.io"], &["runtimeclasses"]),
@@ -215,7 +220,6 @@ fn cluster_roles() -> Vec<Value> {
             rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
             rule(READ, &["networking.k8s.io"], &["ingressclasses", "ingresses", "networkpolicies"]),
             rule(&["patch", "update"], &["networking.k8s.io"], &["ingresses/status"]),
-            rule(&["patch"], &[""], &["pods"]),
         ]),
         cluster_role("system:node-bootstrapper", &[], None, vec![
             rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
@@ -237,6 +241,9 @@ fn cluster_role_bindings() -> Vec<Value> {
         binding("system:kube-controller-manager", &[("User", "system:kube-controller-manager")]),
         binding("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
         binding("system:monitoring", &[("Group", "system:monitoring")]),
+        // Flotilla: kubeadm's bindings for the CSR approver (see the module docs).
+        binding("system:certificates.k8s.io:certificatesigningrequests:nodeclient", &[("Group", "system:bootstrappers")]),
+        binding("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", &[("Group", "system:nodes")]),
         // Flotilla: Kubernetes keeps this binding without subjects (see the module docs).
         binding("system:node", &[("Group", "system:nodes")]),
         binding("system:public-info-viewer", &[("Group", "system:authenticated"), ("Group", "system:unauthenticated")]),

@@ -451,10 +451,15 @@ fn bootstrap_policy_shape() {
     // Every binding's role is in the set; system:node works for a node.
     let rbac = Rbac::from_objects(&objects);
     let node = user("system:node:n1", &["system:nodes", "system:authenticated"]);
-    for a in ["create -/nodes -", "patch -/nodes/status - n1", "update coordination.k8s.io/leases kube-node-lease n1", "watch -/pods -", "patch -/pods/status n p", "create -/events n", "get -/secrets n s", "create -/serviceaccounts/token n sa", "create certificates.k8s.io/certificatesigningrequests -", "watch discovery.k8s.io/endpointslices -", "patch networking.k8s.io/ingresses/status n i"] {
+    for a in ["create -/nodes -", "watch -/pods -", "create -/events n", "create certificates.k8s.io/certificatesigningrequests -", "create certificates.k8s.io/certificatesigningrequests/selfnodeclient -", "watch discovery.k8s.io/endpointslices -", "patch networking.k8s.io/ingresses/status n i"] {
         assert!(allowed(&rbac, &node, a), "{a}");
     }
-    assert!(!allowed(&rbac, &node, "create -/secrets n"));
+    // What the Node authorizer grants per node, RBAC does not grant every node.
+    for a in ["create -/secrets n", "get -/secrets n s", "get -/configmaps n c", "create -/serviceaccounts/token n sa", "patch -/nodes/status - n1", "update coordination.k8s.io/leases kube-node-lease n1", "patch -/pods/status n p", "patch -/pods n p"] {
+        assert!(!allowed(&rbac, &node, a), "{a}");
+    }
+    let bootstrapper = user("system:bootstrap:abcdef", &["system:bootstrappers", "system:authenticated"]);
+    assert!(allowed(&rbac, &bootstrapper, "create certificates.k8s.io/certificatesigningrequests/nodeclient -"));
     let anonymous = user("system:anonymous", &["system:unauthenticated"]);
     assert!(allowed(&rbac, &anonymous, "get /healthz"));
     assert!(!allowed(&rbac, &anonymous, "get /apis"));
