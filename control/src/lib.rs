@@ -188,7 +188,6 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
         }
     }
     let app = apiserver::app(api.clone(), creds.admin_token.clone(), signer, apiserver::tls::ca_issuer(&pki)?, local_addr.to_string(), shutdown.clone());
-    let cpu: Arc<dyn controllers::hpa::CpuSource> = Arc::new(apiserver::AppCpu(app.clone()));
     let registry = Arc::new(registry::Registry::new(config.data_dir.join("registry"), creds.admin_token.clone()).with_access(apiserver::registry_access(app.clone())));
     let mut router = apiserver::router(app.clone()).merge(registry::router(registry));
     if clustered.is_some() {
@@ -205,15 +204,17 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
         tasks.push(tokio::spawn(cluster::promote_learners(store.clone(), shutdown.clone())));
     }
     // Outermost: who is asking (forwarded writes carry the same credentials).
-    router = router.layer(axum::middleware::from_fn_with_state(app, apiserver::auth::authenticate));
+    router = router.layer(axum::middleware::from_fn_with_state(app.clone(), apiserver::auth::authenticate));
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     if clustered.is_some() {
         let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();
-        tasks.push(tokio::spawn(lead(api, cpu, accounts, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
+        tasks.push(tokio::spawn(lead(api, app, accounts, name, local_addr, shutdown, config.scheduler, config.network, config.service_lb)));
     } else {
         tasks.push(tokio::spawn(apiserver::kubernetes_service::run(api.clone(), local_addr, shutdown.clone())));
+        let cpu: Arc<dyn controllers::hpa::CpuSource> = Arc::new(apiserver::AppCpu(app.clone()));
         tasks.push(tokio::spawn(controllers::hpa::run(api.clone(), cpu, shutdown.clone())));
         tasks.push(tokio::spawn(controllers::serviceaccounts::run(api.clone(), accounts.signer, accounts.ca_pem, shutdown.clone())));
+        tasks.push(tokio::spawn(controllers::csr_approving::run(app, shutdown.clone())));
         tasks.push(tokio::spawn(controllers::run(api, shutdown, config.scheduler, config.network, config.service_lb)));
     }
     Ok(ControlPlaneHandle { local_addr, ca_pem: creds.ca_pem, admin_token: creds.admin_token, peer_addr, member_name, new_join_token, trigger, tasks, store })
@@ -229,7 +230,8 @@ struct Accounts {
 /// only while it leads, holding Lease kube-system/flotilla-control-plane: started when it
 /// becomes leader, stopped when it no longer is.
 #[allow(clippy::too_many_arguments, reason = "what the leader's controllers are started with")]
-async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, accounts: Accounts, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
+async fn lead(api: Api, app: Arc<apiserver::App>, accounts: Accounts, name: String, local_addr: SocketAddr, shutdown: Shutdown, scheduler: bool, network: NetworkConfig, service_lb: bool) {
+    let cpu: Arc<dyn controllers::hpa::CpuSource> = Arc::new(apiserver::AppCpu(app.clone()));
     let store = api.store.clone();
     loop {
         // Wait to lead.
@@ -248,7 +250,8 @@ async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, accounts: Acc
         let t2 = tokio::spawn(controllers::run(api.clone(), term.clone(), scheduler, network, service_lb));
         let t3 = tokio::spawn(cluster::hold_lease(api.clone(), name.clone(), term.clone()));
         let t4 = tokio::spawn(controllers::hpa::run(api.clone(), cpu.clone(), term.clone()));
-        let t5 = tokio::spawn(controllers::serviceaccounts::run(api.clone(), accounts.signer.clone(), accounts.ca_pem.clone(), term));
+        let t5 = tokio::spawn(controllers::serviceaccounts::run(api.clone(), accounts.signer.clone(), accounts.ca_pem.clone(), term.clone()));
+        let t6 = tokio::spawn(controllers::csr_approving::run(app.clone(), term));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
@@ -262,6 +265,7 @@ async fn lead(api: Api, cpu: Arc<dyn controllers::hpa::CpuSource>, accounts: Acc
                 let _ = t3.await;
                 let _ = t4.await;
                 let _ = t5.await;
+                let _ = t6.await;
                 if stopping {
                     return;
                 }

@@ -9,7 +9,9 @@
 //! - `kubernetes.io/kube-apiserver-client-kubelet`: the same, for nodes only: CN
 //!   `system:node:NAME`, O exactly `system:nodes`.
 //!
-//! Other signer names are left for an external signer, as Kubernetes leaves them.
+//! Other signer names are left for an external signer, as Kubernetes leaves them. Nodes'
+//! requests are approved by the CSR approving controller (`controllers/csr_approving.rs`)
+//! through [`approve_as_controller`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -157,6 +159,24 @@ pub(crate) async fn approve(app: &super::App, user: &User, name: &str, body: Val
         e.message = format!("certificatesigningrequests.certificates.k8s.io \"{name}\" is forbidden: user not permitted to approve requests with signerName \"{signer}\"");
         e
     })?;
+    write_approval(app, name, current, &signer, body).await
+}
+
+/// The CSR approving controller's approval (`controllers/csr_approving.rs`): an Approved
+/// condition with `reason` and `message` on the request as it was at `resource_version`,
+/// then the built-in signer's certificate, as [`approve`] writes them for a user.
+pub(crate) async fn approve_as_controller(app: &super::App, name: &str, resource_version: &str, reason: &str, message: &str) -> Result<Value, ApiError> {
+    let current = app.api.get(info(), None, name)?.value.clone();
+    let signer = current["spec"]["signerName"].as_str().unwrap_or("").to_string();
+    let mut conditions = current["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    conditions.push(json!({"type": "Approved", "status": "True", "reason": reason, "message": message}));
+    let body = json!({"metadata": {"resourceVersion": resource_version}, "status": {"conditions": conditions}});
+    write_approval(app, name, current, &signer, body).await
+}
+
+/// Writes the conditions of `body` over `current`, then signs an approved request of a
+/// built-in signer.
+async fn write_approval(app: &super::App, name: &str, current: Value, signer: &str, body: Value) -> Result<Value, ApiError> {
     let now = app.api.clock.now();
     let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut conditions = body["status"]["conditions"].as_array().cloned().unwrap_or_default();
@@ -185,8 +205,8 @@ pub(crate) async fn approve(app: &super::App, user: &User, name: &str, body: Val
     next["status"]["conditions"] = json!(conditions);
     let written = app.api.update(info(), None, name, next, Part::Status, &WriteOptions::default()).await?;
     let mut obj = written.object;
-    if approved && !denied && obj["status"]["certificate"].as_str().is_none_or(str::is_empty) && matches!(signer.as_str(), CLIENT_SIGNER | KUBELET_CLIENT_SIGNER) {
-        obj = sign(app, obj, &signer, now).await?;
+    if approved && !denied && obj["status"]["certificate"].as_str().is_none_or(str::is_empty) && matches!(signer, CLIENT_SIGNER | KUBELET_CLIENT_SIGNER) {
+        obj = sign(app, obj, signer, now).await?;
     }
     Ok(obj)
 }

@@ -14,6 +14,7 @@
 
 pub(crate) mod clusterrole_aggregation;
 pub(crate) mod cronjob;
+pub(crate) mod csr_approving;
 pub(crate) mod daemonset;
 pub(crate) mod deployment;
 pub(crate) mod disruption;
