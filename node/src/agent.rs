@@ -17,6 +17,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+use crate::identity;
 use crate::images::ImageStore;
 use crate::lifecycle::Backoff;
 use crate::network::{self, Egress, IpPool, Routing};
@@ -28,8 +29,14 @@ use crate::runtime::{Runtime, RuntimeConfig, WASMTIME_VERSION};
 pub struct NodeConfig {
     /// API server URL.
     pub server: String,
-    /// Bearer token for the API server (also required by this node's own server).
+    /// The bootstrap credential: a bearer token for the API server, with which the node
+    /// requests its own client certificate (`identity.rs`); also what this node's own
+    /// server requires of the API server, the password for the cluster's registry, and
+    /// the built-in Ingress controller's credential.
     pub token: String,
+    /// How long the node waits for its certificate signing request to be approved and
+    /// issued (default 5 minutes).
+    pub bootstrap_timeout: Duration,
     /// CA certificate (PEM) that signs the API server's certificate; None trusts any (insecure).
     pub ca_pem: Option<String>,
     /// Node name.
@@ -81,6 +88,7 @@ impl NodeConfig {
         NodeConfig {
             server,
             token,
+            bootstrap_timeout: Duration::from_secs(300),
             ca_pem: None,
             name,
             data_dir,
@@ -255,14 +263,14 @@ impl Drop for WorkerAlive {
 }
 
 /// The API client: one server, or several (`URL1,URL2,…`, members of one control plane)
-/// with failover.
-fn client(config: &NodeConfig) -> anyhow::Result<kube::Client> {
+/// with failover; with the node's own certificate, or (None) the bootstrap token.
+fn client(config: &NodeConfig, own: Option<&identity::Credential>) -> anyhow::Result<kube::Client> {
     let urls: Vec<&str> = config.server.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
     anyhow::ensure!(!urls.is_empty(), "no API server URL");
     if urls.len() == 1 {
-        return one_client(config, urls[0]);
+        return one_client(config, urls[0], own);
     }
-    let clients = urls.iter().map(|u| one_client(config, u)).collect::<anyhow::Result<Vec<_>>>()?;
+    let clients = urls.iter().map(|u| one_client(config, u, own)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(kube::Client::new(Failover { clients: Arc::new(clients), current: Arc::new(std::sync::atomic::AtomicUsize::new(0)) }, "default"))
 }
 
@@ -311,7 +319,7 @@ impl tower::Service<http::Request<kube::client::Body>> for Failover {
     }
 }
 
-fn one_client(config: &NodeConfig, url: &str) -> anyhow::Result<kube::Client> {
+fn one_client(config: &NodeConfig, url: &str, own: Option<&identity::Credential>) -> anyhow::Result<kube::Client> {
     let mut kc = kube::Config::new(url.parse()?);
     match &config.ca_pem {
         Some(pem) => {
@@ -321,7 +329,10 @@ fn one_client(config: &NodeConfig, url: &str) -> anyhow::Result<kube::Client> {
         }
         None => kc.accept_invalid_certs = true,
     }
-    kc.auth_info.token = Some(secrecy::SecretString::from(config.token.clone()));
+    match own {
+        Some(c) => c.apply(&mut kc.auth_info),
+        None => kc.auth_info.token = Some(secrecy::SecretString::from(config.token.clone())),
+    }
     kc.read_timeout = None;
     Ok(kube::Client::try_from(kc)?)
 }
@@ -364,7 +375,11 @@ fn disk_bytes(path: &std::path::Path) -> u64 {
 pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
     config.data_dir = std::path::absolute(&config.data_dir)?;
     std::fs::create_dir_all(&config.data_dir)?;
-    let client = client(&config)?;
+    let bootstrap = client(&config, None)?;
+    let own = own_credential(&config, &bootstrap).await?;
+    tracing::info!(node.name = %config.name, user = %identity::user_name(&config.name), "the node talks to the API server with its own certificate");
+    let switchable = identity::Switchable::new(client(&config, Some(&own))?);
+    let client = switchable.client();
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: config.data_dir.join("compiled"), max_instances: config.max_instances.max(1) })?);
     let mut images = ImageStore::new(config.data_dir.join("images"), config.allow_file_images);
     if let Some(pem) = &config.ca_pem {
@@ -401,14 +416,32 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<NodeHandle> {
         tasks.push(tokio::spawn(network::frontends::run(routing.clone(), config.bind_address, shutdown_rx.clone())));
     }
     if let Some(bound) = ingress {
-        tasks.extend(network::ingress::start(bound, client.clone(), routing.clone(), config.name.clone(), config.bind_address, shutdown_rx.clone())?);
+        // The Ingress controller reads any Ingress's TLS Secret: the node's identity may not.
+        tasks.extend(network::ingress::start(bound, bootstrap.clone(), routing.clone(), config.name.clone(), config.bind_address, shutdown_rx.clone())?);
     }
     let ctx = Arc::new(Ctx { client: client.clone(), config: config.clone(), runtime, images, pods, ips: Mutex::new(ips), routing, host_ip, shutdown: shutdown_rx.clone(), port: std::sync::atomic::AtomicU16::new(server_addr.port()), events: Mutex::new(HashMap::new()), status: crate::pod_worker::StatusWriter::start(client.clone()), event_permits: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)), workers: Arc::new(tokio::sync::watch::Sender::new(0)) });
     let workers = ctx.workers.subscribe();
+    let for_renewal = config.clone();
+    let build = move |c: &identity::Credential| self::client(&for_renewal, Some(c));
+    tasks.push(tokio::spawn(identity::renew(own, client.clone(), bootstrap, switchable, build, config.name.clone(), config.data_dir.clone(), config.bootstrap_timeout, shutdown_rx.clone())));
     tasks.push(tokio::spawn(heartbeat(ctx.clone(), published)));
     tasks.push(tokio::spawn(watch_pods(ctx.clone())));
     tasks.push(tokio::spawn(crate::usage::run(client.clone(), ctx.pods.clone(), shutdown_rx.clone())));
     Ok(NodeHandle { name: config.name.clone(), server_addr, ingress_addr, ingress_tls_addr, shutdown: shutdown_tx, tasks, workers })
+}
+
+/// The node's own credential: the stored certificate while the API server accepts it,
+/// else a new one requested with the bootstrap credential (`identity.rs`).
+async fn own_credential(config: &NodeConfig, bootstrap: &kube::Client) -> anyhow::Result<identity::Credential> {
+    if let Some(c) = identity::load(&config.data_dir, &config.name, chrono::Utc::now().timestamp()) {
+        match Api::<Node>::all(client(config, Some(&c))?).get_opt(&config.name).await {
+            Ok(_) => return Ok(c),
+            Err(e) => tracing::warn!(error = %e, "the API server did not accept the stored node certificate; requesting a new one"),
+        }
+    }
+    let c = identity::request(bootstrap, &config.name, config.bootstrap_timeout).await?;
+    identity::save(&config.data_dir, &c)?;
+    Ok(c)
 }
 
 /// The Node's status; `addresses`: how many pod addresses its podCIDR holds (allocatable

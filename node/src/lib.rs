@@ -2,7 +2,8 @@
 //! bound to it as wasm components in wasmtime, reports their status, and serves logs,
 //! exec and proxy to the API server.
 //!
-//! Map: `agent.rs` (Node, Lease, the pod watch), `lifecycle/` (the pure pod lifecycle:
+//! Map: `agent.rs` (Node, Lease, the pod watch), `identity.rs` (the node's own client
+//! certificate: TLS bootstrap and renewal), `lifecycle/` (the pure pod lifecycle:
 //! `step(state, event) -> effects`), `pod_worker.rs` (one pod's executor of those
 //! effects), `pod_table.rs` (the node's table of running pods), `volumes.rs`,
 //! `security_context.rs` (a container's securityContext as WASI grants), `network.rs` (pod addresses) and `network/` (where pods' outgoing requests and TCP
@@ -15,6 +16,7 @@
 mod agent;
 mod attach;
 mod exec_spdy;
+mod identity;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
