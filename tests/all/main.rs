@@ -28,6 +28,7 @@ mod outside;
 mod node_pods;
 mod node_limits;
 mod node_images;
+mod node_identity;
 mod pod_cidr;
 mod pod_network;
 mod pod_network_xnode;
