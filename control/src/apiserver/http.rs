@@ -75,17 +75,26 @@ struct Target {
     rest: String,
 }
 
-enum Path {
-    Discovery(Response),
+enum Path<'a> {
+    Discovery(Discovery<'a>),
     Resource(Target),
+}
+
+/// A discovery document a path names.
+enum Discovery<'a> {
+    Api,
+    Apis,
+    CoreV1,
+    Group(&'a str),
+    GroupVersion(&'a str, &'a str),
 }
 
 fn not_found() -> ApiError {
     ApiError::page_not_found()
 }
 
-fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<Path, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+/// The discovery document `d`, aggregated when the client asks for it.
+fn discovery_response(d: Discovery<'_>, headers: &HeaderMap, server_address: &str) -> Result<Response, ApiError> {
     let accept: String = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let aggregated = |core: bool| -> Option<Response> {
         let v2 = accept.find("v=v2;as=APIGroupDiscoveryList").or_else(|| accept.find("v=v2;g=apidiscovery"));
@@ -102,24 +111,24 @@ fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<P
         r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
         Some(r)
     };
+    Ok(match d {
+        Discovery::Api => aggregated(true).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_versions(server_address))),
+        Discovery::Apis => aggregated(false).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_group_list())),
+        Discovery::CoreV1 => json_response(StatusCode::OK, &discovery::api_resource_list("", "v1").ok_or_else(not_found)?),
+        Discovery::Group(g) => json_response(StatusCode::OK, &discovery::api_group(g).ok_or_else(not_found)?),
+        Discovery::GroupVersion(g, v) => json_response(StatusCode::OK, &discovery::api_resource_list(g, v).ok_or_else(not_found)?),
+    })
+}
+
+/// Parses a path: a discovery document or a served resource (pure).
+fn parse_path(path: &str) -> Result<Path<'_>, ApiError> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        ["api"] => {
-            return Ok(Path::Discovery(
-                aggregated(true).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_versions(server_address))),
-            ));
-        }
-        ["apis"] => {
-            return Ok(Path::Discovery(
-                aggregated(false).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_group_list())),
-            ));
-        }
-        ["api", "v1"] => {
-            return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_resource_list("", "v1").ok_or_else(not_found)?)));
-        }
-        ["apis", g] => return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_group(g).ok_or_else(not_found)?))),
-        ["apis", g, v] => {
-            return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_resource_list(g, v).ok_or_else(not_found)?)));
-        }
+        ["api"] => return Ok(Path::Discovery(Discovery::Api)),
+        ["apis"] => return Ok(Path::Discovery(Discovery::Apis)),
+        ["api", "v1"] => return Ok(Path::Discovery(Discovery::CoreV1)),
+        ["apis", g] => return Ok(Path::Discovery(Discovery::Group(g))),
+        ["apis", g, v] => return Ok(Path::Discovery(Discovery::GroupVersion(g, v))),
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
@@ -236,6 +245,64 @@ fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, Api
     Ok(WriteOptions { dry_run, field_manager, field_validation })
 }
 
+const METRICS_PREFIX: &str = "/apis/metrics.k8s.io/v1beta1/";
+
+/// The attributes of a metrics.k8s.io request (`rest` after [`METRICS_PREFIX`]).
+fn metrics_attributes(rest: &str) -> Option<Attributes> {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let (namespace, resource, name) = match segs.as_slice() {
+        ["namespaces", ns, r, more @ ..] => (*ns, *r, more.first().copied()),
+        [r, more @ ..] => ("", *r, more.first().copied()),
+        [] => return None,
+    };
+    let verb = if name.is_some() { "get" } else { "list" };
+    Some(Attributes::resource(verb, "metrics.k8s.io", resource, "", namespace, name.unwrap_or_default()))
+}
+
+/// The attributes of a request for a served resource.
+fn resource_attributes(method: &Method, target: &Target, query: &Query) -> Attributes {
+    let verb = verb_for(method, target, query);
+    let mut name = target.name.clone().unwrap_or_default();
+    if name.is_empty() && matches!(verb, "list" | "watch") {
+        // A list or watch of one object by name is authorized as that name (RequestInfo).
+        if let Some(n) = q(query, "fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(',')) {
+            name = n.to_string();
+        }
+    }
+    Attributes::resource(verb, target.info.group, target.info.plural, target.subresource.as_deref().unwrap_or_default(), target.namespace.as_deref().unwrap_or_default(), &name)
+}
+
+/// What a request is, as the authorizer and the audit log see it (Kubernetes'
+/// RequestInfo): the attributes [`route`] authorizes it with.
+pub(crate) struct RequestInfo {
+    pub attributes: Attributes,
+    /// The API version of a resource request (empty otherwise).
+    pub api_version: &'static str,
+    /// A watch, a log, exec, attach, portforward or proxy: its response outlives its
+    /// handler (Kubernetes' long-running request check).
+    pub long_running: bool,
+}
+
+/// The [`RequestInfo`] of a request (pure: no store, no authorizer).
+pub(crate) fn request_info(method: &Method, path: &str, query: Option<&str>) -> RequestInfo {
+    let non_resource = || RequestInfo { attributes: Attributes::non_resource(&non_resource_verb(method), path), api_version: "", long_running: false };
+    if let Some(rest) = path.strip_prefix(METRICS_PREFIX) {
+        return metrics_attributes(rest).map_or_else(non_resource, |attributes| RequestInfo { attributes, api_version: "v1beta1", long_running: false });
+    }
+    if path.starts_with("/openapi/") {
+        return non_resource();
+    }
+    match parse_path(path) {
+        Ok(Path::Resource(t)) => {
+            let query: Query = query.map(|s| form_urlencoded::parse(s.as_bytes()).into_owned().collect()).unwrap_or_default();
+            let attributes = resource_attributes(method, &t, &query);
+            let long_running = attributes.verb == "watch" || matches!(attributes.subresource.as_str(), "log" | "exec" | "attach" | "portforward" | "proxy");
+            RequestInfo { attributes, api_version: t.info.version, long_running }
+        }
+        _ => non_resource(),
+    }
+}
+
 async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let query: Query = parts.uri.query().map(|s| form_urlencoded::parse(s.as_bytes()).into_owned().collect()).unwrap_or_default();
@@ -250,35 +317,20 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         non_resource(&user)?;
         return Ok(openapi_v2_route(&parts.headers));
     }
-    if let Some(rest) = path.strip_prefix("/apis/metrics.k8s.io/v1beta1/") {
-        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        let (namespace, resource, name) = match segs.as_slice() {
-            ["namespaces", ns, r, more @ ..] => (ns.to_string(), r.to_string(), more.first().map(|s| s.to_string())),
-            [r, more @ ..] => (String::new(), r.to_string(), more.first().map(|s| s.to_string())),
-            [] => return Err(not_found()),
-        };
-        let verb = if name.is_some() { "get" } else { "list" };
-        let attrs = Attributes::resource(verb, "metrics.k8s.io", &resource, "", &namespace, name.as_deref().unwrap_or_default());
+    if let Some(rest) = path.strip_prefix(METRICS_PREFIX) {
+        let attrs = metrics_attributes(rest).ok_or_else(not_found)?;
         auth::check(app.authz.as_ref(), &user, &attrs)?;
+        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         return super::metrics_api::serve(&app, &parts.method, &segs, &query).await;
     }
-    let target = match parse_path(&path, &parts.headers, &app.server_address)? {
-        Path::Discovery(r) => {
+    let target = match parse_path(&path)? {
+        Path::Discovery(d) => {
             non_resource(&user)?;
-            return Ok(r);
+            return discovery_response(d, &parts.headers, &app.server_address);
         }
         Path::Resource(t) => t,
     };
-    let verb = verb_for(&parts.method, &target, &query);
-    let mut name = target.name.clone().unwrap_or_default();
-    if name.is_empty() && matches!(verb, "list" | "watch") {
-        // A list or watch of one object by name is authorized as that name (RequestInfo).
-        if let Some(n) = q(&query, "fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(',')) {
-            name = n.to_string();
-        }
-    }
-    let attrs = Attributes::resource(verb, target.info.group, target.info.plural, target.subresource.as_deref().unwrap_or_default(), target.namespace.as_deref().unwrap_or_default(), &name);
-    auth::check(app.authz.as_ref(), &user, &attrs)?;
+    auth::check(app.authz.as_ref(), &user, &resource_attributes(&parts.method, &target, &query))?;
     let headers = parts.headers;
     let method = parts.method;
     let ns = target.namespace.as_deref();
