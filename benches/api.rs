@@ -217,6 +217,7 @@ async fn run() {
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
     })
     .await
     .expect("start control plane");
@@ -312,6 +313,7 @@ async fn member(dir: &std::path::Path, join: Option<(String, String)>) -> flotil
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
     };
     let cluster = flotilla_control::cluster::ClusterConfig { peer_listen: Some("127.0.0.1:0".parse().expect("addr")), join };
     flotilla_control::start_member(config, Arc::new(flotilla_control::apiserver::service::SystemClock), cluster).await.expect("start member")

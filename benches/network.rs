@@ -319,6 +319,7 @@ async fn run() {
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
     })
     .await
     .expect("start control plane");
