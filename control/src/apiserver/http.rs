@@ -204,15 +204,134 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             }
             other => ApiError::bad_request(format!("unable to decode protobuf body: {other}")),
         }),
-        "application/yaml" | "application/apply-patch+yaml" => {
-            serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
-        }
+        "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+            .and_then(check_decodable),
         "application/json" | "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json"
-        | "application/apply-patch+json" | "" | "*/*" => {
-            serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
-        }
+        | "application/apply-patch+json" | "" | "*/*" => serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+            .and_then(check_decodable),
         other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// The name Go's encoding/json gives a JSON value's type in its errors.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn unmarshal_error(v: &Value, field: &str, go: &str) -> ApiError {
+    ApiError::bad_request(format!("json: cannot unmarshal {} into Go struct field {field} of type {go}", go_type(v)))
+}
+
+/// What Go's decoder refuses in any Kubernetes body: a document that is not an object
+/// (null decodes to nothing), and TypeMeta and the ObjectMeta fields every kind shares
+/// of the wrong types. (Found by `write_fuzz.rs`: `"kind": 5` was stored as if absent, and
+/// an array PUT to a scale subresource scaled to 0.)
+fn check_decodable(v: Value) -> Result<Value, ApiError> {
+    let o = match &v {
+        Value::Null => return Ok(v),
+        Value::Object(o) => o,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal {} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}",
+                go_type(other)
+            )));
+        }
+    };
+    let string_or_null = |x: &Value| x.is_null() || x.is_string();
+    for k in ["apiVersion", "kind"] {
+        if let Some(x) = o.get(k).filter(|x| !string_or_null(x)) {
+            return Err(ApiError::bad_request(format!("couldn't get version/kind; json parse error: json: cannot unmarshal {} into Go struct field .{k} of type string", go_type(x))));
+        }
+    }
+    match o.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for k in ["name", "generateName", "namespace", "uid", "resourceVersion"] {
+                if let Some(x) = m.get(k).filter(|x| !string_or_null(x)) {
+                    return Err(unmarshal_error(x, &format!("ObjectMeta.metadata.{k}"), "string"));
+                }
+            }
+            for k in ["labels", "annotations"] {
+                match m.get(k) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Object(map)) => {
+                        if let Some(x) = map.values().find(|x| !string_or_null(x)) {
+                            return Err(unmarshal_error(x, &format!("ObjectMeta.metadata.{k}"), "string"));
+                        }
+                    }
+                    Some(x) => return Err(unmarshal_error(x, &format!("ObjectMeta.metadata.{k}"), "map[string]string")),
+                }
+            }
+        }
+        Some(x) => return Err(unmarshal_error(x, ".metadata", "v1.ObjectMeta")),
+    }
+    Ok(v)
+}
+
+/// DeleteOptions in a body, checked as Kubernetes decodes and validates them before any
+/// of it is used: a DELETE whose options cannot be read must not delete (its dryRun or
+/// preconditions may be the ones it could not read). Found by `write_fuzz.rs`.
+fn check_delete_options(v: &Value) -> Result<(), ApiError> {
+    let Some(o) = v.as_object() else { return Ok(()) };
+    let field = |k: &str| o.get(k).filter(|x| !x.is_null());
+    if let Some(x) = field("gracePeriodSeconds").filter(|x| !x.is_i64()) {
+        return Err(unmarshal_error(x, "DeleteOptions.gracePeriodSeconds", "int64"));
+    }
+    if let Some(x) = field("orphanDependents").filter(|x| !x.is_boolean()) {
+        return Err(unmarshal_error(x, "DeleteOptions.orphanDependents", "bool"));
+    }
+    match field("preconditions") {
+        None => {}
+        Some(Value::Object(p)) => {
+            for k in ["uid", "resourceVersion"] {
+                if let Some(x) = p.get(k).filter(|x| !x.is_null() && !x.is_string()) {
+                    return Err(unmarshal_error(x, &format!("DeleteOptions.preconditions.{k}"), "string"));
+                }
+            }
+        }
+        Some(x) => return Err(unmarshal_error(x, "DeleteOptions.preconditions", "v1.Preconditions")),
+    }
+    match field("propagationPolicy") {
+        None => {}
+        Some(Value::String(p)) if ["Orphan", "Background", "Foreground"].contains(&p.as_str()) => {}
+        Some(Value::String(p)) => {
+            return Err(ApiError::new(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        }
+        Some(x) => return Err(unmarshal_error(x, "DeleteOptions.propagationPolicy", "v1.DeletionPropagation")),
+    }
+    match field("dryRun") {
+        None => {}
+        Some(Value::Array(a)) => {
+            for x in a {
+                match x.as_str() {
+                    Some("All") => {}
+                    Some(other) => return Err(ApiError::bad_request(format!("Invalid dry run value: {other}"))),
+                    None => return Err(unmarshal_error(x, "DeleteOptions.dryRun", "string")),
+                }
+            }
+        }
+        Some(x) => return Err(unmarshal_error(x, "DeleteOptions.dryRun", "[]string")),
+    }
+    Ok(())
+}
+
+/// Decodes a DELETE's DeleteOptions body (if any) into `opts`.
+fn merge_delete_body(opts: &mut DeleteOptions, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    if !body.is_empty() {
+        let v = decode_body(headers, body)?;
+        check_delete_options(&v)?;
+        opts.merge_body(&v);
+    }
+    Ok(())
 }
 
 fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
@@ -376,12 +495,9 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             Method::PATCH => patch(&app, &user, info, ns, name, Part::Main, &query, &headers, body).await,
             Method::DELETE => {
                 let mut opts = delete_options(&query)?;
-                let body = read_body(body).await?;
-                if !body.is_empty() {
-                    // DeleteOptions that cannot be read must not be ignored: they may carry
-                    // dryRun or preconditions.
-                    opts.merge_body(&decode_body(&headers, &body)?);
-                }
+                // DeleteOptions that cannot be read must not be ignored: they may carry
+                // dryRun or preconditions.
+                merge_delete_body(&mut opts, &headers, &read_body(body).await?)?;
                 let obj = app.api.delete(info, ns, name, &opts).await?;
                 let code = if obj["metadata"]["deletionTimestamp"].is_null() || app.api.store.get(&service::key(info, ns, name)).is_none() {
                     StatusCode::OK
@@ -697,10 +813,7 @@ fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::
 async fn delete_collection(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let filter = Filter::parse(info, query)?;
     let mut opts = delete_options(query)?;
-    let body = read_body(body).await?;
-    if !body.is_empty() {
-        opts.merge_body(&decode_body(headers, &body)?);
-    }
+    merge_delete_body(&mut opts, headers, &read_body(body).await?)?;
     let (items, _, _) = app.api.store.list(&service::prefix(info, ns), None, None, &|s| filter.matches(&s.value));
     let mut deleted = Vec::new();
     for item in items {
@@ -830,6 +943,12 @@ async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
         }
         _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     };
+    if !new_scale.is_object() {
+        // A patch that replaced the whole Scale (found by `write_fuzz.rs`: it scaled to 0).
+        return Err(ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal {} into Go value of type autoscaling.Scale", go_type(&new_scale))));
+    }
+    // The patched Scale decodes as a body would.
+    let new_scale = check_decodable(new_scale)?;
     // Go clients omit `replicas: 0`: a missing value is zero.
     let replicas = match &new_scale["spec"]["replicas"] {
         Value::Null => 0,

@@ -37,6 +37,8 @@ mod table;
 pub mod tls;
 pub(crate) mod tokens;
 mod typed;
+#[cfg(test)]
+mod write_fuzz;
 
 use std::sync::Arc;
 use std::time::Duration;
