@@ -599,6 +599,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
         network: flotilla_control::NetworkConfig { node_cidr_mask_size: 18, ..Default::default() },
         service_lb: true,
         audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("start control plane");

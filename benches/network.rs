@@ -320,6 +320,7 @@ async fn run() {
         network: Default::default(),
         service_lb: true,
         audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("start control plane");

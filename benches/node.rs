@@ -292,6 +292,7 @@ async fn run(load_rt: tokio::runtime::Handle) {
         network: Default::default(),
         service_lb: true,
         audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("start control plane");

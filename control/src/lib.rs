@@ -18,6 +18,7 @@ use serde_json::json;
 use apiserver::service::{SystemClock, WriteOptions};
 use apiserver::{Api, Shutdown, ShutdownTrigger};
 pub use apiserver::audit::{AuditConfig, AuditError};
+pub use apiserver::flow_control::FlowControlConfig;
 pub use network::NetworkConfig;
 use store::{Store, StoreConfig};
 
@@ -39,6 +40,9 @@ pub struct ControlPlaneConfig {
     pub service_lb: bool,
     /// The audit log (`--audit-log-path`, `--audit-policy-file`; default: none).
     pub audit: AuditConfig,
+    /// Per-user request limits (default: 100 requests/s and 32 in flight per user,
+    /// system:masters exempt).
+    pub flow_control: FlowControlConfig,
 }
 
 /// A running control plane.
@@ -216,8 +220,7 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
     }
     // Outermost: who is asking (forwarded writes carry the same credentials), the audit
     // log, the body limit and per-user limits.
-    let limits = apiserver::flow_control::FlowControl::new(apiserver::flow_control::FlowControlConfig::default());
-    router = apiserver::with_request_layers(router, app, auditor, limits);
+    router = apiserver::with_request_layers(router, app, auditor, &config.flow_control);
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     if clustered.is_some() {
         let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();

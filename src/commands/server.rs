@@ -166,7 +166,7 @@ impl ControlPlaneFlags {
         kubeconfig::check(&kubeconfig_path)?;
         let store = self.store_config()?;
         let audit = self.audit_config()?;
-        let config = ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb, audit };
+        let config = ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb, audit, flow_control: Default::default() };
         let clock: std::sync::Arc<dyn flotilla_control::apiserver::service::Clock> = if self.clock_rate == 1.0 {
             std::sync::Arc::new(flotilla_control::apiserver::service::SystemClock)
         } else {

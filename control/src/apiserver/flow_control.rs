@@ -29,7 +29,7 @@ use super::error::ApiError;
 /// The limits (defaults: 100 requests/s, a burst of 100, 32 in flight, 10,000 users
 /// remembered).
 #[derive(Clone, Debug)]
-pub(crate) struct FlowControlConfig {
+pub struct FlowControlConfig {
     /// Requests a second a user may start, on average.
     pub rate: f64,
     /// Requests a user may start at once after being idle (the bucket's size).
@@ -38,6 +38,17 @@ pub(crate) struct FlowControlConfig {
     pub max_in_flight: u32,
     /// Users remembered at once.
     pub max_users: usize,
+}
+
+impl FlowControlConfig {
+    /// No per-user limits (benchmarks that measure one user's throughput).
+    pub fn unlimited() -> Self {
+        FlowControlConfig { rate: f64::INFINITY, burst: f64::INFINITY, max_in_flight: u32::MAX, max_users: 0 }
+    }
+
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.rate.is_infinite() && self.max_in_flight == u32::MAX
+    }
 }
 
 impl Default for FlowControlConfig {

@@ -212,9 +212,13 @@ pub(crate) fn test_app(api: Api, admin_token: String, server_address: String, sh
 /// The layers every request on the API port passes, outermost first: authentication, the
 /// audit log (with one), the body limit, per-user limits; then `inner` (the routers, and
 /// what must run after the limits: a follower's forwarding of writes).
-pub(crate) fn with_request_layers(inner: Router, app: Arc<App>, auditor: Option<Arc<audit::Auditor>>, limits: Arc<flow_control::FlowControl>) -> Router {
+pub(crate) fn with_request_layers(inner: Router, app: Arc<App>, auditor: Option<Arc<audit::Auditor>>, limits: &flow_control::FlowControlConfig) -> Router {
     use axum::middleware::{from_fn, from_fn_with_state};
-    let mut r = inner.layer(from_fn_with_state(limits, flow_control::limit)).layer(from_fn(body_limit::read_whole));
+    let mut r = inner;
+    if !limits.is_unlimited() {
+        r = r.layer(from_fn_with_state(flow_control::FlowControl::new(limits.clone()), flow_control::limit));
+    }
+    r = r.layer(from_fn(body_limit::read_whole));
     if let Some(a) = auditor {
         r = r.layer(from_fn_with_state(a, audit::audit));
     }
@@ -224,7 +228,7 @@ pub(crate) fn with_request_layers(inner: Router, app: Arc<App>, auditor: Option<
 /// The API router with its request layers, as `lib.rs` serves it (no audit log).
 #[cfg(test)]
 pub(crate) fn test_router(app: Arc<App>) -> Router {
-    with_request_layers(router(app.clone()), app, None, flow_control::FlowControl::new(flow_control::FlowControlConfig::default()))
+    with_request_layers(router(app.clone()), app, None, &flow_control::FlowControlConfig::default())
 }
 
 /// The registry's authorization: repository `team/app` is the `images` resource named

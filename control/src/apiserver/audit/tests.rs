@@ -26,8 +26,7 @@ async fn fixture(policy: &str) -> Fixture {
     let app = test_app(api, "t".into(), "127.0.0.1:6443".into(), shutdown);
     let policy = if policy.is_empty() { Policy::metadata_for_everything() } else { Policy::parse(policy).expect("policy") };
     let (auditor, events) = Auditor::to_channel(policy);
-    let limits = flow_control::FlowControl::new(flow_control::FlowControlConfig::default());
-    let router = with_request_layers(router(app.clone()), app, Some(auditor), limits);
+    let router = with_request_layers(router(app.clone()), app, Some(auditor), &flow_control::FlowControlConfig::default());
     Fixture { router, events, _dir: dir, _trigger: trigger }
 }
 
