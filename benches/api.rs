@@ -217,6 +217,9 @@ async fn run() {
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
+        // Measures one ServiceAccount's creates/s (rbac_cost): not capped at 100/s.
+        flow_control: flotilla_control::FlowControlConfig::unlimited(),
     })
     .await
     .expect("start control plane");
@@ -312,6 +315,8 @@ async fn member(dir: &std::path::Path, join: Option<(String, String)>) -> flotil
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
+        flow_control: Default::default(),
     };
     let cluster = flotilla_control::cluster::ClusterConfig { peer_listen: Some("127.0.0.1:0".parse().expect("addr")), join };
     flotilla_control::start_member(config, Arc::new(flotilla_control::apiserver::service::SystemClock), cluster).await.expect("start member")

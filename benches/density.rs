@@ -598,6 +598,8 @@ async fn run(load_rt: tokio::runtime::Handle) {
         // A /18 per node holds 16,381 pods; the /16 cluster range has room for four nodes.
         network: flotilla_control::NetworkConfig { node_cidr_mask_size: 18, ..Default::default() },
         service_lb: true,
+        audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("start control plane");

@@ -319,6 +319,8 @@ async fn run() {
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("start control plane");

@@ -291,6 +291,8 @@ async fn run(load_rt: tokio::runtime::Handle) {
         scheduler: true,
         network: Default::default(),
         service_lb: true,
+        audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("start control plane");

@@ -185,6 +185,8 @@ async fn control_plane(dir: &std::path::Path, scheduler: bool) -> flotilla_contr
         // this size would be configured; otherwise most nodes would get CIDRNotAvailable.
         network: flotilla_control::NetworkConfig { cluster_cidr: "10.64.0.0/12".parse().expect("cidr"), ..Default::default() },
         service_lb: true,
+        audit: Default::default(),
+        flow_control: Default::default(),
     })
     .await
     .expect("control plane")

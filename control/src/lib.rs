@@ -17,6 +17,8 @@ use serde_json::json;
 
 use apiserver::service::{SystemClock, WriteOptions};
 use apiserver::{Api, Shutdown, ShutdownTrigger};
+pub use apiserver::audit::{AuditConfig, AuditError};
+pub use apiserver::flow_control::FlowControlConfig;
 pub use network::NetworkConfig;
 use store::{Store, StoreConfig};
 
@@ -36,6 +38,11 @@ pub struct ControlPlaneConfig {
     pub network: NetworkConfig,
     /// Run the built-in service load balancer (off: `--disable-service-lb`).
     pub service_lb: bool,
+    /// The audit log (`--audit-log-path`, `--audit-policy-file`; default: none).
+    pub audit: AuditConfig,
+    /// Per-user request limits (default: 100 requests/s and 32 in flight per user,
+    /// system:masters exempt).
+    pub flow_control: FlowControlConfig,
 }
 
 /// A running control plane.
@@ -75,6 +82,11 @@ impl ControlPlaneHandle {
     }
 }
 
+/// Checks the audit policy file of `config`, if any, as a start would.
+pub fn check_audit_policy(config: &AuditConfig) -> Result<(), AuditError> {
+    apiserver::audit::load_policy(config).map(|_| ())
+}
+
 /// The store's directory inside a control plane's data dir.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
@@ -102,6 +114,8 @@ const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
 pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::service::Clock>, cluster: cluster::ClusterConfig) -> anyhow::Result<ControlPlaneHandle> {
     use anyhow::Context as _;
     let service_range = config.network.validate()?;
+    // A malformed policy or an unwritable log stops the start before anything binds.
+    let auditor = apiserver::audit::Auditor::open(&config.audit)?;
     let store_dir = store_dir(&config.data_dir);
     let store_cfg = config.store.clone();
     let pki = config.data_dir.join("pki");
@@ -203,8 +217,9 @@ pub async fn start_member(config: ControlPlaneConfig, clock: Arc<dyn apiserver::
         router = router.layer(axum::middleware::from_fn_with_state(fwd, cluster::forward_writes));
         tasks.push(tokio::spawn(cluster::promote_learners(store.clone(), shutdown.clone())));
     }
-    // Outermost: who is asking (forwarded writes carry the same credentials).
-    router = router.layer(axum::middleware::from_fn_with_state(app.clone(), apiserver::auth::authenticate));
+    // Outermost: who is asking (forwarded writes carry the same credentials), the audit
+    // log, the body limit and per-user limits.
+    router = apiserver::with_request_layers(router, app.clone(), auditor, &config.flow_control);
     tasks.push(tokio::spawn(apiserver::serve_tls(listener, creds.server_config.clone(), router, shutdown.clone())));
     if clustered.is_some() {
         let name = clustered.as_ref().map(|i| i.name.clone()).unwrap_or_default();

@@ -29,6 +29,10 @@ pub(crate) struct ControlMetrics {
     commit: Histogram,
     attempts: [AtomicU64; 3],
     attempt_durations: [Histogram; 3],
+    audit_events: AtomicU64,
+    audit_dropped: AtomicU64,
+    /// Requests refused by the per-user limits: [rate, in flight].
+    rejected: [AtomicU64; 2],
 }
 
 /// Results of a scheduling attempt, as kube-scheduler labels them.
@@ -53,6 +57,9 @@ pub(crate) fn global() -> &'static ControlMetrics {
         commit: Histogram::new(FAST_BUCKETS),
         attempts: Default::default(),
         attempt_durations: [Histogram::new(FAST_BUCKETS), Histogram::new(FAST_BUCKETS), Histogram::new(FAST_BUCKETS)],
+        audit_events: AtomicU64::new(0),
+        audit_dropped: AtomicU64::new(0),
+        rejected: Default::default(),
     })
 }
 
@@ -92,6 +99,20 @@ impl ControlMetrics {
     pub(crate) fn scheduling_attempt(&self, result: Attempt, took: Duration) {
         self.attempts[result as usize].fetch_add(1, Relaxed);
         self.attempt_durations[result as usize].observe(took);
+    }
+
+    /// An audit event written (`dropped`: not written, the writer being behind).
+    pub(crate) fn audit_event(&self, dropped: bool) {
+        self.audit_events.fetch_add(1, Relaxed);
+        if dropped {
+            self.audit_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A request refused by the per-user limits (`in_flight`: too many at once, else too
+    /// many a second).
+    pub(crate) fn rejected(&self, in_flight: bool) {
+        self.rejected[usize::from(in_flight)].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn proposals(&self) -> u64 {
@@ -138,6 +159,14 @@ pub(crate) fn render(store_size: u64) -> String {
     e.family("scheduler_scheduling_attempt_duration_seconds", Kind::Histogram, "Scheduling attempt latency (filters and scores; the binding write excluded), by result.");
     for (i, result) in ATTEMPT_RESULTS.iter().enumerate() {
         m.attempt_durations[i].encode(&mut e, "scheduler_scheduling_attempt_duration_seconds", &[("result", result), ("profile", "default-scheduler")]);
+    }
+    e.family("apiserver_audit_event_total", Kind::Counter, "Audit events generated.");
+    e.sample("apiserver_audit_event_total", &[], m.audit_events.load(Relaxed) as f64);
+    e.family("apiserver_audit_error_total", Kind::Counter, "Audit events dropped because the log writer was behind.");
+    e.sample("apiserver_audit_error_total", &[("plugin", "log")], m.audit_dropped.load(Relaxed) as f64);
+    e.family("apiserver_flowcontrol_rejected_requests_total", Kind::Counter, "Requests refused with 429 by the per-user limits, by reason.");
+    for (i, reason) in ["rate-limit", "concurrency-limit"].iter().enumerate() {
+        e.sample("apiserver_flowcontrol_rejected_requests_total", &[("reason", reason)], m.rejected[i].load(Relaxed) as f64);
     }
     e.finish()
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use flotilla_api::cidr::Ipv4Cidr;
 use flotilla_control::apiserver::node_port::NodePortRange;
-use flotilla_control::{ControlPlaneConfig, ControlPlaneHandle, NetworkConfig, store::StoreConfig};
+use flotilla_control::{AuditConfig, ControlPlaneConfig, ControlPlaneHandle, NetworkConfig, store::StoreConfig};
 
 use super::kubeconfig;
 
@@ -56,6 +56,15 @@ pub(crate) struct ControlPlaneFlags {
     /// at first start]
     #[arg(long, value_name = "FILE")]
     pub encryption_key_file: Option<PathBuf>,
+    /// Write an audit log to FILE: one JSON line per event in Kubernetes' audit.k8s.io/v1
+    /// Event shape (appended to; created with mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pub audit_log_path: Option<PathBuf>,
+    /// Kubernetes audit.k8s.io/v1 Policy (YAML or JSON) saying what the audit log keeps of
+    /// each request (levels None, Metadata, Request, RequestResponse); a malformed policy
+    /// stops the start [default: every request at Metadata]
+    #[arg(long, value_name = "FILE")]
+    pub audit_policy_file: Option<PathBuf>,
 }
 
 impl ControlPlaneFlags {
@@ -93,6 +102,19 @@ impl ControlPlaneFlags {
 
     pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         data_dir(self.data_dir.as_deref())
+    }
+
+    /// The audit log's paths (made absolute), its policy checked.
+    pub(crate) fn audit_config(&self) -> anyhow::Result<AuditConfig> {
+        let audit = AuditConfig {
+            policy_file: self.audit_policy_file.as_deref().map(std::path::absolute).transpose()?,
+            log_path: self.audit_log_path.as_deref().map(std::path::absolute).transpose()?,
+        };
+        if audit.policy_file.is_some() && audit.log_path.is_none() {
+            anyhow::bail!("--audit-policy-file needs --audit-log-path (where the events go)");
+        }
+        flotilla_control::check_audit_policy(&audit)?;
+        Ok(audit)
     }
 
     fn store_config(&self) -> anyhow::Result<StoreConfig> {
@@ -143,7 +165,8 @@ impl ControlPlaneFlags {
         // Refuse a kubeconfig that cannot be merged into before starting anything.
         kubeconfig::check(&kubeconfig_path)?;
         let store = self.store_config()?;
-        let config = ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb };
+        let audit = self.audit_config()?;
+        let config = ControlPlaneConfig { data_dir: data_dir.clone(), listen: self.listen, store, scheduler: true, network, service_lb: !self.disable_service_lb, audit, flow_control: Default::default() };
         let clock: std::sync::Arc<dyn flotilla_control::apiserver::service::Clock> = if self.clock_rate == 1.0 {
             std::sync::Arc::new(flotilla_control::apiserver::service::SystemClock)
         } else {

@@ -155,6 +155,8 @@ impl UpCommand {
                 self.data_dir_flag()
             );
         }
+        // Before anything starts (the detached process would only log it).
+        self.flags.audit_config()?;
         let detached_child = std::env::var_os(DETACHED_ENV).is_some();
         if self.detach && !detached_child {
             return self.start_detached(&data_dir).await;

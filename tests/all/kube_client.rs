@@ -26,7 +26,7 @@ pub struct InProcess {
 pub async fn in_process(store: StoreConfig) -> InProcess {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = ControlPlaneConfig { data_dir: dir.path().join("data"), listen: "127.0.0.1:0".parse().expect("addr"), store, scheduler: true, network: Default::default(), service_lb: true };
+    let config = ControlPlaneConfig { data_dir: dir.path().join("data"), listen: "127.0.0.1:0".parse().expect("addr"), store, scheduler: true, network: Default::default(), service_lb: true, audit: Default::default(), flow_control: Default::default() };
     let handle = flotilla_control::start(config).await.expect("start control plane");
     let client = kube_client(&handle.url(), &handle.ca_pem, &handle.admin_token);
     InProcess { handle, client, _dir: dir }

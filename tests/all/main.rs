@@ -21,6 +21,7 @@ mod kubectl_delete;
 mod kubectl_edit;
 mod kubectl_misc;
 mod kubectl_versions;
+mod limits_audit;
 mod metrics;
 mod netpol;
 mod newcomer;

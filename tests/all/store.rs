@@ -345,7 +345,7 @@ async fn start_on(dir: &std::path::Path, store: StoreConfig) -> flotilla_control
     let _ = rustls::crypto::ring::default_provider().install_default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let config = flotilla_control::ControlPlaneConfig { data_dir: dir.join("data"), listen: "127.0.0.1:0".parse().expect("addr"), store: store.clone(), scheduler: true, network: Default::default(), service_lb: true };
+        let config = flotilla_control::ControlPlaneConfig { data_dir: dir.join("data"), listen: "127.0.0.1:0".parse().expect("addr"), store: store.clone(), scheduler: true, network: Default::default(), service_lb: true, audit: Default::default(), flow_control: Default::default() };
         match flotilla_control::start(config).await {
             Ok(h) => return h,
             Err(e) if tokio::time::Instant::now() < deadline && e.to_string().contains("already open") => {

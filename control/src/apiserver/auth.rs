@@ -369,14 +369,23 @@ pub(crate) async fn authenticate(State(app): State<Arc<App>>, mut req: Request, 
         Ok(None) => return next.run(req).await,
         Err(()) => return ApiError::new(401, "Unauthorized", "Unauthorized").into_response(),
     };
+    let original = req.headers().contains_key(IMPERSONATE_USER).then(|| user.clone());
     match impersonate(app.authz.as_ref(), user, req.headers()) {
         Ok(u) => {
+            if let Some(o) = original {
+                req.extensions_mut().insert(Impersonator(o));
+            }
             req.extensions_mut().insert(u);
             next.run(req).await
         }
         Err(e) => e.into_response(),
     }
 }
+
+/// Who authenticated a request that impersonates another user (its [`User`] is the one
+/// impersonated), for the audit log.
+#[derive(Clone, Debug)]
+pub(crate) struct Impersonator(pub User);
 
 /// The authenticated user of a request, or 401.
 pub(crate) fn user_of(extensions: &axum::http::Extensions) -> Result<User, ApiError> {

@@ -75,17 +75,26 @@ struct Target {
     rest: String,
 }
 
-enum Path {
-    Discovery(Response),
+enum Path<'a> {
+    Discovery(Discovery<'a>),
     Resource(Target),
+}
+
+/// A discovery document a path names.
+enum Discovery<'a> {
+    Api,
+    Apis,
+    CoreV1,
+    Group(&'a str),
+    GroupVersion(&'a str, &'a str),
 }
 
 fn not_found() -> ApiError {
     ApiError::page_not_found()
 }
 
-fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<Path, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+/// The discovery document `d`, aggregated when the client asks for it.
+fn discovery_response(d: Discovery<'_>, headers: &HeaderMap, server_address: &str) -> Result<Response, ApiError> {
     let accept: String = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let aggregated = |core: bool| -> Option<Response> {
         let v2 = accept.find("v=v2;as=APIGroupDiscoveryList").or_else(|| accept.find("v=v2;g=apidiscovery"));
@@ -102,24 +111,24 @@ fn parse_path(path: &str, headers: &HeaderMap, server_address: &str) -> Result<P
         r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
         Some(r)
     };
+    Ok(match d {
+        Discovery::Api => aggregated(true).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_versions(server_address))),
+        Discovery::Apis => aggregated(false).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_group_list())),
+        Discovery::CoreV1 => json_response(StatusCode::OK, &discovery::api_resource_list("", "v1").ok_or_else(not_found)?),
+        Discovery::Group(g) => json_response(StatusCode::OK, &discovery::api_group(g).ok_or_else(not_found)?),
+        Discovery::GroupVersion(g, v) => json_response(StatusCode::OK, &discovery::api_resource_list(g, v).ok_or_else(not_found)?),
+    })
+}
+
+/// Parses a path: a discovery document or a served resource (pure).
+fn parse_path(path: &str) -> Result<Path<'_>, ApiError> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        ["api"] => {
-            return Ok(Path::Discovery(
-                aggregated(true).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_versions(server_address))),
-            ));
-        }
-        ["apis"] => {
-            return Ok(Path::Discovery(
-                aggregated(false).unwrap_or_else(|| json_response(StatusCode::OK, &discovery::api_group_list())),
-            ));
-        }
-        ["api", "v1"] => {
-            return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_resource_list("", "v1").ok_or_else(not_found)?)));
-        }
-        ["apis", g] => return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_group(g).ok_or_else(not_found)?))),
-        ["apis", g, v] => {
-            return Ok(Path::Discovery(json_response(StatusCode::OK, &discovery::api_resource_list(g, v).ok_or_else(not_found)?)));
-        }
+        ["api"] => return Ok(Path::Discovery(Discovery::Api)),
+        ["apis"] => return Ok(Path::Discovery(Discovery::Apis)),
+        ["api", "v1"] => return Ok(Path::Discovery(Discovery::CoreV1)),
+        ["apis", g] => return Ok(Path::Discovery(Discovery::Group(g))),
+        ["apis", g, v] => return Ok(Path::Discovery(Discovery::GroupVersion(g, v))),
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
@@ -195,15 +204,134 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             }
             other => ApiError::bad_request(format!("unable to decode protobuf body: {other}")),
         }),
-        "application/yaml" | "application/apply-patch+yaml" => {
-            serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
-        }
+        "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+            .and_then(check_decodable),
         "application/json" | "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json"
-        | "application/apply-patch+json" | "" | "*/*" => {
-            serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
-        }
+        | "application/apply-patch+json" | "" | "*/*" => serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+            .and_then(check_decodable),
         other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// The name Go's encoding/json gives a JSON value's type in its errors.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn unmarshal_error(v: &Value, field: &str, go: &str) -> ApiError {
+    ApiError::bad_request(format!("json: cannot unmarshal {} into Go struct field {field} of type {go}", go_type(v)))
+}
+
+/// What Go's decoder refuses in any Kubernetes body: a document that is not an object
+/// (null decodes to nothing), and TypeMeta and the ObjectMeta fields every kind shares
+/// of the wrong types. (Found by `write_fuzz.rs`: `"kind": 5` was stored as if absent, and
+/// an array PUT to a scale subresource scaled to 0.)
+fn check_decodable(v: Value) -> Result<Value, ApiError> {
+    let o = match &v {
+        Value::Null => return Ok(v),
+        Value::Object(o) => o,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal {} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}",
+                go_type(other)
+            )));
+        }
+    };
+    let string_or_null = |x: &Value| x.is_null() || x.is_string();
+    for k in ["apiVersion", "kind"] {
+        if let Some(x) = o.get(k).filter(|x| !string_or_null(x)) {
+            return Err(ApiError::bad_request(format!("couldn't get version/kind; json parse error: json: cannot unmarshal {} into Go struct field .{k} of type string", go_type(x))));
+        }
+    }
+    match o.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for k in ["name", "generateName", "namespace", "uid", "resourceVersion"] {
+                if let Some(x) = m.get(k).filter(|x| !string_or_null(x)) {
+                    return Err(unmarshal_error(x, &format!("ObjectMeta.metadata.{k}"), "string"));
+                }
+            }
+            for k in ["labels", "annotations"] {
+                match m.get(k) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Object(map)) => {
+                        if let Some(x) = map.values().find(|x| !string_or_null(x)) {
+                            return Err(unmarshal_error(x, &format!("ObjectMeta.metadata.{k}"), "string"));
+                        }
+                    }
+                    Some(x) => return Err(unmarshal_error(x, &format!("ObjectMeta.metadata.{k}"), "map[string]string")),
+                }
+            }
+        }
+        Some(x) => return Err(unmarshal_error(x, ".metadata", "v1.ObjectMeta")),
+    }
+    Ok(v)
+}
+
+/// DeleteOptions in a body, checked as Kubernetes decodes and validates them before any
+/// of it is used: a DELETE whose options cannot be read must not delete (its dryRun or
+/// preconditions may be the ones it could not read). Found by `write_fuzz.rs`.
+fn check_delete_options(v: &Value) -> Result<(), ApiError> {
+    let Some(o) = v.as_object() else { return Ok(()) };
+    let field = |k: &str| o.get(k).filter(|x| !x.is_null());
+    if let Some(x) = field("gracePeriodSeconds").filter(|x| !x.is_i64()) {
+        return Err(unmarshal_error(x, "DeleteOptions.gracePeriodSeconds", "int64"));
+    }
+    if let Some(x) = field("orphanDependents").filter(|x| !x.is_boolean()) {
+        return Err(unmarshal_error(x, "DeleteOptions.orphanDependents", "bool"));
+    }
+    match field("preconditions") {
+        None => {}
+        Some(Value::Object(p)) => {
+            for k in ["uid", "resourceVersion"] {
+                if let Some(x) = p.get(k).filter(|x| !x.is_null() && !x.is_string()) {
+                    return Err(unmarshal_error(x, &format!("DeleteOptions.preconditions.{k}"), "string"));
+                }
+            }
+        }
+        Some(x) => return Err(unmarshal_error(x, "DeleteOptions.preconditions", "v1.Preconditions")),
+    }
+    match field("propagationPolicy") {
+        None => {}
+        Some(Value::String(p)) if ["Orphan", "Background", "Foreground"].contains(&p.as_str()) => {}
+        Some(Value::String(p)) => {
+            return Err(ApiError::new(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        }
+        Some(x) => return Err(unmarshal_error(x, "DeleteOptions.propagationPolicy", "v1.DeletionPropagation")),
+    }
+    match field("dryRun") {
+        None => {}
+        Some(Value::Array(a)) => {
+            for x in a {
+                match x.as_str() {
+                    Some("All") => {}
+                    Some(other) => return Err(ApiError::bad_request(format!("Invalid dry run value: {other}"))),
+                    None => return Err(unmarshal_error(x, "DeleteOptions.dryRun", "string")),
+                }
+            }
+        }
+        Some(x) => return Err(unmarshal_error(x, "DeleteOptions.dryRun", "[]string")),
+    }
+    Ok(())
+}
+
+/// Decodes a DELETE's DeleteOptions body (if any) into `opts`.
+fn merge_delete_body(opts: &mut DeleteOptions, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    if !body.is_empty() {
+        let v = decode_body(headers, body)?;
+        check_delete_options(&v)?;
+        opts.merge_body(&v);
+    }
+    Ok(())
 }
 
 fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
@@ -236,6 +364,64 @@ fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, Api
     Ok(WriteOptions { dry_run, field_manager, field_validation })
 }
 
+const METRICS_PREFIX: &str = "/apis/metrics.k8s.io/v1beta1/";
+
+/// The attributes of a metrics.k8s.io request (`rest` after [`METRICS_PREFIX`]).
+fn metrics_attributes(rest: &str) -> Option<Attributes> {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let (namespace, resource, name) = match segs.as_slice() {
+        ["namespaces", ns, r, more @ ..] => (*ns, *r, more.first().copied()),
+        [r, more @ ..] => ("", *r, more.first().copied()),
+        [] => return None,
+    };
+    let verb = if name.is_some() { "get" } else { "list" };
+    Some(Attributes::resource(verb, "metrics.k8s.io", resource, "", namespace, name.unwrap_or_default()))
+}
+
+/// The attributes of a request for a served resource.
+fn resource_attributes(method: &Method, target: &Target, query: &Query) -> Attributes {
+    let verb = verb_for(method, target, query);
+    let mut name = target.name.clone().unwrap_or_default();
+    if name.is_empty() && matches!(verb, "list" | "watch") {
+        // A list or watch of one object by name is authorized as that name (RequestInfo).
+        if let Some(n) = q(query, "fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(',')) {
+            name = n.to_string();
+        }
+    }
+    Attributes::resource(verb, target.info.group, target.info.plural, target.subresource.as_deref().unwrap_or_default(), target.namespace.as_deref().unwrap_or_default(), &name)
+}
+
+/// What a request is, as the authorizer and the audit log see it (Kubernetes'
+/// RequestInfo): the attributes [`route`] authorizes it with.
+pub(crate) struct RequestInfo {
+    pub attributes: Attributes,
+    /// The API version of a resource request (empty otherwise).
+    pub api_version: &'static str,
+    /// A watch, a log, exec, attach, portforward or proxy: its response outlives its
+    /// handler (Kubernetes' long-running request check).
+    pub long_running: bool,
+}
+
+/// The [`RequestInfo`] of a request (pure: no store, no authorizer).
+pub(crate) fn request_info(method: &Method, path: &str, query: Option<&str>) -> RequestInfo {
+    let non_resource = || RequestInfo { attributes: Attributes::non_resource(&non_resource_verb(method), path), api_version: "", long_running: false };
+    if let Some(rest) = path.strip_prefix(METRICS_PREFIX) {
+        return metrics_attributes(rest).map_or_else(non_resource, |attributes| RequestInfo { attributes, api_version: "v1beta1", long_running: false });
+    }
+    if path.starts_with("/openapi/") {
+        return non_resource();
+    }
+    match parse_path(path) {
+        Ok(Path::Resource(t)) => {
+            let query: Query = query.map(|s| form_urlencoded::parse(s.as_bytes()).into_owned().collect()).unwrap_or_default();
+            let attributes = resource_attributes(method, &t, &query);
+            let long_running = attributes.verb == "watch" || matches!(attributes.subresource.as_str(), "log" | "exec" | "attach" | "portforward" | "proxy");
+            RequestInfo { attributes, api_version: t.info.version, long_running }
+        }
+        _ => non_resource(),
+    }
+}
+
 async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let query: Query = parts.uri.query().map(|s| form_urlencoded::parse(s.as_bytes()).into_owned().collect()).unwrap_or_default();
@@ -250,35 +436,20 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         non_resource(&user)?;
         return Ok(openapi_v2_route(&parts.headers));
     }
-    if let Some(rest) = path.strip_prefix("/apis/metrics.k8s.io/v1beta1/") {
-        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        let (namespace, resource, name) = match segs.as_slice() {
-            ["namespaces", ns, r, more @ ..] => (ns.to_string(), r.to_string(), more.first().map(|s| s.to_string())),
-            [r, more @ ..] => (String::new(), r.to_string(), more.first().map(|s| s.to_string())),
-            [] => return Err(not_found()),
-        };
-        let verb = if name.is_some() { "get" } else { "list" };
-        let attrs = Attributes::resource(verb, "metrics.k8s.io", &resource, "", &namespace, name.as_deref().unwrap_or_default());
+    if let Some(rest) = path.strip_prefix(METRICS_PREFIX) {
+        let attrs = metrics_attributes(rest).ok_or_else(not_found)?;
         auth::check(app.authz.as_ref(), &user, &attrs)?;
+        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         return super::metrics_api::serve(&app, &parts.method, &segs, &query).await;
     }
-    let target = match parse_path(&path, &parts.headers, &app.server_address)? {
-        Path::Discovery(r) => {
+    let target = match parse_path(&path)? {
+        Path::Discovery(d) => {
             non_resource(&user)?;
-            return Ok(r);
+            return discovery_response(d, &parts.headers, &app.server_address);
         }
         Path::Resource(t) => t,
     };
-    let verb = verb_for(&parts.method, &target, &query);
-    let mut name = target.name.clone().unwrap_or_default();
-    if name.is_empty() && matches!(verb, "list" | "watch") {
-        // A list or watch of one object by name is authorized as that name (RequestInfo).
-        if let Some(n) = q(&query, "fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(',')) {
-            name = n.to_string();
-        }
-    }
-    let attrs = Attributes::resource(verb, target.info.group, target.info.plural, target.subresource.as_deref().unwrap_or_default(), target.namespace.as_deref().unwrap_or_default(), &name);
-    auth::check(app.authz.as_ref(), &user, &attrs)?;
+    auth::check(app.authz.as_ref(), &user, &resource_attributes(&parts.method, &target, &query))?;
     let headers = parts.headers;
     let method = parts.method;
     let ns = target.namespace.as_deref();
@@ -324,12 +495,9 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             Method::PATCH => patch(&app, &user, info, ns, name, Part::Main, &query, &headers, body).await,
             Method::DELETE => {
                 let mut opts = delete_options(&query)?;
-                let body = read_body(body).await?;
-                if !body.is_empty() {
-                    // DeleteOptions that cannot be read must not be ignored: they may carry
-                    // dryRun or preconditions.
-                    opts.merge_body(&decode_body(&headers, &body)?);
-                }
+                // DeleteOptions that cannot be read must not be ignored: they may carry
+                // dryRun or preconditions.
+                merge_delete_body(&mut opts, &headers, &read_body(body).await?)?;
                 let obj = app.api.delete(info, ns, name, &opts).await?;
                 let code = if obj["metadata"]["deletionTimestamp"].is_null() || app.api.store.get(&service::key(info, ns, name)).is_none() {
                     StatusCode::OK
@@ -645,10 +813,7 @@ fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::
 async fn delete_collection(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let filter = Filter::parse(info, query)?;
     let mut opts = delete_options(query)?;
-    let body = read_body(body).await?;
-    if !body.is_empty() {
-        opts.merge_body(&decode_body(headers, &body)?);
-    }
+    merge_delete_body(&mut opts, headers, &read_body(body).await?)?;
     let (items, _, _) = app.api.store.list(&service::prefix(info, ns), None, None, &|s| filter.matches(&s.value));
     let mut deleted = Vec::new();
     for item in items {
@@ -778,6 +943,12 @@ async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
         }
         _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     };
+    if !new_scale.is_object() {
+        // A patch that replaced the whole Scale (found by `write_fuzz.rs`: it scaled to 0).
+        return Err(ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal {} into Go value of type autoscaling.Scale", go_type(&new_scale))));
+    }
+    // The patched Scale decodes as a body would.
+    let new_scale = check_decodable(new_scale)?;
     // Go clients omit `replicas: 0`: a missing value is zero.
     let replicas = match &new_scale["spec"]["replicas"] {
         Value::Null => 0,

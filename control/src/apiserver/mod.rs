@@ -1,13 +1,16 @@
 //! The kubectl-compatible API server (axum over rustls): routing, authentication,
 //! discovery, OpenAPI, object operations, watch.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
+mod body_limit;
 pub(crate) mod certificates;
 mod console;
 mod defaults;
 mod discovery;
 pub(crate) mod error;
 pub(crate) mod eviction;
+pub(crate) mod flow_control;
 mod http;
 pub(crate) mod ingress_class;
 pub(crate) mod kubernetes_service;
@@ -35,6 +38,8 @@ mod table;
 pub mod tls;
 pub(crate) mod tokens;
 mod typed;
+#[cfg(test)]
+mod write_fuzz;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +161,7 @@ async fn count_request(req: axum::extract::Request, next: axum::middleware::Next
 pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, shutdown: Shutdown) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -183,6 +188,7 @@ pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls
                 if let Some(c) = &cert {
                     req.extensions_mut().insert(c.clone());
                 }
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 req
             }).service(router));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -205,10 +211,26 @@ pub(crate) fn test_app(api: Api, admin_token: String, server_address: String, sh
     app(api, admin_token, signer, ca, server_address, shutdown)
 }
 
-/// The API router with authentication in front, as `lib.rs` serves it.
+/// The layers every request on the API port passes, outermost first: authentication, the
+/// audit log (with one), the body limit, per-user limits; then `inner` (the routers, and
+/// what must run after the limits: a follower's forwarding of writes).
+pub(crate) fn with_request_layers(inner: Router, app: Arc<App>, auditor: Option<Arc<audit::Auditor>>, limits: &flow_control::FlowControlConfig) -> Router {
+    use axum::middleware::{from_fn, from_fn_with_state};
+    let mut r = inner;
+    if !limits.is_unlimited() {
+        r = r.layer(from_fn_with_state(flow_control::FlowControl::new(limits.clone()), flow_control::limit));
+    }
+    r = r.layer(from_fn(body_limit::read_whole));
+    if let Some(a) = auditor {
+        r = r.layer(from_fn_with_state(a, audit::audit));
+    }
+    r.layer(from_fn_with_state(app, auth::authenticate))
+}
+
+/// The API router with its request layers, as `lib.rs` serves it (no audit log).
 #[cfg(test)]
 pub(crate) fn test_router(app: Arc<App>) -> Router {
-    router(app.clone()).layer(axum::middleware::from_fn_with_state(app, auth::authenticate))
+    with_request_layers(router(app.clone()), app, None, &flow_control::FlowControlConfig::default())
 }
 
 /// The registry's authorization: repository `team/app` is the `images` resource named
@@ -247,7 +269,7 @@ pub(crate) fn app(api: Api, admin_token: String, signer: Arc<tokens::Signer>, ca
     Arc::new(App {
         authn: auth::Authenticator::new(admin_token, signer, api.store.clone()),
         api,
-        authz: Arc::new(node_authorizer::Chain(vec![nodes, rbac.clone()])),
+        authz: Arc::new(audit::Recorded(Arc::new(node_authorizer::Chain(vec![nodes, rbac.clone()])))),
         rbac,
         ca: Arc::new(ca),
         server_address,

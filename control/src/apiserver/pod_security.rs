@@ -926,9 +926,8 @@ impl super::service::Api {
             return Ok(Vec::new());
         }
         let d = evaluate_policy(&policy, &errors, meta, spec, is_pod);
-        if !d.audit.is_empty() {
-            // For the audit event of this request (the audit log keeps them once it lands).
-            tracing::debug!(annotations = ?d.audit, kind, name, "pod security audit annotations");
+        for (k, v) in d.audit {
+            super::audit::annotate(k, v);
         }
         match d.forbidden {
             Some(why) => Err(super::error::ApiError::forbidden(format!("{} \"{name}\" is forbidden: {why}", info.qualified_plural()))),
