@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::apiserver::error::ApiError;
+use crate::apiserver::tls::write_private;
 use crate::store::{Op, Precondition, Role, Store, StoreError, Transport};
 
 /// Store keys of the members' records.
@@ -144,20 +145,6 @@ pub(crate) struct Prepared {
     pub new_token: Option<String>,
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
 
 /// The member's identity: read from `D/member.json`, or made at first start (the
 /// founder: CA, join token), or obtained by joining (`join`).

@@ -81,7 +81,16 @@ type Fingerprint = [(usize, u64); 2];
 struct Graph {
     fingerprint: Option<Fingerprint>,
     nodes: HashMap<String, Refs>,
+    /// When it was built (None: a fixed graph of tests).
+    built: Option<std::time::Instant>,
 }
+
+/// How old a graph may be and still allow without a look at the store: a pod status write
+/// moves the store's revision, and rebuilding the graph (every pod) on each node read that
+/// follows one would cost O(pods) per read during a burst of pod starts. A relationship
+/// gone within this window may still allow a read, as Kubernetes' graph (fed by informers)
+/// lags too; a denial is always decided on a current graph.
+const TRUSTED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
@@ -185,7 +194,7 @@ impl Graph {
         for refs in nodes.values_mut() {
             refs.volumes = refs.claims.iter().filter_map(|c| bound.get(c)).map(|pv| pv.to_string()).collect();
         }
-        Graph { fingerprint, nodes }
+        Graph { fingerprint, nodes, built: fingerprint.map(|_| std::time::Instant::now()) }
     }
 
     fn refs(&self, node: &str) -> Option<&Refs> {
@@ -310,17 +319,20 @@ impl NodeAuthorizer {
             return pass("No Object name found");
         }
         let key = if matches!(kind, Kind::Volume) { a.name.clone() } else { format!("{}/{}", a.namespace, a.name) };
-        let graph = self.graph();
-        let found = graph.refs(node).is_some_and(|r| {
-            let set = match kind {
-                Kind::Secret => &r.secrets,
-                Kind::ConfigMap => &r.configmaps,
-                Kind::Claim => &r.claims,
-                Kind::Volume => &r.volumes,
-                Kind::Account => &r.accounts,
-            };
-            set.contains(&key)
-        });
+        let lookup = |graph: &Graph| {
+            graph.refs(node).is_some_and(|r| {
+                let set = match kind {
+                    Kind::Secret => &r.secrets,
+                    Kind::ConfigMap => &r.configmaps,
+                    Kind::Claim => &r.claims,
+                    Kind::Volume => &r.volumes,
+                    Kind::Account => &r.accounts,
+                };
+                set.contains(&key)
+            })
+        };
+        let recent = self.graph.read().expect("node graph lock").clone();
+        let found = (recent.built.is_some_and(|b| b.elapsed() < TRUSTED_FOR) && lookup(&recent)) || lookup(&self.graph());
         if found { Verdict::Allow } else { pass(format!("no relationship found between node '{node}' and this object")) }
     }
 
@@ -581,7 +593,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn decisions_follow_the_store_at_once() {
+    async fn decisions_follow_the_store() {
         use crate::apiserver::Api;
         use crate::apiserver::service::WriteOptions;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -600,6 +612,8 @@ mod tests {
         assert_ne!(authz.authorize(&n2, &get), Decision::Allow);
         assert_eq!(authz.authorize(&n1, &res("patch", "", "pods", "status", "team", "p")), Decision::Allow);
         api.delete(info("pods"), Some("team"), "p", &crate::apiserver::service::DeleteOptions { grace_period_seconds: Some(0), ..Default::default() }).await.expect("delete");
+        // A graph younger than TRUSTED_FOR may still allow; after it, the deletion counts.
+        tokio::time::sleep(TRUSTED_FOR + std::time::Duration::from_millis(50)).await;
         assert_ne!(authz.authorize(&n1, &get), Decision::Allow, "and its deletion");
         assert_ne!(authz.authorize(&n1, &res("patch", "", "pods", "status", "team", "p")), Decision::Allow);
     }

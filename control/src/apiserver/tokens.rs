@@ -20,6 +20,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 
+use crate::apiserver::tls::write_private;
+
 /// The issuer of bound tokens, also their default audience (kube-apiserver's
 /// `--service-account-issuer` default in kubeadm and k3s clusters).
 pub(crate) const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -86,20 +88,6 @@ impl Signer {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
 
 /// What a bound token is bound to, besides its ServiceAccount.
 #[derive(Clone, Debug, PartialEq)]
