@@ -172,6 +172,9 @@ pub(crate) fn apply(snap: &mut Snapshot, ops: Vec<Op>) -> Applied {
                 }),
             },
         };
+        if let Some((_, key, _)) = out.writes.last().filter(|w| w.0 == i && result.is_ok()) {
+            snap.touch(key);
+        }
         out.results.push(result);
     }
     out
@@ -183,7 +186,7 @@ mod tests {
     use serde_json::json;
 
     fn snap() -> Snapshot {
-        Snapshot { objects: Default::default(), revision: 0 }
+        Snapshot::new(Default::default(), 0)
     }
 
     fn obj(name: &str) -> Value {
@@ -203,6 +206,22 @@ mod tests {
         assert_eq!(a.results[2].as_ref().unwrap().rv, 2);
         assert_eq!(s.revision, 2);
         assert_eq!(s.objects["k/b"].value["metadata"]["resourceVersion"], "2");
+    }
+
+    #[test]
+    fn each_resource_remembers_the_revision_of_its_last_write() {
+        let mut s = snap();
+        apply(&mut s, vec![
+            Op::Create { key: "rbac.authorization.k8s.io/roles/ns/a".into(), object: obj("a") },
+            Op::Create { key: "core/pods/ns/p".into(), object: obj("p") },
+            Op::Create { key: "core/pods/ns/p".into(), object: obj("p") },
+        ]);
+        assert_eq!(s.changed.get("rbac.authorization.k8s.io/roles/"), Some(&1));
+        assert_eq!(s.changed.get("core/pods/"), Some(&2), "a failed op is not a write");
+        apply(&mut s, vec![Op::Delete { key: "rbac.authorization.k8s.io/roles/ns/a".into(), precondition: Precondition::default() }]);
+        assert_eq!(s.changed.get("rbac.authorization.k8s.io/roles/"), Some(&3), "a delete is a write");
+        assert_eq!(crate::store::resource_prefix("rbac.authorization.k8s.io/clusterroles/admin"), "rbac.authorization.k8s.io/clusterroles/");
+        assert_eq!(crate::store::resource_prefix("join-secret"), "join-secret");
     }
 
     #[test]

@@ -79,6 +79,39 @@ pub(crate) struct Shared {
 pub(crate) struct Snapshot {
     pub objects: Objects,
     pub revision: u64,
+    /// The revision of the last write under each resource's key prefix
+    /// (`group/plural/`, see [`resource_prefix`]), so a cache of one kind (RBAC's index) can
+    /// tell in O(1) whether its objects changed.
+    pub changed: std::collections::HashMap<Box<str>, u64>,
+    /// The revision at which the objects were last replaced whole (open, snapshot install):
+    /// every prefix counts as changed then.
+    pub reset: u64,
+}
+
+impl Snapshot {
+    pub(crate) fn new(objects: Objects, revision: u64) -> Snapshot {
+        Snapshot { objects, revision, changed: Default::default(), reset: revision }
+    }
+
+    /// Records a write to `key` at the current revision.
+    pub(crate) fn touch(&mut self, key: &str) {
+        let prefix = resource_prefix(key);
+        match self.changed.get_mut(prefix) {
+            Some(rv) => *rv = self.revision,
+            None => {
+                self.changed.insert(prefix.into(), self.revision);
+            }
+        }
+    }
+}
+
+/// The resource part of a store key: `group/plural/` of `group/plural/[ns/]name` (the
+/// whole key when it has fewer parts).
+pub(crate) fn resource_prefix(key: &str) -> &str {
+    match key.match_indices('/').nth(1) {
+        Some((i, _)) => &key[..=i],
+        None => key,
+    }
 }
 
 /// Handle to the running store; cheap to clone.
@@ -112,7 +145,7 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(Arc::new(e)))?;
         let (objects, revision, persisted) = raft::load(dir, &config, &member.bootstrap)?;
         let shared = Arc::new(Shared {
-            objects: RwLock::new(Snapshot { objects, revision }),
+            objects: RwLock::new(Snapshot::new(objects, revision)),
             watch: watch::WatchCache::new(config.watch_history, config.watch_history_age, revision),
         });
         let proposer = raft::start(persisted, shared.clone(), config, member)?;
@@ -251,6 +284,13 @@ impl Store {
     /// Oldest revision a watch (or a continued list) may start from.
     pub(crate) fn watch_compacted(&self) -> u64 {
         self.shared.watch.compacted()
+    }
+
+    /// The revision of the last write of an object under `prefix`, a resource's key prefix
+    /// (`group/plural/`); at least the revision the store was opened or last replaced at.
+    pub(crate) fn changed_at(&self, prefix: &str) -> u64 {
+        let snap = self.shared.objects.read().expect("store lock");
+        snap.changed.get(prefix).copied().unwrap_or(0).max(snap.reset)
     }
 
     /// The current revision.

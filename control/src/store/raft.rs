@@ -1023,6 +1023,8 @@ impl Driver {
             let mut snap = self.shared.objects.write().expect("store lock");
             snap.objects = objects;
             snap.revision = data.revision;
+            snap.changed.clear();
+            snap.reset = data.revision;
         }
         // Watchers of this member relist: the events between its old state and the
         // snapshot are not known here.

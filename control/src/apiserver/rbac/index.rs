@@ -16,9 +16,10 @@ use super::rule::{PolicyRule, Request};
 
 pub(crate) const GROUP: &str = "rbac.authorization.k8s.io";
 
-/// Per collection (roles, rolebindings, clusterroles, clusterrolebindings): how many
-/// objects and their highest resourceVersion. Revisions only grow, so any write changes
-/// the highest one and a delete changes the count: equal fingerprints, equal contents.
+/// Per collection (roles, rolebindings, clusterroles, clusterrolebindings): a count (0 when
+/// built from the store, which does not need it) and the revision of the collection's last
+/// write (`Store::changed_at`; a delete is a write). Revisions only grow, so equal
+/// fingerprints mean equal contents.
 pub(crate) type Fingerprint = [(usize, u64); 4];
 
 /// A role reference that does not resolve, reported as Kubernetes' authorizer reports it.
