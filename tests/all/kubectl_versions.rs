@@ -92,9 +92,11 @@ fn basic_verbs(c: &Cluster, version: &str) {
     let color = k.run(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.metadata.annotations.color}"]);
     assert_eq!(color.ok(), "blue", "{}", v("undo restored the template"));
 
-    // a command pod: wait, logs -f (returns when the container exits), exec
+    // a command pod: wait, logs -f (returns when the container exits), exec. It lives 8 s:
+    // seven kubectl versions run this at once, and under a loaded CI the three execs took
+    // longer than the 3 s it used to live (the last found its container gone).
     let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: cmd}}\nspec:\n  terminationGracePeriodSeconds: 1\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: \"{}\"\n    args: [\"--sleep-ms\", \"3000\"]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: cmd}}\nspec:\n  terminationGracePeriodSeconds: 1\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: \"{}\"\n    args: [\"--sleep-ms\", \"8000\"]\n",
         guest("hello-cmd")
     );
     k.stdin(&["apply", "-f", "-"], &pod).ok();
