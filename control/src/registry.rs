@@ -24,7 +24,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use base64::Engine as _;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -180,34 +179,8 @@ impl Registry {
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(h) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-        let Some((scheme, cred)) = h.split_once(' ') else { return false };
-        let cred = cred.trim();
-        let presented = if scheme.eq_ignore_ascii_case("bearer") {
-            cred.to_string()
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(cred) else { return false };
-            let Ok(text) = String::from_utf8(raw) else { return false };
-            match text.split_once(':') {
-                Some((_, pass)) => pass.to_string(),
-                None => return false,
-            }
-        } else {
-            return false;
-        };
-        constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+        crate::apiserver::auth::presented_token(headers).is_some_and(|t| crate::apiserver::auth::constant_time_eq(t.as_bytes(), self.token.as_bytes()))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if b.is_empty() {
-        return false;
-    }
-    let mut diff = u8::from(a.len() != b.len());
-    for (x, y) in a.iter().zip(b.iter().cycle()) {
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 /// The routes under `/v2`, ready to merge into the API server's router.
@@ -789,6 +762,7 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(hdr(&headers, "www-authenticate"), "Basic realm=\"flotilla\"");
         assert!(String::from_utf8_lossy(&body).contains("UNAUTHORIZED"));
+        use base64::Engine as _;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("anyone:{TOKEN}"));
         let r = axum::http::Request::builder().uri("/v2/").header("authorization", format!("Basic {basic}")).body(Body::empty()).expect("request");
         let (status, _, body) = send(&app, r).await;

@@ -173,7 +173,9 @@ pub(crate) struct Authenticator {
 /// Most tokens whose verified claims are kept (the cache is emptied when full).
 const VERIFIED_CACHE: usize = 4096;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares a presented secret with the expected one in time independent of where they
+/// differ; an empty expected secret matches nothing.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for (x, y) in a.iter().zip(b.iter().cycle()) {
         diff |= x ^ y;

@@ -21,6 +21,7 @@
 //! evaluate as that version. A pod update is evaluated only when it is significant
 //! (containers added or removed, an image changed), as Kubernetes does.
 
+use flotilla_api::selector::go_quote;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -208,11 +209,6 @@ fn join_quote<S: AsRef<str>>(items: &[S]) -> String {
 
 fn plural(singular: &'static str, plural: &'static str, n: usize) -> &'static str {
     if n == 1 { singular } else { plural }
-}
-
-/// `"a"` of Go's %q for the values these messages quote.
-fn go_quote(s: &str) -> String {
-    format!("{s:?}")
 }
 
 fn str_of(v: &Value) -> &str {

@@ -202,6 +202,13 @@ pub struct Api {
 }
 
 /// Storage key of an object.
+/// Five characters of Kubernetes' suffix alphabet (no vowels, so no words; no look-alikes),
+/// as generateName and generated volume names use.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes().iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}
+
 pub(crate) fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
     match (info.namespaced, ns) {
         (true, Some(ns)) => format!("{}/{}/{}", info.store_prefix(), ns, name),
@@ -433,10 +440,7 @@ impl Api {
         if name_of(&body).is_empty()
             && let Some(g) = meta(&body)["generateName"].as_str().filter(|g| !g.is_empty())
         {
-            // Kubernetes' suffix alphabet: no vowels (no words), no look-alikes.
-            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-            let suffix: String = uuid::Uuid::new_v4().as_bytes().iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
-            let name = format!("{g}{suffix}");
+            let name = format!("{g}{}", random_suffix());
             meta_mut(&mut body).insert("name".into(), json!(name));
         }
         self.prepare_create(info, &mut body, &opts.field_manager);
@@ -473,12 +477,8 @@ impl Api {
         }
         let sa_info = super::resources::find("", "v1", "serviceaccounts").expect("served");
         let ns = meta(pod)["namespace"].as_str().unwrap_or("default").to_string();
-        let spec = &pod["spec"];
-        let sa = spec["serviceAccountName"].as_str().filter(|s| !s.is_empty()).or_else(|| spec["serviceAccount"].as_str().filter(|s| !s.is_empty())).unwrap_or("default");
-        let account = self.store.get(&key(sa_info, Some(&ns), sa));
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let suffix: String = uuid::Uuid::new_v4().as_bytes().iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
-        super::service_accounts::admit_pod(pod, account.as_ref().map(|a| &a.value), &suffix)
+        let account = self.store.get(&key(sa_info, Some(&ns), super::service_accounts::account_name(&pod["spec"])));
+        super::service_accounts::admit_pod(pod, account.as_ref().map(|a| &a.value), &random_suffix())
             .map_err(|why| ApiError::forbidden(format!("pods \"{}\" is forbidden: {why}", name_of(pod))))
     }
 

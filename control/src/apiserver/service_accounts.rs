@@ -20,9 +20,15 @@ const PROJECTED_EXPIRATION_SECONDS: i64 = 3607;
 
 /// Pure: the ServiceAccount step of a pod's admission. `account` is the ServiceAccount
 /// the pod names (None: not found); `suffix` makes the volume's name unique.
+/// The account a pod spec names: serviceAccountName, else the deprecated serviceAccount,
+/// else `default`.
+pub(crate) fn account_name(spec: &Value) -> &str {
+    spec["serviceAccountName"].as_str().filter(|s| !s.is_empty()).or_else(|| spec["serviceAccount"].as_str().filter(|s| !s.is_empty())).unwrap_or("default")
+}
+
 pub(crate) fn admit_pod(pod: &mut Value, account: Option<&Value>, suffix: &str) -> Result<(), String> {
+    let name = account_name(&pod["spec"]).to_string();
     let spec = &mut pod["spec"];
-    let name = spec["serviceAccountName"].as_str().filter(|s| !s.is_empty()).or_else(|| spec["serviceAccount"].as_str().filter(|s| !s.is_empty())).unwrap_or("default").to_string();
     spec["serviceAccountName"] = json!(name);
     spec["serviceAccount"] = json!(name);
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();

@@ -229,24 +229,8 @@ pub(crate) fn compact_string(rule: &PolicyRule) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-/// Go's `%q` of a string (strconv.Quote for the characters that occur in names).
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// Go's `%q` of a string (the one strconv.Quote the API crate keeps).
+pub(crate) use flotilla_api::selector::go_quote;
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.
 pub(crate) fn go_quote_list(v: &[String]) -> String {
